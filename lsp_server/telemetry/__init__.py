@@ -1,1 +1,1 @@
-"""telemetry package."""
+"""Usage records and (later) traces: what every provider attempt cost and why."""

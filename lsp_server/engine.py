@@ -1,0 +1,221 @@
+"""The pipeline behind every feature, independent of LSP: hover today.
+
+The engine takes plain values (a document snapshot and a position), gathers
+static facts with jedi, assembles context with the chunker under a token
+budget, asks the model through `LlmService`, and returns markdown with a
+footer that says who answered, what it cost and how long it took. It never
+raises to its caller for provider trouble: failures become a one-line notice
+under the static facts. `asyncio.CancelledError` always propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from lsp_server.context.assembler import ContextPack, assemble_hover
+from lsp_server.context.chunker import ChunkedModule, chunk_module
+from lsp_server.context.symbols import SymbolIndex, SymbolInfo
+from lsp_server.context.tokens import TokenCounter, counter_for_model
+from lsp_server.llm.service import LlmService
+from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
+from lsp_server.prompts import hover_messages
+from lsp_server.render import footer, offline_notice, static_markdown, unavailable_notice
+from lsp_server.settings import Settings
+from lsp_server.telemetry.usage import UsageLog
+
+logger = logging.getLogger(__name__)
+
+#: How long static analysis may take before a hover gives up on it.
+STATIC_DEADLINE = 5.0
+
+
+class AnswerSource(StrEnum):
+    """Where the AI part of an answer came from."""
+
+    PROVIDER = "provider"
+    CACHE = "cache"
+    FALLBACK = "fallback"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A snapshot of one file as the editor has it."""
+
+    path: Path | None
+    text: str
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoverAnswer:
+    """What a hover shows, and what produced it."""
+
+    markdown: str
+    source: AnswerSource
+    symbol: SymbolInfo
+    completion: Completion | None = None
+    pack: ContextPack | None = None
+
+
+ReadFile = Callable[[Path], str | None]
+
+
+def _read_disk(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+class Engine:
+    """Answers features for one workspace root."""
+
+    def __init__(
+        self, settings: Settings, root: Path | None, read_file: ReadFile | None = None
+    ) -> None:
+        self.root = root
+        self.read_file = read_file or _read_disk
+        self.symbols = SymbolIndex(root)
+        self._settings = settings
+        self.usage_log = UsageLog(settings.usage_log)
+        self.llm = LlmService(settings, self.usage_log)
+        self._counters: dict[str, TokenCounter] = {}
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+        return self._settings
+
+    async def update_settings(self, settings: Settings) -> None:
+        """Swap settings; provider clients are rebuilt, in-flight calls finish on the old ones."""
+        old = self.llm
+        self._settings = settings
+        self.usage_log = UsageLog(settings.usage_log)
+        self.llm = LlmService(settings, self.usage_log)
+        await old.aclose()
+
+    async def warm_up(self) -> None:
+        """Load the tokenizer for the configured model off the event loop."""
+        await self.counter(self._settings.model)
+
+    async def counter(self, model: str) -> TokenCounter:
+        """The token counter for `model`, loaded once."""
+        counter = self._counters.get(model)
+        if counter is None:
+            counter = await asyncio.to_thread(
+                counter_for_model, model, self._settings.cache_dir / "tiktoken"
+            )
+            self._counters[model] = counter
+        return counter
+
+    def display_path(self, path: Path | None) -> str:
+        """A workspace-relative path for labels and prompts."""
+        if path is None:
+            return "<unsaved>"
+        if self.root is not None:
+            try:
+                return path.resolve().relative_to(self.root.resolve()).as_posix()
+            except ValueError:
+                pass
+        return path.as_posix()
+
+    async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
+        """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
+        try:
+            symbol = await self.symbols.symbol_at(
+                doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
+            )
+        except TimeoutError:
+            logger.warning("static analysis timed out at %s:%d", doc.path, line + 1)
+            return None
+        if symbol is None:
+            return None
+        static = static_markdown(symbol, self.display_path)
+        settings = self._settings
+        if not settings.ai_hover:
+            return HoverAnswer(static, AnswerSource.OFFLINE, symbol)
+        if not self.llm.available:
+            return HoverAnswer(
+                static + "\n\n---\n" + offline_notice(), AnswerSource.OFFLINE, symbol
+            )
+        deadline = time.monotonic() + settings.hover_deadline
+        request_id = uuid.uuid4().hex[:16]
+        pack = await self._hover_pack(doc, line + 1, symbol, settings)
+        where = f"{self.display_path(doc.path)}:{line + 1}"
+        request = ChatRequest(
+            messages=hover_messages(symbol, pack, where),
+            feature="hover",
+            max_tokens=settings.hover_max_tokens,
+        )
+        try:
+            completion = await asyncio.wait_for(
+                self.llm.complete(request, deadline=deadline, request_id=request_id),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        except ProviderFailure as failure:
+            notice = unavailable_notice(settings.model, failure.kind.value, failure.message)
+            return HoverAnswer(
+                static + "\n\n---\n" + notice, AnswerSource.FALLBACK, symbol, pack=pack
+            )
+        except TimeoutError:
+            notice = unavailable_notice(
+                settings.model, "timeout", f"no answer within {settings.hover_deadline:g} s"
+            )
+            return HoverAnswer(
+                static + "\n\n---\n" + notice, AnswerSource.FALLBACK, symbol, pack=pack
+            )
+        body = completion.text.strip()
+        markdown = (
+            f"{static}\n\n---\n{body}\n\n"
+            f"{footer(completion, AnswerSource.PROVIDER.value, pack.tokens)}"
+        )
+        return HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack)
+
+    async def _hover_pack(
+        self, doc: Document, line: int, symbol: SymbolInfo, settings: Settings
+    ) -> ContextPack:
+        counter = await self.counter(settings.model)
+        path = self.display_path(doc.path)
+        module = await asyncio.to_thread(chunk_module, doc.text, path, cursor_line=line)
+        definition: tuple[ChunkedModule, int] | None = None
+        def_path = symbol.definition_path
+        if (
+            def_path is not None
+            and symbol.definition_line is not None
+            and symbol.in_workspace
+            and def_path.suffix == ".py"
+        ):
+            if doc.path is not None and def_path.resolve() == doc.path.resolve():
+                definition = (module, symbol.definition_line)
+            else:
+                text = await asyncio.to_thread(self.read_file, def_path)
+                if text is not None:
+                    def_module = await asyncio.to_thread(
+                        chunk_module,
+                        text,
+                        self.display_path(def_path),
+                        cursor_line=symbol.definition_line,
+                    )
+                    definition = (def_module, symbol.definition_line)
+        return await asyncio.to_thread(
+            assemble_hover,
+            module,
+            doc.text,
+            line,
+            definition,
+            counter,
+            settings.hover_context_tokens,
+        )
+
+    async def aclose(self) -> None:
+        """Release clients and threads."""
+        await self.llm.aclose()
+        self.symbols.close()

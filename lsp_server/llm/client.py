@@ -1,0 +1,220 @@
+"""One OpenAI-compatible provider endpoint: a single attempt, classified and logged.
+
+`ProviderClient.complete` makes exactly one HTTP attempt (the SDK's own
+retries are off; retrying is the job of one layer above) and either returns a
+`Completion` or raises a `ProviderFailure`. Every attempt, including a
+cancelled one, leaves one record in the usage log. `asyncio.CancelledError`
+propagates untouched so the HTTP request is closed and no tokens keep
+streaming; it is logged as `cancelled`, never as a provider failure.
+
+The same code path serves the primary provider, a cheaper model on it, and a
+local endpoint (Ollama, llama.cpp server, vLLM): they differ only in config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from lsp_server.llm.errors import classify
+from lsp_server.llm.pricing import cost_usd
+from lsp_server.llm.types import (
+    ChatRequest,
+    Completion,
+    ErrorKind,
+    ProviderFailure,
+    ToolCall,
+    Usage,
+)
+from lsp_server.settings import Secret
+from lsp_server.telemetry.usage import UsageLog, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+#: Key sent to endpoints that need none (local servers); never a real secret.
+NO_KEY = "no-key-required"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """Where a provider is and how long one attempt may take."""
+
+    name: str
+    base_url: str | None
+    api_key: Secret | None
+    timeout: float = 30.0
+    tier: str = "primary"
+
+
+def _usage(raw: Any) -> Usage:
+    if raw is None:
+        return Usage()
+    details = getattr(raw, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", 0) if details is not None else 0
+    return Usage(
+        prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+        cached_tokens=int(cached or 0),
+    )
+
+
+class ProviderClient:
+    """Calls one OpenAI-compatible endpoint through `openai.AsyncOpenAI`."""
+
+    def __init__(self, config: ProviderConfig, usage_log: UsageLog) -> None:
+        self.config = config
+        self._usage_log = usage_log
+        key = config.api_key.reveal() if config.api_key else NO_KEY
+        self._secrets = (key,) if config.api_key else ()
+        self._client = openai.AsyncOpenAI(
+            api_key=key,
+            base_url=config.base_url,
+            timeout=config.timeout,
+            max_retries=0,
+        )
+
+    @property
+    def name(self) -> str:
+        """The provider's configured name."""
+        return self.config.name
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._client.close()
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        model: str,
+        *,
+        request_id: str,
+        attempt_timeout: float | None = None,
+        attempt: int = 1,
+    ) -> Completion:
+        """One attempt; returns a Completion or raises ProviderFailure (or CancelledError)."""
+        started = time.perf_counter()
+        per_attempt = (
+            min(attempt_timeout, self.config.timeout) if attempt_timeout else self.config.timeout
+        )
+        outcome = "error"
+        failure: ProviderFailure | None = None
+        usage = Usage()
+        try:
+            text, tool_calls, finish, usage = await self._call(request, model, per_attempt)
+            outcome = "ok"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:  # classified below: every failure becomes a ProviderFailure
+            failure = classify(exc, provider=self.name, model=model, secrets=self._secrets)
+            logger.info(
+                "provider %s model %s attempt %d failed: %s",
+                self.name,
+                model,
+                attempt,
+                failure.message,
+            )
+            raise failure from None
+        finally:
+            latency_ms = (time.perf_counter() - started) * 1000
+            cost = cost_usd(
+                model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+            )
+            self._usage_log.write(
+                UsageRecord(
+                    request_id=request_id,
+                    feature=request.feature,
+                    provider=self.name,
+                    model=model,
+                    outcome=outcome,
+                    latency_ms=round(latency_ms, 1),
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    cost_usd=cost if self.config.tier != "local" else 0.0,
+                    error_class=failure.kind.value if failure else None,
+                    status=failure.status if failure else None,
+                    attempt=attempt,
+                    tier=self.config.tier,
+                )
+            )
+        return Completion(
+            text=text,
+            model=model,
+            provider=self.name,
+            usage=usage,
+            latency_ms=latency_ms,
+            cost_usd=cost if self.config.tier != "local" else 0.0,
+            request_id=request_id,
+            tool_calls=tool_calls,
+            finish_reason=finish,
+        )
+
+    async def _call(
+        self, request: ChatRequest, model: str, attempt_timeout: float
+    ) -> tuple[str, tuple[ToolCall, ...], str, Usage]:
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "timeout": attempt_timeout,
+        }
+        if request.tools:
+            kwargs["tools"] = request.tools
+        if request.stream:
+            return await self._call_streamed(kwargs)
+        response = await self._client.chat.completions.create(**kwargs)
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise ProviderFailure(ErrorKind.MALFORMED_RESPONSE, "response has no choices")
+        message = choices[0].message
+        calls = tuple(
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "")
+            for c in (message.tool_calls or ())
+            if getattr(c, "function", None) is not None
+        )
+        text = message.content or ""
+        if not text and not calls:
+            raise ProviderFailure(ErrorKind.MALFORMED_RESPONSE, "response has no content")
+        return text, calls, choices[0].finish_reason or "stop", _usage(response.usage)
+
+    async def _call_streamed(
+        self, kwargs: dict[str, Any]
+    ) -> tuple[str, tuple[ToolCall, ...], str, Usage]:
+        stream = await self._client.chat.completions.create(
+            stream=True, stream_options={"include_usage": True}, **kwargs
+        )
+        parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        finish = "stop"
+        usage = Usage()
+        async with stream:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = _usage(chunk.usage)
+                for choice in chunk.choices or ():
+                    delta = choice.delta
+                    if delta.content:
+                        parts.append(delta.content)
+                    for tc in delta.tool_calls or ():
+                        slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = tc.id or slot["id"]
+                        if tc.function is not None:
+                            slot["name"] += tc.function.name or ""
+                            slot["arguments"] += tc.function.arguments or ""
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        tool_calls = tuple(
+            ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
+            for _, c in sorted(calls.items())
+        )
+        text = "".join(parts)
+        if not text and not tool_calls:
+            raise ProviderFailure(ErrorKind.MALFORMED_RESPONSE, "stream ended without content")
+        return text, tool_calls, finish, usage

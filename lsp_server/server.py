@@ -1,0 +1,188 @@
+"""The language server: state on a LanguageServer subclass, thin handlers.
+
+Handlers translate LSP to plain values and call the engine (`engine.py`).
+Settings are built at `initialize` (environment ← initializationOptions),
+refined from `workspace/configuration` once initialized and on every
+`workspace/didChangeConfiguration`; invalid values are shown to the user as
+warnings and replaced by defaults. No handler lets an exception reach the
+editor as a stack trace; `asyncio.CancelledError` is left to pygls, which
+answers RequestCancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from lsp_server import __version__
+from lsp_server.engine import Engine
+from lsp_server.features import hover as hover_feature
+from lsp_server.protocol import LlmProtocol
+from lsp_server.settings import SECTION, Settings, SettingsProblem, build_settings
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class LlmLanguageServer(LanguageServer):
+    """Holds the settings and the engine for one editor session."""
+
+    def __init__(self) -> None:
+        super().__init__("llm-lsp", __version__, protocol_cls=LlmProtocol)
+        self.settings: Settings = Settings()
+        self.engine: Engine | None = None
+        self.init_options: dict[str, Any] = {}
+        self.root: Path | None = None
+        self.pending_problems: list[SettingsProblem] = []
+        self._background: set[asyncio.Task[None]] = set()
+
+    def uri_to_path(self, uri: str) -> Path | None:
+        """A filesystem path for a file:// URI, else None."""
+        path = to_fs_path(uri)
+        return Path(path) if path else None
+
+    def read_open_or_disk(self, path: Path) -> str | None:
+        """Unsaved editor buffers are the source of truth; disk otherwise."""
+        for doc in list(self.workspace.text_documents.values()):
+            if self.uri_to_path(doc.uri) == path:
+                return doc.source
+        try:
+            return path.read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            return None
+
+    def report_problems(self, problems: list[SettingsProblem]) -> None:
+        """Tell the user about each invalid setting."""
+        for problem in problems:
+            self.window_show_message(
+                types.ShowMessageParams(type=types.MessageType.Warning, message=problem.message())
+            )
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run background work, keeping a reference and logging its failure."""
+
+        async def runner() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("background task %s failed", name)
+
+        task = asyncio.ensure_future(runner())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def apply_settings(self, workspace_config: dict[str, Any] | None) -> None:
+        """Rebuild settings from all layers and hand them to the engine."""
+        settings, problems = build_settings(
+            init_options=self.init_options, workspace_config=workspace_config
+        )
+        self.report_problems(problems)
+        self.settings = settings
+        _set_log_level(settings.log_level)
+        if self.engine is None:
+            self.engine = Engine(settings, self.root, self.read_open_or_disk)
+        else:
+            await self.engine.update_settings(settings)
+
+
+def _set_log_level(level: str) -> None:
+    logging.getLogger("lsp_server").setLevel(level)
+
+
+def guarded(
+    fallback: R,
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Turn an unexpected exception into `fallback` plus an error log (never a traceback)."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception:
+                logger.exception("%s failed; answering %r", fn.__name__, fallback)
+                return fallback
+
+        return wrapper
+
+    return decorate
+
+
+def create_server() -> LlmLanguageServer:
+    """A server with every feature registered."""
+    server = LlmLanguageServer()
+
+    @server.feature(types.INITIALIZE)
+    def on_initialize(ls: LlmLanguageServer, params: types.InitializeParams) -> None:
+        options = params.initialization_options
+        ls.init_options = options if isinstance(options, dict) else {}
+        root_uri = params.root_uri
+        if params.workspace_folders:
+            root_uri = params.workspace_folders[0].uri
+        ls.root = ls.uri_to_path(root_uri) if root_uri else None
+        settings, problems = build_settings(init_options=ls.init_options)
+        ls.settings = settings
+        ls.engine = Engine(settings, ls.root, ls.read_open_or_disk)
+        ls.pending_problems = problems
+        _set_log_level(settings.log_level)
+        logger.info("initialized for root %s with %s", ls.root, settings.redacted())
+
+    @server.feature(types.INITIALIZED)
+    async def on_initialized(ls: LlmLanguageServer, params: types.InitializedParams) -> None:
+        ls.report_problems(ls.pending_problems)
+        ls.pending_problems = []
+        await _pull_configuration(ls)
+        if ls.engine is not None:
+            ls.spawn(ls.engine.warm_up(), "warm-up")
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def on_did_change_configuration(
+        ls: LlmLanguageServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        if not await _pull_configuration(ls):
+            pushed = params.settings if isinstance(params.settings, dict) else None
+            await ls.apply_settings(pushed)
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    @guarded(None)
+    async def on_hover(ls: LlmLanguageServer, params: types.HoverParams) -> types.Hover | None:
+        return await hover_feature.hover(ls, params)
+
+    @server.feature(types.SHUTDOWN)
+    async def on_shutdown(ls: LlmLanguageServer, params: None) -> None:
+        if ls.engine is not None:
+            await ls.engine.aclose()
+
+    return server
+
+
+async def _pull_configuration(ls: LlmLanguageServer) -> bool:
+    """Ask the client for the `llmLsp` section; False if it cannot answer."""
+    caps = ls.client_capabilities.workspace
+    if caps is None or not caps.configuration:
+        return False
+    try:
+        result = await asyncio.wait_for(
+            ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
+            ),
+            timeout=5.0,
+        )
+    except Exception as exc:  # the client's answer is optional: log it, use defaults
+        logger.warning("workspace/configuration failed: %s", exc)
+        return False
+    section = result[0] if result else None
+    await ls.apply_settings(section if isinstance(section, dict) else None)
+    return True
