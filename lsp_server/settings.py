@@ -13,9 +13,11 @@ settings object can be logged or put in an error message safely.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,48 @@ class SettingsProblem:
         )
 
 
+ROLES = ("primary", "cheap", "local")
+"""Provider roles, in fallback order."""
+
+TASK_KINDS = ("hover", "explain", "fix", "summary")
+COMPLEXITIES = ("low", "medium", "high")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSetting:
+    """One OpenAI-compatible endpoint of the provider chain (`llmLsp.providers` entry).
+
+    Settings name the environment variable holding the key (`api_key_env`); the key
+    itself is read from the environment when settings are built (`api_key`) and is
+    never accepted from a settings file. `models` empty means "ask `/v1/models`".
+    """
+
+    name: str
+    role: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    models: tuple[str, ...] = ()
+    timeout: float | None = None
+    max_context_tokens: int | None = None
+    api_key: Secret | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRule:
+    """`llmLsp.routingRules` entry: when a request matches, start the chain at `tier`.
+
+    Empty `kinds`/`complexity` match anything; token bounds are inclusive.
+    """
+
+    tier: str
+    kinds: tuple[str, ...] = ()
+    complexity: tuple[str, ...] = ()
+    min_context_tokens: int | None = None
+    max_context_tokens: int | None = None
+    model: str | None = None
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server and the CLI can be configured with."""
@@ -97,6 +141,16 @@ class Settings:
         default_factory=lambda: _user_dir("XDG_STATE_HOME", ".local/state", {}) / "usage.jsonl"
     )
     log_level: str = "INFO"
+    providers: tuple[ProviderSetting, ...] | None = None
+    routing_rules: tuple[RoutingRule, ...] = ()
+    local_context_tokens: int | None = None
+    retry_max_attempts: int = 3
+    retry_initial_backoff: float = 0.5
+    retry_max_backoff: float = 8.0
+    breaker_failure_threshold: int = 5
+    breaker_cooldown: float = 30.0
+    breaker_quota_cooldown: float = 600.0
+    fallback_reserve: float = 0.4
 
     @property
     def ai_enabled(self) -> bool:
@@ -110,6 +164,44 @@ class Settings:
             value = getattr(self, f.name)
             out[f.name] = ("set" if value else "unset") if f.name == "api_key" else str(value)
         return out
+
+    def provider_chain(self) -> tuple[ProviderSetting, ...]:
+        """The configured providers, or the defaults derived from the environment.
+
+        Defaults: the primary model (`LLM_MODEL`) and the cheap model (`LLM_CHEAP_MODEL`)
+        on the OpenAI-compatible endpoint `OPENAI_BASE_URL` (OpenAI when unset) with
+        `OPENAI_API_KEY`, plus a local endpoint when `LLM_LOCAL_BASE_URL` is set.
+        """
+        if self.providers is not None:
+            return self.providers
+        chain: list[ProviderSetting] = []
+        if self.api_key:
+            openai = self.base_url is None
+            tiers = [("openai" if openai else "primary", "primary", self.model)]
+            if self.cheap_model != self.model:
+                tiers.append(("openai-cheap" if openai else "cheap", "cheap", self.cheap_model))
+            chain.extend(
+                ProviderSetting(
+                    name,
+                    role,
+                    base_url=self.base_url,
+                    api_key_env="OPENAI_API_KEY",
+                    models=(model,),
+                    api_key=self.api_key,
+                )
+                for name, role, model in tiers
+            )
+        if self.local_base_url:
+            chain.append(
+                ProviderSetting(
+                    "local",
+                    "local",
+                    base_url=self.local_base_url,
+                    models=(self.local_model,) if self.local_model else (),
+                    max_context_tokens=self.local_context_tokens,
+                )
+            )
+        return tuple(chain)
 
 
 Parser = Callable[[Any], Any]
@@ -185,6 +277,145 @@ def _log_level(value: Any) -> str:
     return text
 
 
+def _opt_positive_int(value: Any) -> int | None:
+    return None if value is None or value == "" else _positive_int(value)
+
+
+def _backoff(value: Any) -> float:
+    return 0.0 if value in (0, "0") else _positive_float(value)
+
+
+def _fraction(value: Any) -> float:
+    number = _backoff(value)
+    if number >= 1.0:
+        raise ValueError("expected a fraction from 0 up to (not including) 1")
+    return number
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _json_list(value: Any, what: str) -> list[Mapping[str, Any]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"expected a JSON list of {what} objects") from None
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ValueError(f"expected a list of {what} objects")
+    return value
+
+
+def _names(value: Any, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise ValueError(f"{what}: expected a string or a list of strings")
+    if allowed and any(i not in allowed for i in items):
+        raise ValueError(f"{what}: expected some of {', '.join(allowed)}")
+    return tuple(items)
+
+
+def _check_keys(entry: Mapping[str, Any], known: set[str], what: str) -> None:
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ValueError(f"{what}: unknown field(s) {', '.join(unknown)}")
+
+
+_PROVIDER_KEYS = {"name", "role", "baseUrl", "apiKeyEnv", "models", "timeout", "maxContextTokens"}
+
+
+def _providers(value: Any) -> tuple[ProviderSetting, ...] | None:
+    if value is None or value == "":
+        return None
+    out: list[ProviderSetting] = []
+    for i, entry in enumerate(_json_list(value, "provider")):
+        what = f"provider {i + 1}"
+        if any(k.lower() in ("apikey", "key", "api_key") for k in entry):
+            raise ValueError(
+                f"{what}: keys are never read from settings; put the key in an environment "
+                "variable and name it in apiKeyEnv"
+            )
+        _check_keys(entry, _PROVIDER_KEYS, what)
+        try:
+            name = _str(entry.get("name"))
+            role = _str(entry.get("role"))
+            if role not in ROLES:
+                raise ValueError(f"role must be one of {', '.join(ROLES)}")
+            base_url = _url(entry.get("baseUrl"))
+            key_env = _opt_str(entry.get("apiKeyEnv"))
+            if key_env is not None and not _ENV_NAME.fullmatch(key_env):
+                raise ValueError("apiKeyEnv must be an environment variable name")
+            models = _names(entry.get("models", []), (), "models")
+            if role != "local" and not models:
+                raise ValueError("models must list at least one model (optional for local)")
+            if role == "local" and base_url is None:
+                raise ValueError("a local provider needs baseUrl")
+            timeout = entry.get("timeout")
+            out.append(
+                ProviderSetting(
+                    name=name,
+                    role=role,
+                    base_url=base_url,
+                    api_key_env=key_env,
+                    models=models,
+                    timeout=None if timeout is None else _positive_float(timeout),
+                    max_context_tokens=_opt_positive_int(entry.get("maxContextTokens")),
+                )
+            )
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+    if len({p.name for p in out}) != len(out):
+        raise ValueError("provider names must be unique")
+    return tuple(out)
+
+
+_RULE_KEYS = {"tier", "kind", "complexity", "minContextTokens", "maxContextTokens", "model"}
+
+
+def _routing_rules(value: Any) -> tuple[RoutingRule, ...]:
+    if value is None or value == "":
+        return ()
+    out: list[RoutingRule] = []
+    for i, entry in enumerate(_json_list(value, "rule")):
+        what = f"rule {i + 1}"
+        _check_keys(entry, _RULE_KEYS | {"reason"}, what)
+        try:
+            tier = _str(entry.get("tier"))
+            if tier not in ROLES:
+                raise ValueError(f"tier must be one of {', '.join(ROLES)}")
+            out.append(
+                RoutingRule(
+                    tier=tier,
+                    kinds=_names(entry.get("kind", []), TASK_KINDS, "kind"),
+                    complexity=_names(entry.get("complexity", []), COMPLEXITIES, "complexity"),
+                    min_context_tokens=_opt_positive_int(entry.get("minContextTokens")),
+                    max_context_tokens=_opt_positive_int(entry.get("maxContextTokens")),
+                    model=_opt_str(entry.get("model")),
+                    reason=_opt_str(entry.get("reason")) or f"user rule {i + 1}",
+                )
+            )
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+    return tuple(out)
+
+
+def _with_keys(
+    providers: tuple[ProviderSetting, ...] | None,
+    env: Mapping[str, str],
+    api_key: Secret | None,
+) -> tuple[ProviderSetting, ...] | None:
+    """Read each provider's key from the environment variable its settings name."""
+    if providers is None:
+        return None
+    out = []
+    for p in providers:
+        key = _secret(env.get(p.api_key_env, "")) if p.api_key_env else None
+        if key is None and p.api_key_env == "OPENAI_API_KEY":
+            key = api_key  # the editor's llmLsp.apiKey stands in for OPENAI_API_KEY
+        out.append(dataclasses.replace(p, api_key=key))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class _Spec:
     name: str
@@ -211,12 +442,42 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("cache_dir", "LLM_LSP_CACHE_DIR", "cacheDir", _path),
     _Spec("usage_log", "LLM_LSP_USAGE_LOG", "usageLog", _path),
     _Spec("log_level", "LLM_LSP_LOG_LEVEL", "logLevel", _log_level),
+    _Spec("providers", "LLM_LSP_PROVIDERS", "providers", _providers),
+    _Spec("routing_rules", "LLM_LSP_ROUTING_RULES", "routingRules", _routing_rules),
+    _Spec(
+        "local_context_tokens",
+        "LLM_LOCAL_CONTEXT_TOKENS",
+        "localContextTokens",
+        _opt_positive_int,
+    ),
+    _Spec("retry_max_attempts", "LLM_RETRY_MAX_ATTEMPTS", "retryMaxAttempts", _positive_int),
+    _Spec("retry_initial_backoff", "LLM_RETRY_INITIAL_BACKOFF", "retryInitialBackoff", _backoff),
+    _Spec("retry_max_backoff", "LLM_RETRY_MAX_BACKOFF", "retryMaxBackoff", _backoff),
+    _Spec(
+        "breaker_failure_threshold",
+        "LLM_BREAKER_FAILURE_THRESHOLD",
+        "breakerFailureThreshold",
+        _positive_int,
+    ),
+    _Spec("breaker_cooldown", "LLM_BREAKER_COOLDOWN", "breakerCooldown", _positive_float),
+    _Spec(
+        "breaker_quota_cooldown",
+        "LLM_BREAKER_QUOTA_COOLDOWN",
+        "breakerQuotaCooldown",
+        _positive_float,
+    ),
+    _Spec("fallback_reserve", "LLM_FALLBACK_RESERVE", "fallbackReserve", _fraction),
 )
 
 
 def _shown(spec: _Spec, value: Any) -> str:
     if spec.name == "api_key":
         return "<redacted>"
+    if spec.name == "providers":
+        # A misplaced key inside a provider object must not reach a message.
+        if isinstance(value, tuple):
+            return "[" + ", ".join(p.name for p in value) + "]"
+        return "<provider list>" if value is not None else "the defaults"
     text = repr(value) if not isinstance(value, Path) else str(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -287,6 +548,7 @@ def build_settings(
         section = layer.get(SECTION, layer)
         if isinstance(section, Mapping):
             _apply(current, section, source, lambda s: s.key, problems)
+    current["providers"] = _with_keys(current["providers"], env, current["api_key"])
     for problem in problems:
         logger.warning("%s", problem.message())
     return Settings(**current), problems

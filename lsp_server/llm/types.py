@@ -110,6 +110,13 @@ class Completion:
     request_id: str
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str = "stop"
+    tier: str = "primary"
+    """The role of the provider that answered: "primary", "cheap" or "local"."""
+    notice: str | None = None
+    """Why an earlier tier did not answer, e.g. "gpt-4o unavailable: circuit open for
+    42 s; answered by local gemma3"; None when the first tier answered."""
+    route_reason: str = ""
+    """The router's decision and its reason (also in the usage log)."""
 
 
 @dataclass(slots=True)

@@ -41,6 +41,7 @@ class UsageRecord:
     status: int | None = None
     attempt: int = 1
     tier: str = "primary"
+    route: str = ""  # the router's decision and reason, e.g. "hover, ~850 tokens, ... -> primary"
     ts: str = dataclasses.field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
     )
