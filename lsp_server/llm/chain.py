@@ -77,6 +77,11 @@ class Tier:
         self._closed = False
 
     @property
+    def known_model(self) -> str:
+        """The configured or discovered model ("" before discovery)."""
+        return self._model
+
+    @property
     def viable(self) -> bool:
         """Whether a user request could be sent now (breaker closed)."""
         return self.breaker.state is BreakerState.CLOSED
@@ -324,7 +329,7 @@ async def run_chain(
     steps = [s for s in route.steps if s.spec.name in tiers]
     for i, step in enumerate(steps):
         tier = tiers[step.spec.name]
-        label = step.label
+        label = step.model or tier.known_model or step.spec.name
         shared = next((o for spec, o in dead_accounts if spec.same_account(step.spec)), None)
         if shared is not None:
             reason = f"same account as {shared.label} ({shared.reason})"
@@ -370,6 +375,7 @@ async def run_chain(
             logger.info("request %s: %s skipped: %s", request_id, step.spec.name, exc)
             continue
         except RetryGaveUp as exc:
+            label = step.model or tier.known_model or step.spec.name
             outcome = StepOutcome(
                 step.spec.name,
                 step.spec.role,
