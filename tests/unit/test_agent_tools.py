@@ -21,6 +21,12 @@ from lsp_server.llm.types import ToolCall
 
 
 @pytest.fixture
+def fast_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child pytest runs skip plugin autoload: seconds faster, and our runner is what is tested."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+@pytest.fixture
 def ws(workspace: Path) -> Workspace:
     return Workspace(workspace)
 
@@ -317,7 +323,9 @@ async def test_cancellation_propagates_out_of_dispatch() -> None:
 # -- run_tests and subprocesses -----------------------------------------------------
 
 
-async def test_run_tests_is_off_unless_enabled(ws: Workspace, workspace: Path) -> None:
+async def test_run_tests_is_off_unless_enabled(
+    ws: Workspace, workspace: Path, fast_pytest: None
+) -> None:
     (workspace / "tests").mkdir()
     (workspace / "tests" / "test_ok.py").write_text("def test_ok():\n    assert True\n")
     registry = build_tools(ws, run_tests_enabled=True)
