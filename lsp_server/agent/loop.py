@@ -71,6 +71,10 @@ class StopReason(StrEnum):
 class AgentTask:
     """What to do: the opening messages and, for a fix, the file being fixed.
 
+    ``feature`` becomes ``ChatRequest.feature`` (the router's task kind);
+    it defaults to ``kind``. ``metadata`` is copied into every request, plus
+    ``agent_step``.
+
     ``target_path`` is workspace-relative; ``original_text`` is the file as the
     editor has it (line numbers refer to it); ``line_range`` (1-based,
     inclusive) is what the user pointed at, for the record.
@@ -291,9 +295,11 @@ class _Run:
             key = canonical_call(call)
             flags.append(key in self.seen)
             self.seen.add(key)
-            if not flags[-1]:
-                registry = self.fix_tools if call.name == PROPOSE_FIX and self.fix_tools else None
-                self.progress((registry or self.tools).describe(call))
+            is_fix = call.name == PROPOSE_FIX and self.fix_tools is not None
+            if not flags[-1] and (is_fix or not last):
+                self.progress(
+                    (self.fix_tools if is_fix and self.fix_tools else self.tools).describe(call)
+                )
         async with asyncio.TaskGroup() as group:
             tasks = [
                 group.create_task(self._one_call(call, step, repeated, last))
@@ -304,7 +310,7 @@ class _Run:
     def request(self, step: int) -> ChatRequest:
         return ChatRequest(
             messages=list(self.messages),
-            feature=self.task.feature or f"agent.{self.task.kind}",
+            feature=self.task.feature or self.task.kind,
             max_tokens=self.bounds.max_tokens_per_step,
             temperature=self.bounds.temperature,
             tools=self.specs or None,

@@ -145,6 +145,9 @@ class _Handlers:
             all_lines.pop()
         total = len(all_lines)
         start = args.get("start_line", 1)
+        if total == 0:
+            ctx.note_file_read(shown)
+            return {"path": shown, "start_line": 1, "end_line": 0, "total_lines": 0, "text": ""}
         if start > max(total, 1):
             raise ToolError(
                 "out_of_range",

@@ -196,8 +196,10 @@ class Workspace:
             )
         try:
             size = path.stat().st_size
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            raise ToolError("unreadable", f"{shown} cannot be read: {exc.strerror}") from exc
         if size > max_bytes:
             raise ToolError(
                 "too_large",
@@ -206,7 +208,7 @@ class Workspace:
             )
         try:
             return path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise ToolError("unreadable", f"{shown} cannot be read: {exc.strerror}") from exc

@@ -136,6 +136,14 @@ async def test_missing_file_comes_back_with_nearest_paths(tools: ToolRegistry) -
 async def test_directory_is_not_a_file(tools: ToolRegistry) -> None:
     result = await call(tools, "read_file", {"path": "shop"})
     assert result["error"]["type"] == "not_a_file"
+    below_a_file = await call(tools, "read_file", {"path": "shop/basket.py/x.py"})
+    assert below_a_file["error"]["type"] == "not_found"
+
+
+async def test_empty_file(workspace: Path, tools: ToolRegistry) -> None:
+    (workspace / "shop" / "empty.py").write_text("")
+    result = await call(tools, "read_file", {"path": "shop/empty.py"})
+    assert (result["total_lines"], result["text"]) == (0, "")
 
 
 async def test_open_buffer_wins_over_disk(workspace: Path) -> None:
