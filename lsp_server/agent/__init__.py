@@ -5,15 +5,16 @@ explain or fix run under `AgentBounds`). Modules: `workspace` (path
 confinement), `registry` (schemas and dispatch), `tools` (the tool handlers),
 `navigate` (jedi by symbol name), `lint` (ruff), `process` (bounded
 subprocesses, pytest), `validate` (checks a fix must pass), `edits` (applying
-a line-range replacement), `execution` (what a run did), `prompts`, `loop`.
+a line-range replacement), `fix` (the ``propose_fix`` tool), `execution`
+(what a run did), `prompts`, `loop`.
 """
 
 from __future__ import annotations
 
 from lsp_server.agent.edits import ProposedEdit
 from lsp_server.agent.execution import EditAttempt, ExecutionContext, ToolCallRecord
+from lsp_server.agent.fix import PROPOSE_FIX
 from lsp_server.agent.loop import (
-    PROPOSE_FIX,
     AgentBounds,
     AgentResult,
     AgentTask,

@@ -24,23 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from lsp_server.agent.edits import ProposedEdit, splice
-from lsp_server.agent.execution import EditAttempt, ExecutionContext
+from lsp_server.agent.edits import ProposedEdit
+from lsp_server.agent.execution import ExecutionContext
+from lsp_server.agent.fix import PROPOSE_FIX, FixSubmissions
 from lsp_server.agent.prompts import (
     LAST_STEP_EXPLAIN,
     LAST_STEP_FIX,
     NO_FIX_SUBMITTED,
-    PROPOSE_FIX_DESCRIPTION,
 )
-from lsp_server.agent.registry import Tool, ToolRegistry, canonical_call, object_schema, to_json
-from lsp_server.agent.validate import validate_edit
+from lsp_server.agent.registry import ToolRegistry, canonical_call, to_json
 from lsp_server.agent.workspace import ToolError
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure, ToolCall
 
@@ -48,9 +46,6 @@ logger = logging.getLogger(__name__)
 
 Complete = Callable[[ChatRequest], Awaitable[Completion]]
 ProgressCallback = Callable[[str], None]
-
-PROPOSE_FIX = "propose_fix"
-_NUMBERED = re.compile(r"^\s*\d+\| ")
 
 
 class StopReason(StrEnum):
@@ -134,11 +129,6 @@ def _assistant_message(completion: Completion, calls: list[ToolCall]) -> dict[st
     }
 
 
-def _looks_numbered(text: str) -> bool:
-    lines = [ln for ln in text.split("\n") if ln.strip()]
-    return bool(lines) and all(_NUMBERED.match(ln) for ln in lines)
-
-
 class _Run:
     """State of one `run_agent` call."""
 
@@ -158,10 +148,23 @@ class _Run:
         self.ctx = ExecutionContext()
         self.messages = list(task.messages)
         self.seen: set[str] = set()
-        self.accepted: ProposedEdit | None = None
-        self.unavailable: str | None = None
-        self.last_rejection: str | None = None
-        self.fix_tools = ToolRegistry([self._propose_fix_tool()]) if task.kind == "fix" else None
+        self.fix: FixSubmissions | None = None
+        self.fix_tools: ToolRegistry | None = None
+        if (
+            task.kind == "fix"
+            and tools.workspace is not None
+            and task.target_path is not None
+            and task.original_text is not None
+        ):
+            self.fix = FixSubmissions(
+                tools.workspace,
+                task.target_path,
+                task.original_text,
+                run_tests=tools.run_tests_enabled,
+                lint_timeout=tools.lint_timeout,
+                test_timeout=tools.test_timeout,
+            )
+            self.fix_tools = ToolRegistry([self.fix.tool()])
         self.specs = tools.openai_tools() + (
             self.fix_tools.openai_tools() if self.fix_tools else []
         )
@@ -181,92 +184,6 @@ class _Run:
                 yield
         except TimeoutError:
             raise _Deadline from None
-
-    # -- propose_fix ---------------------------------------------------------------
-
-    def _propose_fix_tool(self) -> Tool:
-        line = {"type": "integer", "minimum": 0}
-        schema = object_schema(
-            {
-                "path": {"type": "string", "minLength": 1, "maxLength": 500},
-                "start_line": {**line, "minimum": 1, "description": "First replaced line."},
-                "end_line": {**line, "description": "Last replaced line, inclusive."},
-                "replacement": {"type": "string", "maxLength": 200_000},
-                "explanation": {"type": "string", "maxLength": 4_000},
-            },
-            ["path", "start_line", "end_line", "replacement", "explanation"],
-        )
-        registry = self.tools
-        timeout = 2 * registry.lint_timeout + 90 + (registry.test_timeout * 2)
-        return Tool(
-            PROPOSE_FIX,
-            PROPOSE_FIX_DESCRIPTION,
-            schema,
-            self._propose_fix,
-            lambda a: f"Checking the proposed fix for {a['path']}",
-            timeout,
-        )
-
-    async def _propose_fix(self, args: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
-        task, ws = self.task, self.tools.workspace
-        if ws is None or task.target_path is None or task.original_text is None:
-            raise ToolError("not_available", "This request cannot take a fix.")
-        target = ws.relative(ws.resolve(task.target_path))
-        given = ws.relative(ws.resolve(args["path"]))
-        if given != target:
-            raise ToolError(
-                "wrong_file",
-                f"Fixes may only change {target}, not {given}.",
-                hint=f"Call propose_fix with path '{target}'.",
-            )
-        if _looks_numbered(args["replacement"]):
-            raise ToolError(
-                "numbered_lines",
-                "The replacement starts every line with a line number and '| '.",
-                hint="Send the code only; the 'N| ' prefixes are not part of the file.",
-            )
-        start, end = args["start_line"], args["end_line"]
-        spliced = splice(task.original_text, start, end, args["replacement"])
-        if spliced.full_text == task.original_text:
-            raise ToolError("no_change", "The replacement is identical to the current lines.")
-        result = await validate_edit(
-            task.original_text,
-            spliced.full_text,
-            target,
-            spliced.changed,
-            run_tests=self.tools.run_tests_enabled,
-            workspace=ws,
-            lint_timeout=self.tools.lint_timeout,
-            test_timeout=self.tools.test_timeout,
-        )
-        ctx.edits_drafted.append(EditAttempt(target, start, end, result.ok, tuple(result.reasons)))
-        if any(c.name == "lint" for c in result.checks):
-            ctx.lint_results.append(
-                {
-                    "path": target,
-                    "check": "propose_fix",
-                    "new_problems": [d.code for d in result.new_diagnostics],
-                }
-            )
-        if result.tests is not None:
-            ctx.test_results.append(
-                {"targets": list(result.tests.targets), "passed": result.tests.passed}
-            )
-        if result.ok and self.accepted is None:
-            self.accepted = ProposedEdit(
-                path=target,
-                start_line=start,
-                end_line=end,
-                new_text=spliced.new_text,
-                full_new_file_text=spliced.full_text,
-                explanation=args["explanation"],
-                lsp_range=spliced.lsp_range,
-            )
-        elif not result.ok:
-            self.last_rejection = "; ".join(result.reasons)
-            if result.unavailable:
-                self.unavailable = result.unavailable
-        return result.to_tool_result()
 
     # -- one step ------------------------------------------------------------------
 
@@ -337,8 +254,8 @@ class _Run:
     def unfinished(self, stop: StopReason, what: str) -> AgentResult:
         goal = "a valid fix" if self.task.kind == "fix" else "an answer"
         reason = f"{what} reached without {goal}"
-        if self.task.kind == "fix" and self.last_rejection:
-            reason += f" (last draft rejected: {self.last_rejection})"
+        if self.fix is not None and self.fix.last_rejection:
+            reason += f" (last draft rejected: {self.fix.last_rejection})"
         return self.result(False, stop, reason=reason)
 
     async def run(self) -> AgentResult:
@@ -399,18 +316,18 @@ class _Run:
                 return self.unfinished(StopReason.DEADLINE, "time limit")
             for call, content in zip(calls, results, strict=True):
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
-            if self.accepted is not None:
+            if self.fix is not None and self.fix.accepted is not None:
                 return self.result(
                     True,
                     StopReason.FIX_ACCEPTED,
-                    edit=self.accepted,
-                    answer=self.accepted.explanation,
+                    edit=self.fix.accepted,
+                    answer=self.fix.accepted.explanation,
                 )
-            if self.unavailable is not None:
+            if self.fix is not None and self.fix.unavailable is not None:
                 return self.result(
                     False,
                     StopReason.CHECK_UNAVAILABLE,
-                    reason=f"the fix could not be checked: {self.unavailable}",
+                    reason=f"the fix could not be checked: {self.fix.unavailable}",
                 )
         return self.unfinished(StopReason.STEP_LIMIT, f"step limit ({bounds.max_steps})")
 
@@ -431,4 +348,6 @@ async def run_agent(
     """
     if task.kind == "fix" and (task.target_path is None or task.original_text is None):
         raise ValueError("a fix task needs target_path and original_text")
+    if task.kind == "fix" and tools.workspace is None:
+        raise ValueError("a fix task needs a ToolRegistry with a workspace (see build_tools)")
     return await _Run(task, complete, tools, bounds or AgentBounds(), on_progress).run()

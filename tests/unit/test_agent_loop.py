@@ -424,6 +424,9 @@ async def test_fix_task_requires_target() -> None:
     task = AgentTask("fix", [{"role": "user", "content": "fix"}])
     with pytest.raises(ValueError, match="target_path"):
         await run_agent(task, ScriptedModel(), ToolRegistry())
+    task = AgentTask("fix", task.messages, target_path="a.py", original_text="")
+    with pytest.raises(ValueError, match="workspace"):
+        await run_agent(task, ScriptedModel(), ToolRegistry())
 
 
 # -- cancellation ----------------------------------------------------------------------
