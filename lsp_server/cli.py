@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -115,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             server.start_tcp(host or "127.0.0.1", int(port))
         else:
             server.start_io()
-        return 0
+        # pygls' stdin reader thread may still be blocked in readline(); the records
+        # and logs are already written, so leave without waiting for it.
+        logging.shutdown()
+        os._exit(0)
     if args.command == "explain":
         return asyncio.run(_explain(args.location))
     parser.error(f"unknown command {args.command}")

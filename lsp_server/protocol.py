@@ -33,7 +33,7 @@ class LlmProtocol(LanguageServerProtocol):
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
-            return super().structure_message(data)  # type: ignore[no-untyped-call]
+            return super().structure_message(data)
         except JsonRpcException as exc:
             method = data.get("method")
             if "id" in data and isinstance(method, str):
@@ -42,7 +42,7 @@ class LlmProtocol(LanguageServerProtocol):
                 )
                 detail = _detail(exc)
                 logger.warning("invalid params for %s (id %r): %s", method, data["id"], detail)
-                self._send_response(  # type: ignore[no-untyped-call]
+                self._send_response(
                     data["id"],
                     error=ResponseError(
                         code=code, message=f"Invalid params for {method}: {detail}"
@@ -55,7 +55,7 @@ class LlmProtocol(LanguageServerProtocol):
     def handle_message(self, message: Any) -> None:
         if message is _ANSWERED:
             return
-        super().handle_message(message)  # type: ignore[no-untyped-call]
+        super().handle_message(message)
 
 
 def _detail(exc: BaseException) -> str:
@@ -66,7 +66,7 @@ def _detail(exc: BaseException) -> str:
     try:
         from cattrs import transform_error
 
-        messages = transform_error(cause)  # type: ignore[arg-type]
+        messages = transform_error(cause)
     except (TypeError, AttributeError, ValueError):
         messages = []
     if messages:

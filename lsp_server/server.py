@@ -55,7 +55,7 @@ class LlmLanguageServer(LanguageServer):
         """Unsaved editor buffers are the source of truth; disk otherwise."""
         for doc in list(self.workspace.text_documents.values()):
             if self.uri_to_path(doc.uri) == path:
-                return doc.source
+                return str(doc.source)
         try:
             return path.read_bytes().decode("utf-8", errors="replace")
         except OSError:
@@ -155,8 +155,10 @@ def create_server() -> LlmLanguageServer:
             pushed = params.settings if isinstance(params.settings, dict) else None
             await ls.apply_settings(pushed)
 
+    no_hover: types.Hover | None = None
+
     @server.feature(types.TEXT_DOCUMENT_HOVER)
-    @guarded(None)
+    @guarded(no_hover)
     async def on_hover(ls: LlmLanguageServer, params: types.HoverParams) -> types.Hover | None:
         return await hover_feature.hover(ls, params)
 

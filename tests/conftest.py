@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,16 @@ def fake(fake_provider: FakeProvider) -> FakeProvider:
     return fake_provider
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
+def copy_project(target: Path) -> Path:
     """A copy of the sample project, so tests may change files freely."""
-    root = tmp_path / "project"
+    root = target / "project"
     shutil.copytree(FIXTURES / "project", root)
     return root
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return copy_project(tmp_path)
 
 
 @dataclass
@@ -53,6 +57,15 @@ class Session:
     root: Path
     usage_log: Path
     stderr_log: Path
+    usage_offset: int = 0
+    opened: set[str] = field(default_factory=set)
+
+    def begin(self) -> Session:
+        """Start a test on a shared session: later `usage()` calls see only new records."""
+        self.usage_offset = len(self._all_usage())
+        for uri in list(self.opened):
+            self.close(uri)
+        return self
 
     def uri(self, relative: str) -> str:
         return (self.root / relative).as_uri()
@@ -69,7 +82,14 @@ class Session:
                 )
             )
         )
+        self.opened.add(uri)
         return uri
+
+    def close(self, uri: str) -> None:
+        self.client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
+        self.opened.discard(uri)
 
     async def hover(self, relative: str, line: int, character: int) -> types.Hover | None:
         return await self.client.text_document_hover_async(
@@ -79,10 +99,18 @@ class Session:
             )
         )
 
-    def usage(self) -> list[dict[str, Any]]:
+    def _all_usage(self) -> list[dict[str, Any]]:
         if not self.usage_log.exists():
             return []
         return [json.loads(line) for line in self.usage_log.read_text().splitlines() if line]
+
+    def usage(self) -> list[dict[str, Any]]:
+        """Usage records written since `begin()`."""
+        return self._all_usage()[self.usage_offset :]
+
+    async def stop(self) -> None:
+        await self.client.shutdown_session()
+        await self.client.stop()
 
 
 def server_env(tmp_path: Path, **extra: str | None) -> dict[str, str]:
@@ -137,13 +165,23 @@ async def start_session(
     return Session(client, root, Path(env["LLM_LSP_USAGE_LOG"]), stderr_log)
 
 
-@pytest_asyncio.fixture(params=CLIENTS)
-async def ai_session(
-    request: pytest.FixtureRequest, workspace: Path, tmp_path: Path, fake: FakeProvider
+@pytest_asyncio.fixture(params=CLIENTS, scope="module", loop_scope="module")
+async def shared_ai_session(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_provider: FakeProvider,
 ) -> AsyncIterator[Session]:
-    """A server configured for the fake provider, as Neovim and as VS Code."""
-    env = server_env(tmp_path, OPENAI_API_KEY=TEST_KEY, OPENAI_BASE_URL=fake.base_url)
-    session = await start_session(workspace, tmp_path, client_name=request.param, env=env)
+    """One server per module and editor, configured for the fake provider."""
+    tmp_path = tmp_path_factory.mktemp("session")
+    env = server_env(tmp_path, OPENAI_API_KEY=TEST_KEY, OPENAI_BASE_URL=fake_provider.base_url)
+    session = await start_session(
+        copy_project(tmp_path), tmp_path, client_name=request.param, env=env
+    )
     yield session
-    await session.client.shutdown_session()
-    await session.client.stop()
+    await session.stop()
+
+
+@pytest.fixture
+def ai_session(shared_ai_session: Session, fake: FakeProvider) -> Session:
+    """The module's server, as Neovim and as VS Code, with a clean fake and usage view."""
+    return shared_ai_session.begin()

@@ -1,0 +1,122 @@
+"""Benchmark: server-side overhead of an AI hover, excluding provider time.
+
+Starts the real `llm-lsp serve` over stdio against the project's fake
+provider answering with no delay, opens files of a real project (Django,
+unpacked from its PyPI wheel) and hovers 200 sampled call sites. Measures,
+at the client: the first hover after start (cold), then p50/p95 of warm
+hovers; as a baseline in the same run, the same positions with the AI part
+turned off (static facts only, `aiHover: false`); and the server's RSS.
+
+Run: `.venv/bin/python scripts/bench_hover.py [--positions 200]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import call_positions, machine, rss_mb, summary, wheel_project
+
+from lsp_server.testing.fake_provider import FakeProvider, Step
+
+
+async def _session(
+    root: Path, env: dict[str, str], positions: list[tuple[Path, int, int]], ai: bool
+) -> tuple[float, list[float], float, int]:
+    client = LanguageClient("bench", "0")
+    await client.start_io(
+        sys.executable, "-m", "lsp_server", "--log-level", "WARNING", "serve", env=env
+    )
+    pid = client._server.pid if client._server else 0
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(),
+            root_uri=root.as_uri(),
+            initialization_options={"llmLsp": {"aiHover": ai}},
+        )
+    )
+    client.initialized(types.InitializedParams())
+    opened: set[Path] = set()
+    times: list[float] = []
+    answered = 0
+    first = 0.0
+    for i, (path, line, col) in enumerate(positions):
+        if path not in opened:
+            client.text_document_did_open(
+                types.DidOpenTextDocumentParams(
+                    types.TextDocumentItem(path.as_uri(), "python", 1, path.read_text("utf-8"))
+                )
+            )
+            opened.add(path)
+        started = time.perf_counter()
+        hover = await client.text_document_hover_async(
+            types.HoverParams(
+                types.TextDocumentIdentifier(path.as_uri()), types.Position(line, col)
+            )
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        if hover is not None:
+            answered += 1
+        if i == 0:
+            first = elapsed
+        else:
+            times.append(elapsed)
+    rss = rss_mb(pid)
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    return first, times, rss, answered
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    root = wheel_project("django", args.django)
+    files = len(list((root / "django").rglob("*.py")))
+    positions = call_positions(root, "django", args.positions)
+    state = Path(tempfile.mkdtemp(prefix="llm-lsp-bench-"))
+    with FakeProvider(default=Step(text="A short explanation.", usage=(900, 60))) as fake:
+        env = dict(os.environ)
+        env.update(
+            OPENAI_API_KEY="sk-bench",
+            OPENAI_BASE_URL=fake.base_url,
+            LLM_LSP_CACHE_DIR=str(state / "cache"),
+            LLM_LSP_USAGE_LOG=str(state / "usage.jsonl"),
+        )
+        # Warm the tokenizer cache on disk so both runs start alike.
+        static_first, static_times, static_rss, static_n = await _session(
+            root, env, positions, False
+        )
+        ai_first, ai_times, ai_rss, ai_n = await _session(root, env, positions, True)
+        provider_calls = len(fake.requests)
+    print(f"machine: {machine()}")
+    print(f"project: Django {args.django} wheel, {files} .py files; {len(positions)} positions")
+    print(
+        f"static only (baseline): first {static_first:.0f} ms; warm {summary(static_times)}; "
+        f"answered {static_n}; RSS {static_rss:.0f} MiB"
+    )
+    print(
+        f"AI hover (fake, 0 ms):  first {ai_first:.0f} ms; warm {summary(ai_times)}; "
+        f"answered {ai_n}; provider calls {provider_calls}; RSS {ai_rss:.0f} MiB"
+    )
+    ratio = statistics.median(ai_times) / statistics.median(static_times)
+    print(f"AI/static median ratio: {ratio:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--positions", type=int, default=200)
+    parser.add_argument("--django", default="6.1.3")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
