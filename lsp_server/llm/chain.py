@@ -270,7 +270,7 @@ def describe_gave_up(exc: RetryGaveUp) -> str:
     if why.startswith("not retryable"):
         return label
     if why.startswith("attempts exhausted"):
-        return f"{label} after {exc.attempts} attempts"
+        return f"{label} after {exc.attempts} attempt" + ("s" if exc.attempts != 1 else "")
     if why.startswith("wait"):
         if exc.retry_after is not None:
             return f"{label}, retry after {math.ceil(exc.retry_after)} s is past the deadline"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from lsp_server.llm.chain import AllTiersFailed
+from lsp_server.llm.doctor import format_report, run_doctor
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind
 from lsp_server.settings import build_settings
@@ -437,3 +438,64 @@ async def test_keys_never_reach_logs(
     assert fakes.cheap.requests[0].auth == CHEAP_KEY
     for text in (caplog.text, (tmp_path / "usage.jsonl").read_text(), repr(completion)):
         assert PRIMARY_KEY not in text and CHEAP_KEY not in text
+
+
+# -- doctor ------------------------------------------------------------------------------
+
+
+async def test_doctor_checks_every_provider_with_a_tiny_prompt(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    fakes.local.set_default(Step(status=503))
+    fakes.cheap.set_default(Step(status=401, error_message=f"bad key {CHEAP_KEY}"))
+    service = make_service(fakes, tmp_path, breakerFailureThreshold=1, retryMaxAttempts=1)
+    fakes.primary.script(Step(status=500))
+    try:
+        with pytest.raises(AllTiersFailed):
+            await ask(service)  # opens the primary's breaker: the doctor shows the live state
+        report = await run_doctor(
+            service.settings, service=service, usage_log=UsageLog(tmp_path / "doctor.jsonl")
+        )
+    finally:
+        await service.aclose()
+    primary, cheap, local = report.checks
+    assert (report.ok, report.exit_code) == (True, 0)
+    assert primary.ok and primary.model == "gpt-4o" and primary.models == ("gpt-4o",)
+    assert primary.latency_ms is not None and primary.ttft_ms is not None
+    assert primary.ttft_ms <= primary.latency_ms
+    assert (primary.prompt_tokens, primary.completion_tokens) == (6, 2)
+    assert primary.breaker.startswith("open ")
+    assert not cheap.ok and cheap.error is not None and cheap.error.startswith("auth_error")
+    assert not local.ok and local.model == "qwen2.5-coder"  # discovered
+    doctor_prompt = chats(fakes.primary)[-1]
+    assert doctor_prompt.stream and doctor_prompt.body["max_tokens"] == 5
+    text = format_report(report)
+    assert "first token" in text and "ok: 1 of 3 providers answered" in text
+    assert CHEAP_KEY not in text
+    records = [json.loads(x) for x in (tmp_path / "doctor.jsonl").read_text().splitlines()]
+    assert sorted((r["provider"], r["feature"], r["outcome"]) for r in records) == [
+        ("local", "doctor", "error"),
+        ("openai", "doctor", "ok"),
+        ("openai-cheap", "doctor", "error"),
+    ]
+
+
+async def test_doctor_fails_when_no_tier_can_answer(fakes: Fakes, tmp_path: Path) -> None:
+    for role in ROLES:
+        fakes[role].set_default(Step(status=503))
+    settings, _ = build_settings(
+        env={"HOME": str(tmp_path)},
+        workspace_config={
+            "timeout": 2,
+            "providers": [
+                {"name": "a", "role": "primary", "apiKeyEnv": "NOPE_KEY", "models": ["gpt-4o"]},
+                {"name": "l", "role": "local", "baseUrl": fakes.local.base_url},
+            ],
+        },
+    )
+    report = await run_doctor(settings)
+    assert report.exit_code == 1
+    assert report.checks[0].error == "not configured: NOPE_KEY is not set"
+    assert fakes.primary.requests == []
+    assert report.checks[1].error is not None and "503" in report.checks[1].error
+    assert format_report(report).endswith("NO TIER CAN ANSWER: 0 of 2 providers answered")
