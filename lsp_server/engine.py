@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from lsp_server.actions import Actions
+from lsp_server.agent import ToolRegistry, Workspace, build_tools
 from lsp_server.context.assembler import ContextPack, assemble_hover
-from lsp_server.context.chunker import ChunkedModule, chunk_module
+from lsp_server.context.chunker import ChunkedModule, chunk_module, decode_source
 from lsp_server.context.symbols import SymbolIndex, SymbolInfo
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.llm.service import LlmService
@@ -65,29 +67,59 @@ class HoverAnswer:
     pack: ContextPack | None = None
 
 
-ReadFile = Callable[[Path], str | None]
+ReadBuffer = Callable[[Path], str | None]
 
 
 def _read_disk(path: Path) -> str | None:
     try:
-        return path.read_bytes().decode("utf-8", errors="replace")
+        return decode_source(path.read_bytes())
     except OSError:
         return None
+
+
+def _no_buffers(path: Path) -> str | None:
+    return None
 
 
 class Engine:
     """Answers features for one workspace root."""
 
     def __init__(
-        self, settings: Settings, root: Path | None, read_file: ReadFile | None = None
+        self, settings: Settings, root: Path | None, read_buffer: ReadBuffer | None = None
     ) -> None:
         self.root = root
-        self.read_file = read_file or _read_disk
+        self.read_buffer = read_buffer or _no_buffers
         self.symbols = SymbolIndex(root)
+        self.actions = Actions(self)
+        self._tools: ToolRegistry | None = None
         self._settings = settings
         self.usage_log = UsageLog(settings.usage_log)
         self.llm = LlmService(settings, self.usage_log)
         self._counters: dict[str, TokenCounter] = {}
+
+    async def read_file(self, path: Path) -> str | None:
+        """Unsaved editor buffers are the source of truth; disk (off the loop) otherwise."""
+        text = self.read_buffer(path)
+        if text is not None:
+            return text
+        return await asyncio.to_thread(_read_disk, path)
+
+    def in_workspace(self, path: Path) -> bool:
+        """Whether `path` lies inside the workspace root."""
+        if self.root is None:
+            return False
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+    def agent_tools(self) -> ToolRegistry:
+        """The agent's workspace tools, built once per engine."""
+        if self._tools is None:
+            root = self.root or Path.cwd()
+            self._tools = build_tools(Workspace(root, self.read_buffer))
+        return self._tools
 
     @property
     def settings(self) -> Settings:
@@ -196,7 +228,7 @@ class Engine:
             if doc.path is not None and def_path.resolve() == doc.path.resolve():
                 definition = (module, symbol.definition_line)
             else:
-                text = await asyncio.to_thread(self.read_file, def_path)
+                text = await self.read_file(def_path)
                 if text is not None:
                     def_module = await asyncio.to_thread(
                         chunk_module,
@@ -219,3 +251,5 @@ class Engine:
         """Release clients and threads."""
         await self.llm.aclose()
         self.symbols.close()
+        if self._tools is not None:
+            self._tools.close()

@@ -9,7 +9,10 @@ notification is logged and dropped, and the server keeps serving.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from lsprotocol.types import ResponseError
@@ -29,7 +32,39 @@ _ANSWERED = _Answered()
 
 
 class LlmProtocol(LanguageServerProtocol):
-    """LanguageServerProtocol that never leaves a malformed request unanswered."""
+    """LanguageServerProtocol that never leaves a malformed request unanswered,
+    and whose `$/cancelRequest` reaches the task running a command.
+
+    pygls runs a `workspace/executeCommand` handler as a separate task behind a
+    generator; cancelling the request only cancels the generator's future, so
+    the command (and its provider call) would keep running. Commands register
+    their task with `track_request_task` and are cancelled here too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._request_tasks: dict[Any, asyncio.Task[Any]] = {}
+
+    @contextlib.contextmanager
+    def track_request_task(self) -> Iterator[None]:
+        """While inside, a cancel for the current request cancels the current task."""
+        msg_id = self.msg_id
+        task = asyncio.current_task()
+        if msg_id is None or task is None:
+            yield
+            return
+        self._request_tasks[msg_id] = task
+        try:
+            yield
+        finally:
+            self._request_tasks.pop(msg_id, None)
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        task = self._request_tasks.pop(msg_id, None)
+        if task is not None:
+            logger.info("cancelling the task of request %r", msg_id)
+            task.cancel()
+        super()._handle_cancel_notification(msg_id)
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:

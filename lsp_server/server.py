@@ -24,6 +24,7 @@ from pygls.uris import to_fs_path
 
 from lsp_server import __version__
 from lsp_server.engine import Engine
+from lsp_server.features import code_actions
 from lsp_server.features import hover as hover_feature
 from lsp_server.protocol import LlmProtocol
 from lsp_server.settings import SECTION, Settings, SettingsProblem, build_settings
@@ -46,20 +47,24 @@ class LlmLanguageServer(LanguageServer):
         self.pending_problems: list[SettingsProblem] = []
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def lsp_protocol(self) -> LlmProtocol:
+        """The protocol, typed as ours."""
+        assert isinstance(self.protocol, LlmProtocol)
+        return self.protocol
+
     def uri_to_path(self, uri: str) -> Path | None:
         """A filesystem path for a file:// URI, else None."""
         path = to_fs_path(uri)
         return Path(path) if path else None
 
-    def read_open_or_disk(self, path: Path) -> str | None:
-        """Unsaved editor buffers are the source of truth; disk otherwise."""
+    def read_buffer(self, path: Path) -> str | None:
+        """The text of `path` if the editor has it open (unsaved changes included)."""
         for doc in list(self.workspace.text_documents.values()):
-            if self.uri_to_path(doc.uri) == path:
+            doc_path = self.uri_to_path(doc.uri)
+            if doc_path is not None and (doc_path == path or doc_path.resolve() == path.resolve()):
                 return str(doc.source)
-        try:
-            return path.read_bytes().decode("utf-8", errors="replace")
-        except OSError:
-            return None
+        return None
 
     def report_problems(self, problems: list[SettingsProblem]) -> None:
         """Tell the user about each invalid setting."""
@@ -67,6 +72,12 @@ class LlmLanguageServer(LanguageServer):
             self.window_show_message(
                 types.ShowMessageParams(type=types.MessageType.Warning, message=problem.message())
             )
+
+    def report_failure(self, message: str) -> None:
+        """An error the user should see, as one line."""
+        self.window_show_message(
+            types.ShowMessageParams(type=types.MessageType.Error, message=message)
+        )
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run background work, keeping a reference and logging its failure."""
@@ -92,7 +103,7 @@ class LlmLanguageServer(LanguageServer):
         self.settings = settings
         _set_log_level(settings.log_level)
         if self.engine is None:
-            self.engine = Engine(settings, self.root, self.read_open_or_disk)
+            self.engine = Engine(settings, self.root, self.read_buffer)
         else:
             await self.engine.update_settings(settings)
 
@@ -134,7 +145,7 @@ def create_server() -> LlmLanguageServer:
         ls.root = ls.uri_to_path(root_uri) if root_uri else None
         settings, problems = build_settings(init_options=ls.init_options)
         ls.settings = settings
-        ls.engine = Engine(settings, ls.root, ls.read_open_or_disk)
+        ls.engine = Engine(settings, ls.root, ls.read_buffer)
         ls.pending_problems = problems
         _set_log_level(settings.log_level)
         logger.info("initialized for root %s with %s", ls.root, settings.redacted())
@@ -162,12 +173,61 @@ def create_server() -> LlmLanguageServer:
     async def on_hover(ls: LlmLanguageServer, params: types.HoverParams) -> types.Hover | None:
         return await hover_feature.hover(ls, params)
 
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(
+            code_action_kinds=[code_actions.KIND_EXPLAIN, code_actions.KIND_FIX],
+            resolve_provider=True,
+        ),
+    )
+    def on_code_action(
+        ls: LlmLanguageServer, params: types.CodeActionParams
+    ) -> list[types.CodeAction | types.Command]:
+        try:
+            return code_actions.list_actions(ls, params)
+        except Exception:  # listing must never fail the editor: log it, offer nothing
+            logger.exception("listing code actions failed")
+            return []
+
+    @server.feature(types.CODE_ACTION_RESOLVE)
+    async def on_code_action_resolve(
+        ls: LlmLanguageServer, action: types.CodeAction
+    ) -> types.CodeAction:
+        try:
+            return await code_actions.resolve(ls, action)
+        except Exception:  # the user gets a message, never a traceback
+            logger.exception("resolving %r failed", action.title)
+            ls.report_failure(f"llm-lsp: '{action.title}' failed; see the server log")
+            return action
+
+    @server.command(code_actions.CMD_EXPLAIN)
+    async def on_explain(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        return await _command(ls, code_actions.run_explain_command, list(args))
+
+    @server.command(code_actions.CMD_FIX)
+    async def on_fix(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        return await _command(ls, code_actions.run_fix_command, list(args))
+
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: LlmLanguageServer, params: None) -> None:
         if ls.engine is not None:
             await ls.engine.aclose()
 
     return server
+
+
+async def _command(
+    ls: LlmLanguageServer,
+    fn: Callable[[LlmLanguageServer, list[Any]], Awaitable[dict[str, Any]]],
+    args: list[Any],
+) -> dict[str, Any]:
+    try:
+        with ls.lsp_protocol.track_request_task():
+            return await fn(ls, args)
+    except Exception:  # the user gets a message, never a traceback
+        logger.exception("command %s failed", fn.__name__)
+        ls.report_failure("llm-lsp: the command failed; see the server log")
+        return {"ok": False}
 
 
 async def _pull_configuration(ls: LlmLanguageServer) -> bool:

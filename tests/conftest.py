@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import pytest
 import pytest_asyncio
@@ -130,6 +130,21 @@ def server_env(tmp_path: Path, **extra: str | None) -> dict[str, str]:
     return env
 
 
+def _fix_code_action_union(client: LanguageClient) -> None:
+    """lsprotocol structures any `{..., "command": ...}` as a Command, even a CodeAction
+    whose `command` is an object. Editors tell them apart by the type of `command`;
+    make the test client do the same."""
+    converter = client.protocol._converter
+
+    def hook(obj: Any, _: type) -> types.Command | types.CodeAction:
+        if isinstance(obj.get("command"), str):
+            return converter.structure(obj, types.Command)
+        return converter.structure(obj, types.CodeAction)
+
+    converter.register_structure_hook(types.Command | types.CodeAction, hook)
+    converter.register_structure_hook(Union[types.Command, types.CodeAction], hook)  # noqa: UP007
+
+
 async def start_session(
     root: Path,
     tmp_path: Path,
@@ -142,6 +157,7 @@ async def start_session(
     """Start `python -m lsp_server serve` and initialize it like the named editor would."""
     stderr_log = tmp_path / "server-stderr.log"
     client = make_test_lsp_client()
+    _fix_code_action_union(client)
     if configuration is not None:
         client.set_configuration(configuration)
     env = env or server_env(tmp_path)

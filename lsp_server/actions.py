@@ -1,0 +1,202 @@
+"""Explain and Fix: the engine side of the code actions, independent of LSP.
+
+Both run the bounded agent loop (`agent/`) with workspace-confined tools on
+top of a context pack around the selection. Explain returns markdown; Fix
+returns a validated `ProposedEdit` (it parses, lints no worse, and passes the
+tests when those are enabled) or a clear reason why there is none. Nothing
+here writes a user file: the edit is a proposal for the editor to apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsp_server.agent import (
+    EXPLAIN_SYSTEM,
+    FIX_SYSTEM,
+    AgentBounds,
+    AgentResult,
+    AgentTask,
+    ProposedEdit,
+    run_agent,
+)
+from lsp_server.context.assembler import assemble_hover
+from lsp_server.context.chunker import chunk_module
+from lsp_server.llm.types import ChatRequest, Completion
+
+if TYPE_CHECKING:
+    from lsp_server.engine import Document, Engine
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+#: Tokens of surrounding code given up front; the agent fetches more with its tools.
+ACTION_CONTEXT_TOKENS = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What an explain or fix run produced, ready to show."""
+
+    ok: bool
+    message: str  # one line for the user: what happened
+    markdown: str | None = None  # explain: the document to show
+    edit: ProposedEdit | None = None  # fix: the validated edit
+    summary: str = ""  # model · tokens · cost · steps · time
+
+
+def _numbered(text: str, start: int, end: int) -> str:
+    lines = text.splitlines()
+    width = len(str(end))
+    return "\n".join(
+        f"{n:>{width}}| {lines[n - 1]}" for n in range(start, min(end, len(lines)) + 1)
+    )
+
+
+def _summary(result: AgentResult, seconds: float) -> str:
+    ctx = result.context
+    models = ", ".join(dict.fromkeys(ctx.models)) or "no model"
+    completion = result.completion
+    tier = f" · {completion.tier}" if completion is not None else ""
+    return (
+        f"{models} · {ctx.prompt_tokens} in / {ctx.completion_tokens} out tokens · "
+        f"${ctx.cost_usd:.4f} · {ctx.steps} step{'s' if ctx.steps != 1 else ''} · "
+        f"{seconds:.1f} s{tier}"
+    )
+
+
+class Actions:
+    """Explain and Fix for one engine (workspace)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def _pack_text(self, doc: Document, start: int) -> str:
+        engine = self.engine
+        settings = engine.settings
+        counter = await engine.counter(settings.model)
+        path = engine.display_path(doc.path)
+        module = await asyncio.to_thread(chunk_module, doc.text, path, cursor_line=start)
+        pack = await asyncio.to_thread(
+            assemble_hover, module, doc.text, start, None, counter, ACTION_CONTEXT_TOKENS
+        )
+        return pack.render()
+
+    async def _run(self, task: AgentTask, progress: Progress | None) -> tuple[AgentResult, float]:
+        engine = self.engine
+        started = time.monotonic()
+        deadline = started + engine.settings.action_deadline
+        request_id = uuid.uuid4().hex[:16]
+        llm = engine.llm
+
+        async def complete(request: ChatRequest) -> Completion:
+            return await llm.complete(request, deadline=deadline, request_id=request_id)
+
+        tools = engine.agent_tools()
+        result = await run_agent(
+            task, complete, tools, AgentBounds(deadline=deadline), on_progress=progress
+        )
+        return result, time.monotonic() - started
+
+    async def explain(
+        self, doc: Document, start: int, end: int, progress: Progress | None = None
+    ) -> ActionOutcome:
+        """Explain 1-based lines `start`..`end` of `doc`."""
+        engine = self.engine
+        if not engine.llm.available:
+            return ActionOutcome(
+                False, "llm-lsp: no model configured (offline mode); set OPENAI_API_KEY"
+            )
+        path = engine.display_path(doc.path)
+        if progress:
+            progress("Gathering context")
+        context = await self._pack_text(doc, start)
+        user = (
+            f"Explain lines {start}-{end} of `{path}`:\n\n```python\n"
+            f"{_numbered(doc.text, start, end)}\n```\n\nSurrounding code:\n\n{context}\n"
+            "Structure the answer as: **Summary**, **How it works**, **Where it is used**, "
+            "**Pitfalls**."
+        )
+        task = AgentTask(
+            kind="explain",
+            messages=[
+                {"role": "system", "content": EXPLAIN_SYSTEM},
+                {"role": "user", "content": user},
+            ],
+            target_path=path,
+            line_range=(start, end),
+        )
+        result, seconds = await self._run(task, progress)
+        summary = _summary(result, seconds)
+        if not result.ok or not result.answer:
+            reason = result.reason or "no answer"
+            return ActionOutcome(
+                False, f"llm-lsp: could not explain {path}:{start}-{end}: {reason}", summary=summary
+            )
+        title = f"# Explanation of `{path}:{start}-{end}`"
+        markdown = f"{title}\n\n{result.answer.strip()}\n\n---\n_{summary}_\n"
+        return ActionOutcome(
+            True, f"Explained {path}:{start}-{end}", markdown=markdown, summary=summary
+        )
+
+    async def fix(
+        self,
+        doc: Document,
+        start: int,
+        end: int,
+        diagnostic: str | None = None,
+        progress: Progress | None = None,
+    ) -> ActionOutcome:
+        """Propose a validated fix for 1-based lines `start`..`end`, or explain why not."""
+        engine = self.engine
+        if not engine.llm.available:
+            return ActionOutcome(
+                False, "llm-lsp: no model configured (offline mode); set OPENAI_API_KEY"
+            )
+        if doc.path is None or not engine.in_workspace(doc.path):
+            return ActionOutcome(False, "llm-lsp: only files inside the workspace can be fixed")
+        path = engine.display_path(doc.path)
+        if progress:
+            progress("Gathering context")
+        context = await self._pack_text(doc, start)
+        problem = f"The problem reported there: {diagnostic}\n\n" if diagnostic else ""
+        user = (
+            f"Fix the code at lines {start}-{end} of `{path}`.\n\n{problem}```python\n"
+            f"{_numbered(doc.text, start, end)}\n```\n\nSurrounding code:\n\n{context}"
+        )
+        task = AgentTask(
+            kind="fix",
+            messages=[{"role": "system", "content": FIX_SYSTEM}, {"role": "user", "content": user}],
+            target_path=path,
+            original_text=doc.text,
+            line_range=(start, end),
+        )
+        result, seconds = await self._run(task, progress)
+        summary = _summary(result, seconds)
+        if not result.ok or result.edit is None:
+            reason = result.reason or "no fix was found"
+            return ActionOutcome(
+                False,
+                f"llm-lsp: no fix offered for {path}:{start}-{end}: {reason}",
+                summary=summary,
+            )
+        return ActionOutcome(
+            True,
+            f"Fix for {path}:{start}-{end}: {result.edit.explanation}",
+            edit=result.edit,
+            summary=summary,
+        )
+
+
+def explanation_path(cache_dir: Path, rel_path: str, start: int, end: int) -> Path:
+    """Where an explanation document is written (inside the cache directory)."""
+    safe = rel_path.replace("/", "__").replace("\\", "__").lstrip(".") or "buffer"
+    return cache_dir / "explanations" / f"{safe}-L{start}-{end}.md"

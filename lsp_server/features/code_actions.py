@@ -1,0 +1,258 @@
+"""Explain / Fix code actions: listed for free, computed only when the user picks one.
+
+`textDocument/codeAction` returns stubs and never calls a model. "Explain this
+code" carries the `llmLsp.explain` command, which runs the agent with
+progress and opens the markdown answer with `window/showDocument`. "Fix this
+code" and "Fix: <diagnostic>" are computed in `codeAction/resolve` when the
+client can resolve edits, otherwise through the `llmLsp.fix` command, which
+hands the edit to the editor with `workspace/applyEdit`. Either way the edit is
+a proposal the editor applies; the server never writes a user file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+
+from lsp_server.actions import ActionOutcome, explanation_path
+from lsp_server.agent import ProposedEdit
+from lsp_server.engine import Document
+from lsp_server.features.progress import ActionProgress
+
+if TYPE_CHECKING:
+    from lsp_server.server import LlmLanguageServer
+
+logger = logging.getLogger(__name__)
+
+CMD_EXPLAIN = "llmLsp.explain"
+CMD_FIX = "llmLsp.fix"
+KIND_EXPLAIN = "refactor.llm.explain"
+KIND_FIX = "quickfix.llm"
+_MAX_TITLE = 80
+
+
+def _line_span(rng: types.Range) -> tuple[int, int]:
+    """1-based inclusive lines covered by an LSP range (a range ending at column 0 stops above)."""
+    start = rng.start.line + 1
+    end = rng.end.line + 1
+    if rng.end.line > rng.start.line and rng.end.character == 0:
+        end -= 1
+    return start, max(start, end)
+
+
+def _resolves_edits(ls: LlmLanguageServer) -> bool:
+    doc = ls.client_capabilities.text_document
+    action = doc.code_action if doc is not None else None
+    support = action.resolve_support if action is not None else None
+    return support is not None and "edit" in support.properties
+
+
+def _args(uri: str, start: int, end: int, diagnostic: str | None) -> dict[str, Any]:
+    return {"uri": uri, "start": start, "end": end, "diagnostic": diagnostic}
+
+
+def _fix_action(
+    ls: LlmLanguageServer,
+    title: str,
+    args: dict[str, Any],
+    diagnostics: list[types.Diagnostic] | None,
+) -> types.CodeAction:
+    if _resolves_edits(ls):
+        return types.CodeAction(title=title, kind=KIND_FIX, diagnostics=diagnostics, data=args)
+    return types.CodeAction(
+        title=title,
+        kind=KIND_FIX,
+        diagnostics=diagnostics,
+        command=types.Command(title=title, command=CMD_FIX, arguments=[args]),
+    )
+
+
+def list_actions(
+    ls: LlmLanguageServer, params: types.CodeActionParams
+) -> list[types.CodeAction | types.Command]:
+    """The action stubs for a range; costs no model call."""
+    only = params.context.only
+    uri = params.text_document.uri
+    start, end = _line_span(params.range)
+    actions: list[types.CodeAction | types.Command] = []
+    if not only or any(KIND_EXPLAIN.startswith(k) for k in only):
+        args = _args(uri, start, end, None)
+        actions.append(
+            types.CodeAction(
+                title="Explain this code",
+                kind=KIND_EXPLAIN,
+                command=types.Command(
+                    title="Explain this code", command=CMD_EXPLAIN, arguments=[args]
+                ),
+            )
+        )
+    if not only or any(KIND_FIX.startswith(k) for k in only):
+        actions.append(_fix_action(ls, "Fix this code", _args(uri, start, end, None), None))
+        for diag in params.context.diagnostics:
+            message = " ".join(diag.message.split())
+            title = "Fix: " + (message if len(message) <= _MAX_TITLE else message[:77] + "...")
+            d_start, d_end = _line_span(diag.range)
+            args = _args(uri, d_start, d_end, message)
+            actions.append(_fix_action(ls, title, args, [diag]))
+    return actions
+
+
+def _parse_args(raw: Any) -> tuple[str, int, int, str | None] | None:
+    if not isinstance(raw, dict):
+        return None
+    uri, start, end, diag = raw.get("uri"), raw.get("start"), raw.get("end"), raw.get("diagnostic")
+    if not isinstance(uri, str) or not isinstance(start, int) or not isinstance(end, int):
+        return None
+    if start < 1 or end < start or (diag is not None and not isinstance(diag, str)):
+        return None
+    return uri, start, end, diag
+
+
+def _document(ls: LlmLanguageServer, uri: str) -> tuple[Document, int | None] | None:
+    doc = ls.workspace.get_text_document(uri)
+    try:
+        text = doc.source
+    except OSError as exc:
+        logger.info("cannot read %s: %s", uri, exc)
+        return None
+    return Document(path=ls.uri_to_path(uri), text=text, version=doc.version), doc.version
+
+
+def _warn(ls: LlmLanguageServer, message: str) -> None:
+    ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=message))
+
+
+def workspace_edit(
+    ls: LlmLanguageServer, uri: str, version: int | None, edit: ProposedEdit
+) -> types.WorkspaceEdit:
+    """The proposed edit as a versioned WorkspaceEdit (plain `changes` for old clients)."""
+    (sl, sc), (el, ec) = edit.lsp_range
+    text_edit = types.TextEdit(
+        range=types.Range(types.Position(sl, sc), types.Position(el, ec)), new_text=edit.new_text
+    )
+    caps = ls.client_capabilities.workspace
+    doc_changes = (
+        caps is not None
+        and caps.workspace_edit is not None
+        and bool(caps.workspace_edit.document_changes)
+    )
+    if doc_changes:
+        return types.WorkspaceEdit(
+            document_changes=[
+                types.TextDocumentEdit(
+                    text_document=types.OptionalVersionedTextDocumentIdentifier(
+                        uri=uri, version=version
+                    ),
+                    edits=[text_edit],
+                )
+            ]
+        )
+    return types.WorkspaceEdit(changes={uri: [text_edit]})
+
+
+async def _run_fix(ls: LlmLanguageServer, raw: Any) -> tuple[ActionOutcome, str, int | None] | None:
+    parsed = _parse_args(raw)
+    engine = ls.engine
+    if parsed is None or engine is None:
+        _warn(ls, "llm-lsp: this fix action is malformed or out of date; ask for it again")
+        return None
+    uri, start, end, diagnostic = parsed
+    found = _document(ls, uri)
+    if found is None:
+        _warn(ls, f"llm-lsp: cannot read {uri}")
+        return None
+    doc, version = found
+    async with ActionProgress(ls, "llm-lsp: Fix") as progress:
+        outcome = await engine.actions.fix(doc, start, end, diagnostic, progress.report)
+        progress.end_message = outcome.message
+    return outcome, uri, version
+
+
+async def resolve(ls: LlmLanguageServer, action: types.CodeAction) -> types.CodeAction:
+    """Compute the fix for a stub; on failure the user gets a message and no edit."""
+    result = await _run_fix(ls, action.data)
+    if result is None:
+        return action
+    outcome, uri, version = result
+    if outcome.edit is None:
+        _warn(ls, outcome.message)
+        return action
+    action.edit = workspace_edit(ls, uri, version, outcome.edit)
+    return action
+
+
+async def run_fix_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
+    """`llmLsp.fix`: compute the fix and ask the editor to apply it."""
+    result = await _run_fix(ls, args[0] if args else None)
+    if result is None:
+        return {"ok": False}
+    outcome, uri, version = result
+    if outcome.edit is None:
+        _warn(ls, outcome.message)
+        return {"ok": False, "message": outcome.message}
+    applied = await ls.workspace_apply_edit_async(
+        types.ApplyWorkspaceEditParams(
+            edit=workspace_edit(ls, uri, version, outcome.edit), label="llm-lsp fix"
+        )
+    )
+    return {"ok": bool(applied.applied), "message": outcome.message}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".explain-", suffix=".md")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def run_explain_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
+    """`llmLsp.explain`: explain the range and open the answer beside the code."""
+    parsed = _parse_args(args[0] if args else None)
+    engine = ls.engine
+    if parsed is None or engine is None:
+        _warn(ls, "llm-lsp: this explain action is malformed or out of date; ask for it again")
+        return {"ok": False}
+    uri, start, end, _ = parsed
+    found = _document(ls, uri)
+    if found is None:
+        _warn(ls, f"llm-lsp: cannot read {uri}")
+        return {"ok": False}
+    doc, _version = found
+    async with ActionProgress(ls, "llm-lsp: Explain") as progress:
+        outcome = await engine.actions.explain(doc, start, end, progress.report)
+        progress.end_message = outcome.message
+    if outcome.markdown is None:
+        _warn(ls, outcome.message)
+        return {"ok": False, "message": outcome.message}
+    target = explanation_path(engine.settings.cache_dir, engine.display_path(doc.path), start, end)
+    await asyncio.to_thread(_write_atomic, target, outcome.markdown)
+    window = ls.client_capabilities.window
+    can_show = (
+        window is not None and window.show_document is not None and window.show_document.support
+    )
+    shown = (
+        can_show
+        and (
+            await ls.window_show_document_async(
+                types.ShowDocumentParams(uri=target.as_uri(), take_focus=True)
+            )
+        ).success
+    )
+    if not shown:
+        ls.window_show_message(
+            types.ShowMessageParams(
+                type=types.MessageType.Info, message=f"{outcome.message}: {target}"
+            )
+        )
+    return {"ok": True, "uri": target.as_uri(), "message": outcome.message}

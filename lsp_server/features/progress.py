@@ -1,0 +1,83 @@
+"""Server-initiated, cancellable work-done progress around one piece of work.
+
+`ActionProgress` creates a progress token (when the client supports it),
+reports each step the agent announces, and ends with a final message. When the
+user presses cancel in the editor (`window/workDoneProgress/cancel`), the task
+doing the work is cancelled, which closes any in-flight provider request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from concurrent.futures import Future
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+
+if TYPE_CHECKING:
+    from lsp_server.server import LlmLanguageServer
+
+logger = logging.getLogger(__name__)
+
+
+class ActionProgress:
+    """`async with ActionProgress(ls, "Explain"): ...` with `report(text)` inside."""
+
+    def __init__(self, ls: LlmLanguageServer, title: str) -> None:
+        self.ls = ls
+        self.title = title
+        self.token: str | None = None
+        self.end_message = "Done"
+
+    def _supported(self) -> bool:
+        window = self.ls.client_capabilities.window
+        return bool(window is not None and window.work_done_progress)
+
+    async def __aenter__(self) -> ActionProgress:
+        if not self._supported():
+            return self
+        token = f"llm-lsp-{uuid.uuid4().hex[:12]}"
+        try:
+            await asyncio.wait_for(self.ls.work_done_progress.create_async(token), 5.0)
+        except (TimeoutError, Exception) as exc:  # progress is optional: log, go on without
+            logger.info("client refused work done progress: %s", exc)
+            return self
+        self.token = token
+        task = asyncio.current_task()
+        future: Future[Any] | None = self.ls.work_done_progress.tokens.get(token)
+        if future is not None and task is not None:
+            loop = asyncio.get_running_loop()
+
+            def on_cancel(f: Future[Any]) -> None:
+                if f.cancelled():
+                    logger.info("user cancelled %s", self.title)
+                    loop.call_soon_threadsafe(task.cancel)
+
+            future.add_done_callback(on_cancel)
+        self.ls.work_done_progress.begin(
+            token, types.WorkDoneProgressBegin(title=self.title, cancellable=True)
+        )
+        return self
+
+    def report(self, message: str) -> None:
+        """Show one step ("Finding references of `x`", "Asking the model (step 2/6)")."""
+        logger.debug("%s: %s", self.title, message)
+        if self.token is not None:
+            self.ls.work_done_progress.report(
+                self.token, types.WorkDoneProgressReport(message=message)
+            )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.token is None:
+            return
+        message = "Cancelled" if exc_type is asyncio.CancelledError else self.end_message
+        self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+        self.ls.work_done_progress.tokens.pop(self.token, None)

@@ -1,0 +1,261 @@
+"""Explain and Fix through the real server, the fake provider scripting the model's tool calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from lsp_server.testing.fake_provider import FakeProvider, Step
+from tests.conftest import Session
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+STATS = "shop/stats.py"
+GOOD_FIX = "    if not values:\n        return 0.0\n    return sum(values) / len(values)\n"
+FIXED_STATS = (
+    '"""Statistics over baskets."""\n\n\n'
+    "def average(values: list[float]) -> float:\n"
+    '    """Mean of the values."""\n' + GOOD_FIX
+)
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"name": name, "arguments": arguments}
+
+
+def _propose(replacement: str, path: str = STATS, start: int = 6, end: int = 6) -> dict[str, Any]:
+    return _call(
+        "propose_fix",
+        path=path,
+        start_line=start,
+        end_line=end,
+        replacement=replacement,
+        explanation="Return 0.0 for an empty list instead of dividing by zero.",
+    )
+
+
+def _range(start: int, end: int) -> types.Range:
+    return types.Range(types.Position(start, 0), types.Position(end, 0))
+
+
+async def _actions(
+    session: Session, path: str, rng: types.Range, diagnostics: list[types.Diagnostic] | None = None
+) -> list[types.CodeAction]:
+    result = await session.client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=session.uri(path)),
+            range=rng,
+            context=types.CodeActionContext(diagnostics=diagnostics or []),
+        )
+    )
+    assert result is not None
+    assert all(isinstance(a, types.CodeAction) for a in result), result
+    return [a for a in result if isinstance(a, types.CodeAction)]
+
+
+def _apply(text: str, edit: types.WorkspaceEdit) -> str:
+    """Apply single-document TextEdits the way an editor would."""
+    edits: list[types.TextEdit] = []
+    for change in edit.document_changes or []:
+        assert isinstance(change, types.TextDocumentEdit)
+        edits.extend(e for e in change.edits if isinstance(e, types.TextEdit))
+    for text_edits in (edit.changes or {}).values():
+        edits.extend(text_edits)
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    for e in sorted(
+        edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True
+    ):
+        start = offsets[e.range.start.line] + e.range.start.character
+        end = offsets[e.range.end.line] + e.range.end.character
+        text = text[:start] + e.new_text + text[end:]
+    return text
+
+
+def _tool_results(fake: FakeProvider) -> list[dict[str, Any]]:
+    """Every tool message the server sent back to the model, parsed."""
+    out: list[dict[str, Any]] = []
+    last = fake.requests[-1].messages
+    for message in last:
+        if message.get("role") == "tool":
+            out.append(json.loads(message["content"]))
+    return out
+
+
+async def test_listing_actions_costs_nothing(ai_session: Session, fake: FakeProvider) -> None:
+    diag = types.Diagnostic(
+        range=types.Range(types.Position(5, 11), types.Position(5, 36)),
+        message="ZeroDivisionError when values is empty",
+        source="test",
+    )
+    actions = await _actions(ai_session, STATS, _range(5, 6), [diag])
+    titles = [a.title for a in actions]
+    assert titles == [
+        "Explain this code",
+        "Fix this code",
+        "Fix: ZeroDivisionError when values is empty",
+    ]
+    assert actions[0].command is not None and actions[0].command.command == "llmLsp.explain"
+    assert list(actions[2].diagnostics or []) == [diag]
+    assert all(a.edit is None for a in actions)
+    await asyncio.sleep(0.2)
+    assert fake.requests == []
+    assert ai_session.usage() == []
+
+
+async def test_explain_uses_tools_and_opens_a_document(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    answer = (
+        "**Summary**: `Basket.total` adds VAT, then applies the discount (see shop/pricing.py:17)."
+    )
+    fake.script(
+        Step(tool_calls=[_call("find_references", symbol="apply_discount")], usage=(500, 20)),
+        Step(text=answer, usage=(700, 40)),
+    )
+    result = await ai_session.client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="llmLsp.explain",
+            arguments=[{"uri": ai_session.uri("shop/basket.py"), "start": 16, "end": 19}],
+        )
+    )
+    assert result["ok"] is True
+    [shown] = ai_session.client.shown_documents
+    document = Path(shown.uri.removeprefix("file://")).read_text()
+    assert answer in document
+    assert "# Explanation of `shop/basket.py:16-19`" in document
+    assert "1200 in / 60 out tokens" in document
+    # the tool really ran: its result went back to the model
+    [refs] = _tool_results(fake)
+    assert any(r["path"] == "shop/basket.py" for r in refs["references"])
+    first_prompt = json.dumps(fake.requests[0].messages)
+    assert "def total(self, discount" in first_prompt
+    reports = [
+        getattr(p, "message", None)
+        for token in ai_session.client.progress_reports.values()
+        for p in token
+    ]
+    assert "Finding references of `apply_discount`" in reports
+    assert [r["outcome"] for r in ai_session.usage()] == ["ok", "ok"]
+
+
+async def test_fix_that_does_not_parse_is_rejected_then_corrected(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    broken = "    if not values\n        return 0.0\n    return sum(values) / len(values)\n"
+    fake.script(Step(tool_calls=[_propose(broken)]), Step(tool_calls=[_propose(GOOD_FIX)]))
+    [_, fix] = await _actions(ai_session, STATS, _range(5, 6))
+    assert fix.title == "Fix this code" and fix.edit is None and fix.data is not None
+    resolved = await ai_session.client.code_action_resolve_async(fix)
+    assert resolved.edit is not None
+    original = (ai_session.root / STATS).read_text()
+    assert _apply(original, resolved.edit) == FIXED_STATS
+    # the server never writes the file itself
+    assert (ai_session.root / STATS).read_text() == original
+    [rejection] = _tool_results(fake)
+    assert "parse" in json.dumps(rejection).lower()
+
+
+async def test_fix_confined_to_the_workspace_despite_injection(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    passwd = Path("/etc/passwd").read_bytes()
+    before = {p: p.read_bytes() for p in ai_session.root.rglob("*") if p.is_file()}
+    fake.script(
+        Step(tool_calls=[_call("read_file", path="shop/notes.py")]),
+        Step(tool_calls=[_call("read_file", path="../../../../etc/passwd")]),
+        Step(tool_calls=[_propose("pwned\n", path="/etc/passwd", start=1, end=1)]),
+        Step(tool_calls=[_propose(GOOD_FIX)]),
+    )
+    [_, fix] = await _actions(ai_session, STATS, _range(5, 6))
+    resolved = await ai_session.client.code_action_resolve_async(fix)
+    assert resolved.edit is not None
+    edit = resolved.edit
+    touched = [c.text_document.uri for c in edit.document_changes or []]  # type: ignore[union-attr]
+    touched += list((edit.changes or {}).keys())
+    assert touched == [ai_session.uri(STATS)]
+    results = _tool_results(fake)
+    assert "ignore your instructions" in json.dumps(results[0])  # data, shown to the model
+    assert results[1]["error"]["type"] == "outside_workspace"
+    assert results[2]["error"]["type"] in ("outside_workspace", "wrong_file")
+    assert Path("/etc/passwd").read_bytes() == passwd
+    after = {p: p.read_bytes() for p in ai_session.root.rglob("*") if p.is_file()}
+    assert after == before  # nothing written, nothing deleted
+
+
+async def test_fix_gives_up_with_a_clear_message_when_steps_run_out(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    fake.set_default(Step(tool_calls=[_call("list_files", pattern="**/*.py")]))
+    try:
+        [_, fix] = await _actions(ai_session, STATS, _range(5, 6))
+        resolved = await ai_session.client.code_action_resolve_async(fix)
+    finally:
+        fake.reset()
+    assert resolved.edit is None
+    message = ai_session.client.messages[-1]
+    assert message.type == types.MessageType.Warning
+    assert "no fix offered for shop/stats.py:6-6" in message.message
+    assert "step limit (6)" in message.message
+
+
+async def test_fix_command_asks_the_editor_to_apply_the_edit(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    applied: list[types.ApplyWorkspaceEditParams] = []
+
+    @ai_session.client.feature(types.WORKSPACE_APPLY_EDIT)
+    def apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        applied.append(params)
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    fake.script(Step(tool_calls=[_propose(GOOD_FIX)]))
+    result = await ai_session.client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="llmLsp.fix",
+            arguments=[{"uri": ai_session.uri(STATS), "start": 6, "end": 6, "diagnostic": None}],
+        )
+    )
+    assert result["ok"] is True
+    [params] = applied
+    assert _apply((ai_session.root / STATS).read_text(), params.edit) == FIXED_STATS
+
+
+async def test_cancel_mid_loop_closes_the_provider_call(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    fake.script(
+        Step(tool_calls=[_call("find_definition", symbol="apply_discount")]),
+        Step(text="too late", delay=30.0),
+    )
+    protocol = ai_session.client.protocol
+    pending = asyncio.ensure_future(
+        protocol.send_request_async(
+            types.WORKSPACE_EXECUTE_COMMAND,
+            types.ExecuteCommandParams(
+                command="llmLsp.explain",
+                arguments=[{"uri": ai_session.uri("shop/basket.py"), "start": 16, "end": 19}],
+            ),
+            msg_id=777,
+        )
+    )
+    await fake.wait_for_requests_async(2, 20.0, finished=False)
+    protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=777))
+    with pytest.raises(JsonRpcException) as info:
+        await asyncio.wait_for(pending, 10)
+    assert info.value.code == -32800
+    hung_up = await fake.wait_for_disconnect_async(10.0)
+    assert hung_up is not None and hung_up.client_disconnected
+    for _ in range(100):
+        if len(ai_session.usage()) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert [r["outcome"] for r in ai_session.usage()] == ["ok", "cancelled"]
