@@ -151,6 +151,9 @@ class Settings:
     breaker_cooldown: float = 30.0
     breaker_quota_cooldown: float = 600.0
     fallback_reserve: float = 0.4
+    queue_requests: bool = True
+    queue_max_wait: float = 1800.0
+    queue_retry_interval: float = 10.0
 
     @property
     def ai_enabled(self) -> bool:
@@ -467,6 +470,14 @@ _SPECS: tuple[_Spec, ...] = (
         _positive_float,
     ),
     _Spec("fallback_reserve", "LLM_FALLBACK_RESERVE", "fallbackReserve", _fraction),
+    _Spec("queue_requests", "LLM_LSP_QUEUE", "queueRequests", _bool),
+    _Spec("queue_max_wait", "LLM_LSP_QUEUE_MAX_WAIT", "queueMaxWait", _positive_float),
+    _Spec(
+        "queue_retry_interval",
+        "LLM_LSP_QUEUE_RETRY_INTERVAL",
+        "queueRetryInterval",
+        _positive_float,
+    ),
 )
 
 

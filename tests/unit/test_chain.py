@@ -16,6 +16,7 @@ import pytest
 
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.doctor import format_report, run_doctor
+from lsp_server.llm.queue import RequestQueue, worth_queueing
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind
 from lsp_server.settings import build_settings
@@ -499,3 +500,75 @@ async def test_doctor_fails_when_no_tier_can_answer(fakes: Fakes, tmp_path: Path
     assert fakes.primary.requests == []
     assert report.checks[1].error is not None and "503" in report.checks[1].error
     assert format_report(report).endswith("NO TIER CAN ANSWER: 0 of 2 providers answered")
+
+
+# -- queue -------------------------------------------------------------------------------
+
+
+async def test_queued_explain_completes_when_a_tier_returns(fakes: Fakes, tmp_path: Path) -> None:
+    for role in ROLES:
+        fakes[role].set_default(Step(status=503))
+    service = make_service(fakes, tmp_path, retryMaxAttempts=1)
+    queue = RequestQueue(lambda: service, attempt_deadline=2.0, retry_interval=0.2, max_wait=10)
+    seen: list[str] = []
+    try:
+        with pytest.raises(AllTiersFailed) as info:
+            await ask(service, request("explain"))
+        assert worth_queueing(info.value)
+        job = queue.submit(
+            request("explain"),
+            request_id="req-q",
+            reason=info.value.summary,
+            on_progress=lambda j: seen.append(j.state.value),
+        )
+        await wait_until(lambda: job.attempts >= 1)
+        assert not job.result.done()
+        fakes.primary.set_default(Step(text="from primary"))
+        completion = await asyncio.wait_for(job.result, 5.0)
+    finally:
+        await queue.aclose()
+        await service.aclose()
+    assert (completion.tier, completion.text) == ("primary", "from primary")
+    assert job.state.value == "done" and job.message == "answered by primary gpt-4o"
+    assert seen[0] == "waiting" and "running" in seen and seen[-1] == "done"
+    assert queue.jobs == []
+
+
+async def test_queued_job_can_be_cancelled_and_hovers_are_never_queued(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    for role in ROLES:
+        fakes[role].set_default(Step(status=503))
+    service = make_service(fakes, tmp_path, retryMaxAttempts=1)
+    queue = RequestQueue(lambda: service, attempt_deadline=2.0, retry_interval=0.2, max_wait=10)
+    try:
+        with pytest.raises(ValueError, match="hover requests are never queued"):
+            queue.submit(request("hover"), request_id="h")
+        job = queue.submit(request("fix"), request_id="req-c")
+        await wait_until(lambda: job.attempts >= 1)
+        assert queue.cancel(job.id)
+        with pytest.raises(asyncio.CancelledError):
+            await job.result
+        await wait_until(lambda: queue.jobs == [])
+        sent = len(chats(fakes.primary))
+        await asyncio.sleep(0.5)
+        assert len(chats(fakes.primary)) == sent  # nothing more after the cancel
+        assert job.state.value == "cancelled"
+        assert not queue.cancel(job.id)
+    finally:
+        await queue.aclose()
+        await service.aclose()
+
+
+async def test_failures_that_waiting_cannot_heal_are_not_worth_queueing(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    for role in ROLES:
+        fakes[role].set_default(Step(status=401 if role != "local" else 400))
+    service = make_service(fakes, tmp_path)
+    try:
+        with pytest.raises(AllTiersFailed) as info:
+            await ask(service, request("explain"))
+    finally:
+        await service.aclose()
+    assert not worth_queueing(info.value)
