@@ -1,22 +1,45 @@
-"""Command line: `llm-lsp serve`, `llm-lsp explain FILE:LINE[:COL]`, `llm-lsp --version`.
+"""Command line: `llm-lsp serve | explain | fix | doctor`, and `llm-lsp --version`.
 
 `serve` speaks LSP on stdio (or TCP for debugging) and logs to stderr or a
-file, never stdout. `explain` runs the same pipeline as a hover and prints
-its markdown, so the engine can be used and debugged without an editor.
+file, never stdout. `explain FILE:LINE[:COL]` runs the hover pipeline;
+`explain FILE:START-END` and `fix FILE:LINE[-LINE]` run the same agent the
+code actions do. `fix` prints a unified diff and writes the file only with
+`--apply`. The engine is the same one the server uses, so everything can be
+used and debugged without an editor.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import logging
 import os
+import re
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lsp_server import __version__
 
+if TYPE_CHECKING:
+    from lsp_server.engine import Document, Engine
+
 logger = logging.getLogger(__name__)
+
+_LOCATION = re.compile(r"^(?P<path>.+?):(?P<line>\d+)(?:-(?P<end>\d+)|:(?P<col>\d+))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """FILE:LINE[:COL] or FILE:START-END, 1-based."""
+
+    path: Path
+    line: int
+    end: int | None = None
+    column: int | None = None
 
 
 def _configure_logging(level: str, log_file: str | None) -> None:
@@ -32,14 +55,20 @@ def _configure_logging(level: str, log_file: str | None) -> None:
     logging.getLogger("lsp_server").setLevel(level)
 
 
-def _parse_location(text: str) -> tuple[Path, int, int | None]:
-    parts = text.rsplit(":", 2)
-    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-        return Path(parts[0]), int(parts[1]), int(parts[2])
-    parts = text.rsplit(":", 1)
-    if len(parts) == 2 and parts[1].isdigit():
-        return Path(parts[0]), int(parts[1]), None
-    raise argparse.ArgumentTypeError(f"expected FILE:LINE[:COL], got {text!r}")
+def _parse_location(text: str) -> Location:
+    match = _LOCATION.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected FILE:LINE[:COL] or FILE:START-END, got {text!r}"
+        )
+    end = int(match["end"]) if match["end"] else None
+    col = int(match["col"]) if match["col"] else None
+    line = int(match["line"])
+    if line < 1 or (end is not None and end < line) or (col is not None and col < 1):
+        raise argparse.ArgumentTypeError(
+            f"lines and columns are 1-based and ranges ascend: {text!r}"
+        )
+    return Location(Path(match["path"]), line, end, col)
 
 
 def _find_root(path: Path) -> Path:
@@ -56,38 +85,137 @@ def _first_name_column(line: str) -> int | None:
     return None
 
 
-async def _explain(location: tuple[Path, int, int | None]) -> int:
+def _err(message: str) -> None:
+    print(f"llm-lsp: {message}", file=sys.stderr)
+
+
+async def _open(location: Location) -> tuple[Engine, Document] | None:
+    from lsp_server.context.chunker import decode_source
     from lsp_server.engine import Document, Engine
     from lsp_server.settings import build_settings
 
-    path, line, col = location
-    path = path.resolve()
+    path = location.path.resolve()
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        text = decode_source(path.read_bytes())
     except OSError as exc:
-        print(f"llm-lsp: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return 2
-    lines = text.splitlines()
-    if not 1 <= line <= len(lines):
-        print(f"llm-lsp: line {line} is outside {path} (1-{len(lines)})", file=sys.stderr)
-        return 2
-    column = col - 1 if col is not None else _first_name_column(lines[line - 1])
-    if column is None or column < 0:
-        print(f"llm-lsp: no name on line {line}", file=sys.stderr)
-        return 1
+        _err(f"cannot read {path}: {exc.strerror}")
+        return None
+    count = len(text.splitlines())
+    last = location.end or location.line
+    if location.line > count or last > count:
+        _err(f"lines {location.line}-{last} are outside {path} (1-{count})")
+        return None
     settings, problems = build_settings()
     for problem in problems:
         print(problem.message(), file=sys.stderr)
-    engine = Engine(settings, _find_root(path))
+    return Engine(settings, _find_root(path)), Document(path=path, text=text)
+
+
+async def _explain(location: Location) -> int:
+    opened = await _open(location)
+    if opened is None:
+        return 2
+    engine, doc = opened
     try:
-        answer = await engine.hover(Document(path=path, text=text), line - 1, column)
+        if location.end is not None:
+            outcome = await engine.actions.explain(
+                doc, location.line, location.end, lambda m: _err(m)
+            )
+            if outcome.markdown is None:
+                _err(outcome.message)
+                return 1
+            print(outcome.markdown)
+            return 0
+        line_text = doc.text.splitlines()[location.line - 1]
+        column = location.column - 1 if location.column else _first_name_column(line_text)
+        if column is None:
+            _err(f"no name on line {location.line}")
+            return 1
+        answer = await engine.hover(doc, location.line - 1, column)
     finally:
         await engine.aclose()
     if answer is None:
-        print(f"llm-lsp: nothing to explain at {path}:{line}:{column + 1}", file=sys.stderr)
+        _err(f"nothing to explain at {doc.path}:{location.line}:{column + 1}")
         return 1
     print(answer.markdown)
     return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
+    opened = await _open(location)
+    if opened is None:
+        return 2
+    engine, doc = opened
+    try:
+        outcome = await engine.actions.fix(
+            doc, location.line, location.end or location.line, diagnostic, lambda m: _err(m)
+        )
+    finally:
+        await engine.aclose()
+    if outcome.edit is None:
+        _err(outcome.message)
+        return 1
+    assert doc.path is not None
+    new_text = outcome.edit.full_new_file_text
+    rel = engine.display_path(doc.path)
+    diff = difflib.unified_diff(
+        doc.text.splitlines(keepends=True),
+        new_text.splitlines(keepends=True),
+        fromfile=f"a/{rel}",
+        tofile=f"b/{rel}",
+    )
+    sys.stdout.writelines(diff)
+    print(f"# {outcome.edit.explanation}\n# {outcome.summary}", file=sys.stderr)
+    if apply:
+        current = doc.path.read_bytes()
+        from lsp_server.context.chunker import decode_source
+
+        if decode_source(current) != doc.text:
+            _err(f"{rel} changed while the fix was computed; not written")
+            return 1
+        _write_atomic(doc.path, new_text)
+        _err(f"wrote {rel}")
+    return 0
+
+
+async def _doctor() -> int:
+    from lsp_server.llm.doctor import format_report, run_doctor
+    from lsp_server.settings import build_settings
+
+    settings, problems = build_settings()
+    for problem in problems:
+        print(problem.message(), file=sys.stderr)
+    report = await run_doctor(settings)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    from lsp_server.server import create_server
+
+    server = create_server()
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not port.isdigit():
+            parser.error("--tcp expects HOST:PORT")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    # pygls' stdin reader thread may still be blocked in readline(); the records
+    # and logs are already written, so leave without waiting for it.
+    logging.shutdown()
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,33 +223,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-lsp", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"llm-lsp {__version__}")
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument("--log-file", help="write logs here instead of stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the language server (stdio by default)")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
-    explain = sub.add_parser("explain", help="explain the symbol at FILE:LINE[:COL] (1-based)")
+    explain = sub.add_parser(
+        "explain", help="explain the symbol at FILE:LINE[:COL] or the lines FILE:START-END"
+    )
     explain.add_argument("location", type=_parse_location)
+    fix = sub.add_parser("fix", help="propose a validated fix for FILE:LINE[-LINE]")
+    fix.add_argument("location", type=_parse_location)
+    fix.add_argument("--apply", action="store_true", help="write the fix to the file")
+    fix.add_argument("--problem", help="the problem to fix (e.g. a diagnostic message)")
+    sub.add_parser("doctor", help="check every configured provider with a tiny prompt")
     args = parser.parse_args(argv)
     _configure_logging(args.log_level, args.log_file)
     if args.command == "serve":
-        from lsp_server.server import create_server
-
-        server = create_server()
-        if args.tcp:
-            host, _, port = args.tcp.rpartition(":")
-            if not port.isdigit():
-                parser.error("--tcp expects HOST:PORT")
-            server.start_tcp(host or "127.0.0.1", int(port))
-        else:
-            server.start_io()
-        # pygls' stdin reader thread may still be blocked in readline(); the records
-        # and logs are already written, so leave without waiting for it.
-        logging.shutdown()
-        os._exit(0)
+        _serve(args, parser)
     if args.command == "explain":
         return asyncio.run(_explain(args.location))
+    if args.command == "fix":
+        return asyncio.run(_fix(args.location, args.apply, args.problem))
+    if args.command == "doctor":
+        return asyncio.run(_doctor())
     parser.error(f"unknown command {args.command}")
     return 2
 
