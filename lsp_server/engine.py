@@ -28,7 +28,13 @@ from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.prompts import hover_messages
-from lsp_server.render import footer, offline_notice, static_markdown, unavailable_notice
+from lsp_server.render import (
+    answer_notes,
+    footer,
+    offline_notice,
+    static_markdown,
+    unavailable_notice,
+)
 from lsp_server.settings import Settings
 from lsp_server.telemetry.usage import UsageLog
 
@@ -193,23 +199,23 @@ class Engine:
                 timeout=max(0.0, deadline - time.monotonic()),
             )
         except ProviderFailure as failure:
-            notice = unavailable_notice(settings.model, failure.kind.value, failure.message)
-            return HoverAnswer(
-                static + "\n\n---\n" + notice, AnswerSource.FALLBACK, symbol, pack=pack
-            )
+            return self._static_fallback(static, symbol, pack, failure.kind.value, failure.message)
         except TimeoutError:
-            notice = unavailable_notice(
-                settings.model, "timeout", f"no answer within {settings.hover_deadline:g} s"
-            )
-            return HoverAnswer(
-                static + "\n\n---\n" + notice, AnswerSource.FALLBACK, symbol, pack=pack
-            )
-        body = completion.text.strip()
-        markdown = (
-            f"{static}\n\n---\n{body}\n\n"
-            f"{footer(completion, AnswerSource.PROVIDER.value, pack.tokens)}"
-        )
+            message = f"no answer within {settings.hover_deadline:g} s"
+            return self._static_fallback(static, symbol, pack, "timeout", message)
+        notes = answer_notes(completion.notice, self.llm.breaker_states())
+        parts = [static, "---", completion.text.strip(), *notes]
+        parts.append(footer(completion, completion.tier, pack.tokens))
+        markdown = "\n\n".join(parts)
         return HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack)
+
+    def _static_fallback(
+        self, static: str, symbol: SymbolInfo, pack: ContextPack, kind: str, message: str
+    ) -> HoverAnswer:
+        notice = unavailable_notice(self._settings.model, kind, message)
+        notes = answer_notes(None, self.llm.breaker_states())
+        markdown = "\n\n".join([static, "---", notice, *notes])
+        return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
 
     async def _hover_pack(
         self, doc: Document, line: int, symbol: SymbolInfo, settings: Settings

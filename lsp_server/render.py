@@ -45,6 +45,17 @@ def footer(completion: Completion, source: str, context_tokens: int | None = Non
     )
 
 
+def answer_notes(notice: str | None, breakers: dict[str, str]) -> list[str]:
+    """Lines above the footer: why an earlier tier did not answer, breakers not closed."""
+    lines: list[str] = []
+    if notice:
+        lines.append(f"_{notice}_")
+    troubled = [f"{name} {state}" for name, state in sorted(breakers.items()) if state != "closed"]
+    if troubled:
+        lines.append("_circuit: " + "; ".join(troubled) + "_")
+    return lines
+
+
 def offline_notice() -> str:
     """Shown when no provider is configured."""
     return (

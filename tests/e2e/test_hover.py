@@ -39,7 +39,7 @@ async def test_hover_shows_static_facts_model_answer_and_truthful_footer(
     assert EXPLANATION in value
     # 321 * $2.50/M + 45 * $10/M = $0.0012525
     assert "_gpt-4o · 321 in / 45 out tokens · $0.0013 · " in value
-    assert value.rstrip().endswith("· provider_")
+    assert value.rstrip().endswith("· primary_")
 
     [request] = fake.requests
     assert request.path == "/v1/chat/completions"

@@ -201,10 +201,8 @@ async def test_open_breaker_sends_nothing_and_probe_restores_the_tier(
         await session.client.stop()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="engine/render: show Completion.notice and end the footer with the tier"
-)
 async def test_hover_names_the_answering_tier_and_why(session: Session, fake: FakeProvider) -> None:
+    """The notice above the footer says why, the footer ends with the tier that answered."""
     _script(fake, "gpt-4o", Step(status=500))
     fake.set_default(Step(text="from cheap"))
     value, _ = await _timed_hover(session)
