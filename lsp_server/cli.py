@@ -192,11 +192,12 @@ async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
 async def _doctor() -> int:
     from lsp_server.llm.doctor import format_report, run_doctor
     from lsp_server.settings import build_settings
+    from lsp_server.telemetry.usage import UsageLog
 
     settings, problems = build_settings()
     for problem in problems:
         print(problem.message(), file=sys.stderr)
-    report = await run_doctor(settings)
+    report = await run_doctor(settings, usage_log=UsageLog(settings.usage_log))
     print(format_report(report))
     return 0 if report.ok else 1
 

@@ -192,6 +192,7 @@ class Engine:
             messages=hover_messages(symbol, pack, where),
             feature="hover",
             max_tokens=settings.hover_max_tokens,
+            metadata={"context_tokens": str(pack.tokens)},
         )
         try:
             completion = await asyncio.wait_for(

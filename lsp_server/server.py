@@ -31,6 +31,7 @@ from lsp_server.settings import SECTION, Settings, SettingsProblem, build_settin
 
 logger = logging.getLogger(__name__)
 
+CMD_DOCTOR = "llmLsp.doctor"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -208,6 +209,10 @@ def create_server() -> LlmLanguageServer:
     async def on_fix(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
         return await _command(ls, code_actions.run_fix_command, list(args))
 
+    @server.command(CMD_DOCTOR)
+    async def on_doctor(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        return await _command(ls, _run_doctor, list(args))
+
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: LlmLanguageServer, params: None) -> None:
         if ls.engine is not None:
@@ -228,6 +233,22 @@ async def _command(
         logger.exception("command %s failed", fn.__name__)
         ls.report_failure("llm-lsp: the command failed; see the server log")
         return {"ok": False}
+
+
+async def _run_doctor(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
+    """`llmLsp.doctor`: a tiny real prompt to every provider; the report in the log."""
+    from lsp_server.llm.doctor import format_report, run_doctor
+
+    engine = ls.engine
+    if engine is None:
+        return {"ok": False}
+    report = await run_doctor(ls.settings, service=engine.llm, usage_log=engine.usage_log)
+    text = format_report(report)
+    ls.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=text))
+    verdict = text.strip().splitlines()[-1]
+    kind = types.MessageType.Info if report.ok else types.MessageType.Error
+    ls.window_show_message(types.ShowMessageParams(type=kind, message=verdict))
+    return {"ok": report.ok, "report": text}
 
 
 async def _pull_configuration(ls: LlmLanguageServer) -> bool:

@@ -194,6 +194,7 @@ class ProviderClient:
         calls: dict[int, dict[str, str]] = {}
         finish = "stop"
         usage = Usage()
+        chunks = 0
         async with stream:
             async for chunk in stream:
                 if chunk.usage is not None:
@@ -202,6 +203,7 @@ class ProviderClient:
                     delta = choice.delta
                     if delta.content:
                         parts.append(delta.content)
+                        chunks += 1
                     for tc in delta.tool_calls or ():
                         slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
                         slot["id"] = tc.id or slot["id"]
@@ -217,4 +219,9 @@ class ProviderClient:
         text = "".join(parts)
         if not text and not tool_calls:
             raise ProviderFailure(ErrorKind.MALFORMED_RESPONSE, "stream ended without content")
+        if usage == Usage() and chunks:
+            # Some servers (llama.cpp) send no usage in streams: one content delta is one
+            # token there, so count them rather than record a free call.
+            logger.debug("stream without usage: counted %d completion chunks", chunks)
+            usage = Usage(completion_tokens=chunks)
         return text, tool_calls, finish, usage

@@ -259,3 +259,19 @@ async def test_cancel_mid_loop_closes_the_provider_call(
             break
         await asyncio.sleep(0.05)
     assert [r["outcome"] for r in ai_session.usage()] == ["ok", "cancelled"]
+
+
+async def test_doctor_command_reports_every_provider(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    result = await ai_session.client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="llmLsp.doctor", arguments=[])
+    )
+    assert result["ok"] is True
+    assert "gpt-4o" in result["report"] and "gpt-4o-mini" in result["report"]
+    assert any("gpt-4o" in m.message for m in ai_session.client.log_messages)
+    assert {r.model for r in fake.requests if r.path == "/v1/chat/completions"} == {
+        "gpt-4o",
+        "gpt-4o-mini",
+    }
+    assert all(r["feature"] == "doctor" for r in ai_session.usage()), ai_session.usage()

@@ -160,10 +160,6 @@ async def test_local_tier_answers_with_a_real_model(
         assert record["completion_tokens"] == completion.usage.completion_tokens
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llama.cpp's server sends no usage in streams: the client must count the deltas",
-)
 async def test_streamed_usage_is_counted(llama_server: str, tmp_path: Path) -> None:
     log = tmp_path / "usage.jsonl"
     service = LlmService(_local_settings(llama_server, tmp_path), UsageLog(log))
