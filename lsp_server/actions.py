@@ -29,6 +29,8 @@ from lsp_server.agent import (
 )
 from lsp_server.context.assembler import assemble_hover
 from lsp_server.context.chunker import chunk_module
+from lsp_server.llm.chain import AllTiersFailed
+from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
 
 if TYPE_CHECKING:
@@ -92,19 +94,61 @@ class Actions:
 
     async def _run(self, task: AgentTask, progress: Progress | None) -> tuple[AgentResult, float]:
         engine = self.engine
+        settings = engine.settings
         started = time.monotonic()
-        deadline = started + engine.settings.action_deadline
+        # Each model call must finish by `call_deadline`; a wait in the queue (no tier
+        # could answer) restarts it once a tier is back, within the run's wall bound.
+        call_deadline = started + settings.action_deadline
+        queueing = settings.queue_requests
+        run_deadline = call_deadline + (settings.queue_max_wait if queueing else 0.0)
         request_id = uuid.uuid4().hex[:16]
-        llm = engine.llm
 
         async def complete(request: ChatRequest) -> Completion:
-            return await llm.complete(request, deadline=deadline, request_id=request_id)
+            nonlocal call_deadline
+            try:
+                return await engine.llm.complete(
+                    request, deadline=call_deadline, request_id=request_id
+                )
+            except AllTiersFailed as failure:
+                if not queueing or not worth_queueing(failure):
+                    raise
+                completion = await self._wait_in_queue(request, request_id, failure, progress)
+                call_deadline = time.monotonic() + settings.action_deadline
+                return completion
 
-        tools = engine.agent_tools()
         result = await run_agent(
-            task, complete, tools, AgentBounds(deadline=deadline), on_progress=progress
+            task,
+            complete,
+            engine.agent_tools(),
+            AgentBounds(deadline=run_deadline),
+            on_progress=progress,
         )
         return result, time.monotonic() - started
+
+    async def _wait_in_queue(
+        self,
+        request: ChatRequest,
+        request_id: str,
+        failure: AllTiersFailed,
+        progress: Progress | None,
+    ) -> Completion:
+        """Hand the request to the engine's queue and wait; cancelling cancels the job."""
+        queue = self.engine.request_queue()
+
+        def report(job: QueuedJob) -> None:
+            if progress is not None:
+                progress(f"Waiting for a model ({job.message})")
+
+        logger.info("no tier can answer now, queueing %s: %s", request_id, failure.summary)
+        job = queue.submit(
+            request, request_id=request_id, reason=failure.summary, on_progress=report
+        )
+        report(job)
+        try:
+            return await asyncio.shield(job.result)
+        except asyncio.CancelledError:
+            queue.cancel(job.id)
+            raise
 
     async def explain(
         self, doc: Document, start: int, end: int, progress: Progress | None = None

@@ -25,6 +25,7 @@ from lsp_server.context.assembler import ContextPack, assemble_hover
 from lsp_server.context.chunker import ChunkedModule, chunk_module, decode_source
 from lsp_server.context.symbols import SymbolIndex, SymbolInfo
 from lsp_server.context.tokens import TokenCounter, counter_for_model
+from lsp_server.llm.queue import RequestQueue
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.prompts import hover_messages
@@ -98,6 +99,7 @@ class Engine:
         self.symbols = SymbolIndex(root)
         self.actions = Actions(self)
         self._tools: ToolRegistry | None = None
+        self._queue: RequestQueue | None = None
         self._settings = settings
         self.usage_log = UsageLog(settings.usage_log)
         self.llm = LlmService(settings, self.usage_log)
@@ -126,6 +128,12 @@ class Engine:
             root = self.root or Path.cwd()
             self._tools = build_tools(Workspace(root, self.read_buffer))
         return self._tools
+
+    def request_queue(self) -> RequestQueue:
+        """Where explain/fix requests wait when no tier can answer (built on first use)."""
+        if self._queue is None:
+            self._queue = RequestQueue.from_settings(lambda: self.llm, self._settings)
+        return self._queue
 
     @property
     def settings(self) -> Settings:
@@ -256,6 +264,8 @@ class Engine:
 
     async def aclose(self) -> None:
         """Release clients and threads."""
+        if self._queue is not None:
+            await self._queue.aclose()
         await self.llm.aclose()
         self.symbols.close()
         if self._tools is not None:
