@@ -166,7 +166,9 @@ async def test_list_files_skips_tool_directories(workspace: Path, tools: ToolReg
         "shop/__init__.py",
         "shop/basket.py",
         "shop/broken.py",
+        "shop/notes.py",
         "shop/pricing.py",
+        "shop/stats.py",
     ]
     refused = await call(tools, "list_files", {"pattern": "../*"})
     assert refused["error"]["type"] == "invalid_pattern"
