@@ -13,46 +13,37 @@ settings object can be logged or put in an error message safely.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsp_server.settings_values import (
+    ProviderSetting,
+    RoutingRule,
+    Secret,
+    _backoff,
+    _bool,
+    _fraction,
+    _log_level,
+    _opt_positive_int,
+    _opt_str,
+    _path,
+    _positive_float,
+    _positive_int,
+    _providers,
+    _routing_rules,
+    _secret,
+    _str,
+    _url,
+    _with_keys,
+)
+
 logger = logging.getLogger(__name__)
 
 SECTION = "llmLsp"
-
-
-class Secret:
-    """A string that never shows itself in logs, reprs or messages."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself: pass it to the SDK, never to a logger."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 def _user_dir(xdg_var: str, fallback: str, env: Mapping[str, str]) -> Path:
@@ -76,48 +67,6 @@ class SettingsProblem:
             f"llm-lsp: invalid {self.setting} from {self.source} ({self.value}): "
             f"{self.reason}; using {self.used}"
         )
-
-
-ROLES = ("primary", "cheap", "local")
-"""Provider roles, in fallback order."""
-
-TASK_KINDS = ("hover", "explain", "fix", "summary")
-COMPLEXITIES = ("low", "medium", "high")
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderSetting:
-    """One OpenAI-compatible endpoint of the provider chain (`llmLsp.providers` entry).
-
-    Settings name the environment variable holding the key (`api_key_env`); the key
-    itself is read from the environment when settings are built (`api_key`) and is
-    never accepted from a settings file. `models` empty means "ask `/v1/models`".
-    """
-
-    name: str
-    role: str
-    base_url: str | None = None
-    api_key_env: str | None = None
-    models: tuple[str, ...] = ()
-    timeout: float | None = None
-    max_context_tokens: int | None = None
-    api_key: Secret | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class RoutingRule:
-    """`llmLsp.routingRules` entry: when a request matches, start the chain at `tier`.
-
-    Empty `kinds`/`complexity` match anything; token bounds are inclusive.
-    """
-
-    tier: str
-    kinds: tuple[str, ...] = ()
-    complexity: tuple[str, ...] = ()
-    min_context_tokens: int | None = None
-    max_context_tokens: int | None = None
-    model: str | None = None
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,215 +157,6 @@ class Settings:
 
 
 Parser = Callable[[Any], Any]
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("expected a non-empty string")
-    return value.strip()
-
-
-def _opt_str(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return _str(value)
-
-
-def _url(value: Any) -> str | None:
-    text = _opt_str(value)
-    if text is not None and not text.startswith(("http://", "https://")):
-        raise ValueError("expected an http:// or https:// URL")
-    return text
-
-
-def _positive_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number of seconds")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a number of seconds") from None
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError("expected a positive number of seconds")
-    return number
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected a positive whole number")
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise ValueError("expected a positive whole number") from None
-    if number <= 0:
-        raise ValueError("expected a positive whole number")
-    return number
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _path(value: Any) -> Path:
-    return Path(_str(value)).expanduser()
-
-
-def _secret(value: Any) -> Secret | None:
-    text = _opt_str(value)
-    return Secret(text) if text else None
-
-
-def _log_level(value: Any) -> str:
-    text = _str(value).upper()
-    if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-    return text
-
-
-def _opt_positive_int(value: Any) -> int | None:
-    return None if value is None or value == "" else _positive_int(value)
-
-
-def _backoff(value: Any) -> float:
-    return 0.0 if value in (0, "0") else _positive_float(value)
-
-
-def _fraction(value: Any) -> float:
-    number = _backoff(value)
-    if number >= 1.0:
-        raise ValueError("expected a fraction from 0 up to (not including) 1")
-    return number
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _json_list(value: Any, what: str) -> list[Mapping[str, Any]]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ValueError(f"expected a JSON list of {what} objects") from None
-    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
-        raise ValueError(f"expected a list of {what} objects")
-    return value
-
-
-def _names(value: Any, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
-        raise ValueError(f"{what}: expected a string or a list of strings")
-    if allowed and any(i not in allowed for i in items):
-        raise ValueError(f"{what}: expected some of {', '.join(allowed)}")
-    return tuple(items)
-
-
-def _check_keys(entry: Mapping[str, Any], known: set[str], what: str) -> None:
-    unknown = sorted(set(entry) - known)
-    if unknown:
-        raise ValueError(f"{what}: unknown field(s) {', '.join(unknown)}")
-
-
-_PROVIDER_KEYS = {"name", "role", "baseUrl", "apiKeyEnv", "models", "timeout", "maxContextTokens"}
-
-
-def _providers(value: Any) -> tuple[ProviderSetting, ...] | None:
-    if value is None or value == "":
-        return None
-    out: list[ProviderSetting] = []
-    for i, entry in enumerate(_json_list(value, "provider")):
-        what = f"provider {i + 1}"
-        if any(k.lower() in ("apikey", "key", "api_key") for k in entry):
-            raise ValueError(
-                f"{what}: keys are never read from settings; put the key in an environment "
-                "variable and name it in apiKeyEnv"
-            )
-        _check_keys(entry, _PROVIDER_KEYS, what)
-        try:
-            name = _str(entry.get("name"))
-            role = _str(entry.get("role"))
-            if role not in ROLES:
-                raise ValueError(f"role must be one of {', '.join(ROLES)}")
-            base_url = _url(entry.get("baseUrl"))
-            key_env = _opt_str(entry.get("apiKeyEnv"))
-            if key_env is not None and not _ENV_NAME.fullmatch(key_env):
-                raise ValueError("apiKeyEnv must be an environment variable name")
-            models = _names(entry.get("models", []), (), "models")
-            if role != "local" and not models:
-                raise ValueError("models must list at least one model (optional for local)")
-            if role == "local" and base_url is None:
-                raise ValueError("a local provider needs baseUrl")
-            timeout = entry.get("timeout")
-            out.append(
-                ProviderSetting(
-                    name=name,
-                    role=role,
-                    base_url=base_url,
-                    api_key_env=key_env,
-                    models=models,
-                    timeout=None if timeout is None else _positive_float(timeout),
-                    max_context_tokens=_opt_positive_int(entry.get("maxContextTokens")),
-                )
-            )
-        except ValueError as exc:
-            raise ValueError(f"{what}: {exc}") from None
-    if len({p.name for p in out}) != len(out):
-        raise ValueError("provider names must be unique")
-    return tuple(out)
-
-
-_RULE_KEYS = {"tier", "kind", "complexity", "minContextTokens", "maxContextTokens", "model"}
-
-
-def _routing_rules(value: Any) -> tuple[RoutingRule, ...]:
-    if value is None or value == "":
-        return ()
-    out: list[RoutingRule] = []
-    for i, entry in enumerate(_json_list(value, "rule")):
-        what = f"rule {i + 1}"
-        _check_keys(entry, _RULE_KEYS | {"reason"}, what)
-        try:
-            tier = _str(entry.get("tier"))
-            if tier not in ROLES:
-                raise ValueError(f"tier must be one of {', '.join(ROLES)}")
-            out.append(
-                RoutingRule(
-                    tier=tier,
-                    kinds=_names(entry.get("kind", []), TASK_KINDS, "kind"),
-                    complexity=_names(entry.get("complexity", []), COMPLEXITIES, "complexity"),
-                    min_context_tokens=_opt_positive_int(entry.get("minContextTokens")),
-                    max_context_tokens=_opt_positive_int(entry.get("maxContextTokens")),
-                    model=_opt_str(entry.get("model")),
-                    reason=_opt_str(entry.get("reason")) or f"user rule {i + 1}",
-                )
-            )
-        except ValueError as exc:
-            raise ValueError(f"{what}: {exc}") from None
-    return tuple(out)
-
-
-def _with_keys(
-    providers: tuple[ProviderSetting, ...] | None,
-    env: Mapping[str, str],
-    api_key: Secret | None,
-) -> tuple[ProviderSetting, ...] | None:
-    """Read each provider's key from the environment variable its settings name."""
-    if providers is None:
-        return None
-    out = []
-    for p in providers:
-        key = _secret(env.get(p.api_key_env, "")) if p.api_key_env else None
-        if key is None and p.api_key_env == "OPENAI_API_KEY":
-            key = api_key  # the editor's llmLsp.apiKey stands in for OPENAI_API_KEY
-        out.append(dataclasses.replace(p, api_key=key))
-    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

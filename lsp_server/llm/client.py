@@ -31,7 +31,7 @@ from lsp_server.llm.types import (
     ToolCall,
     Usage,
 )
-from lsp_server.settings import Secret
+from lsp_server.settings_values import Secret
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 logger = logging.getLogger(__name__)

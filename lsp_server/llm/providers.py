@@ -20,7 +20,8 @@ import openai
 
 from lsp_server.llm.client import NO_KEY
 from lsp_server.llm.errors import classify
-from lsp_server.settings import ROLES, Secret, Settings
+from lsp_server.settings import Settings
+from lsp_server.settings_values import ROLES, Secret
 
 logger = logging.getLogger(__name__)
 

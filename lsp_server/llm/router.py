@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from lsp_server.llm.providers import TierSpec
 from lsp_server.llm.types import ChatRequest
-from lsp_server.settings import COMPLEXITIES, ROLES, RoutingRule
+from lsp_server.settings_values import COMPLEXITIES, ROLES, RoutingRule
 
 logger = logging.getLogger(__name__)
 

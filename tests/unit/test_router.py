@@ -9,7 +9,8 @@ import pytest
 from lsp_server.llm.providers import tier_specs
 from lsp_server.llm.router import Router, estimate_complexity
 from lsp_server.llm.types import ChatRequest
-from lsp_server.settings import Secret, build_settings
+from lsp_server.settings import build_settings
+from lsp_server.settings_values import Secret
 
 ENV = {
     "OPENAI_API_KEY": "sk-test-router",

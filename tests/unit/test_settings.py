@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lsp_server.settings import Secret, Settings, build_settings
+from lsp_server.settings import Settings, build_settings
+from lsp_server.settings_values import Secret
 
 
 def test_defaults_follow_the_environment_contract() -> None:
