@@ -100,6 +100,7 @@ class Engine:
         self.actions = Actions(self)
         self._tools: ToolRegistry | None = None
         self._queue: RequestQueue | None = None
+        self._retired: dict[LlmService, asyncio.Task[None]] = {}
         self._settings = settings
         self.usage_log = UsageLog(settings.usage_log)
         self.llm = LlmService(settings, self.usage_log)
@@ -126,7 +127,9 @@ class Engine:
         """The agent's workspace tools, built once per engine."""
         if self._tools is None:
             root = self.root or Path.cwd()
-            self._tools = build_tools(Workspace(root, self.read_buffer))
+            self._tools = build_tools(
+                Workspace(root, self.read_buffer), run_tests_enabled=self._settings.run_tests
+            )
         return self._tools
 
     def request_queue(self) -> RequestQueue:
@@ -141,12 +144,27 @@ class Engine:
         return self._settings
 
     async def update_settings(self, settings: Settings) -> None:
-        """Swap settings; provider clients are rebuilt, in-flight calls finish on the old ones."""
+        """Swap settings; provider clients are rebuilt, in-flight calls finish on the old ones.
+
+        Unchanged settings keep everything (breakers included) as it is.
+        """
+        if settings == self._settings:
+            return
         old = self.llm
+        if self._tools is not None and settings.run_tests != self._settings.run_tests:
+            self._tools.close()
+            self._tools = None
         self._settings = settings
         self.usage_log = UsageLog(settings.usage_log)
         self.llm = LlmService(settings, self.usage_log)
-        await old.aclose()
+        grace = max(settings.hover_deadline, settings.action_deadline)
+        self._retired[old] = asyncio.get_running_loop().create_task(self._close_later(old, grace))
+
+    async def _close_later(self, service: LlmService, delay: float) -> None:
+        """Close a replaced service once calls that started on it have had their time."""
+        await asyncio.sleep(delay)
+        self._retired.pop(service, None)
+        await service.aclose()
 
     async def warm_up(self) -> None:
         """Load the tokenizer for the configured model off the event loop."""
@@ -266,6 +284,10 @@ class Engine:
         """Release clients and threads."""
         if self._queue is not None:
             await self._queue.aclose()
+        for service, task in list(self._retired.items()):
+            task.cancel()
+            await service.aclose()
+        self._retired.clear()
         await self.llm.aclose()
         self.symbols.close()
         if self._tools is not None:

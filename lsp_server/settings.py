@@ -101,6 +101,7 @@ class Settings:
     breaker_quota_cooldown: float = 600.0
     fallback_reserve: float = 0.4
     queue_requests: bool = True
+    run_tests: bool = False
     queue_max_wait: float = 1800.0
     queue_retry_interval: float = 10.0
 
@@ -211,6 +212,7 @@ _SPECS: tuple[_Spec, ...] = (
     ),
     _Spec("fallback_reserve", "LLM_FALLBACK_RESERVE", "fallbackReserve", _fraction),
     _Spec("queue_requests", "LLM_LSP_QUEUE", "queueRequests", _bool),
+    _Spec("run_tests", "LLM_LSP_RUN_TESTS", "runTests", _bool),
     _Spec("queue_max_wait", "LLM_LSP_QUEUE_MAX_WAIT", "queueMaxWait", _positive_float),
     _Spec(
         "queue_retry_interval",
