@@ -1,115 +1,272 @@
 """Assemble the code a model sees for a task, under an exact token budget.
 
-A pack is a list of labelled pieces (`path:start-end`), highest priority
-first: the code around the cursor, then the definition of the symbol (which
-may live in another file). A piece that does not fit in full is replaced by
-its skeleton (signature, docstring, member signatures), and failing that cut
-on a line boundary. The rendered pack is counted once more at the end, so it
-never exceeds its budget. Same inputs, byte-identical output.
+A task is a hover on a symbol, or explaining or fixing a range of lines (a
+diagnostic's range, say). `Assembler.assemble` gathers, highest priority
+first: the target chunk in full (else the lines around the cursor that fit);
+the definitions of the names the target uses, in full when small (at most
+`FULL_SHARE` of the room left) else as a skeleton; the enclosing class
+skeleton; the module's imports in use; snippets of the callers of the
+enclosing function; related tests (callers in test files). The names come from
+`names.used_names`; their definitions from jedi, in one batched job on its
+worker thread under a deadline (names not resolved by then are left out).
+`pack.build_pack` then fits the pieces to the budget and renders them in a
+stable order. Every piece is labelled ``path:start-end``; same inputs give a
+byte-identical pack.
+
+`assemble_hover` is the older, synchronous entry point the engine still uses
+for hovers: the target and one given definition.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
 
-from lsp_server.context.chunker import Chunk, ChunkedModule
+from lsp_server.context.chunker import MODULE_QUALNAME, Chunk, ChunkedModule
+from lsp_server.context.names import NameUse, used_names
+from lsp_server.context.pack import (
+    Candidate,
+    ContextPack,
+    ContextPiece,
+    Role,
+    build_pack,
+    fit,
+    piece,
+)
+from lsp_server.context.resolve import Module, ModuleCache, StaticResolver
+from lsp_server.context.snippets import (
+    definition_candidate,
+    is_test_path,
+    target_candidate,
+    use_candidate,
+)
+from lsp_server.context.symbols import Definition, Reference, SymbolIndex
 from lsp_server.context.tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
 
-_WINDOW_LINES = 12
+__all__ = [
+    "Assembler",
+    "ContextPack",
+    "ContextPiece",
+    "ContextTask",
+    "TaskKind",
+    "assemble_hover",
+]
+
+#: A definition goes in full only if it takes at most this share of the room left.
+FULL_SHARE = 0.25
+#: The target is cut to the lines around the cursor beyond this share of the budget.
+TARGET_SHARE = 0.6
+MAX_NAMES = 40
+MAX_CALLERS = 3
+MAX_TESTS = 2
+#: Below this many seconds left, callers are not looked up at all.
+MIN_CALLERS_TIME = 0.05
+
+
+class TaskKind(StrEnum):
+    HOVER = "hover"
+    EXPLAIN = "explain"
+    FIX = "fix"
 
 
 @dataclass(frozen=True, slots=True)
-class ContextPiece:
-    """One labelled piece of code in a pack."""
+class ContextTask:
+    """What the pack is for: 1-based inclusive lines of ``source`` (the editor's buffer)."""
 
-    label: str  # "path:start-end"
-    role: str  # "target" | "definition"
-    title: str  # e.g. "function `Foo.run`"
-    text: str
-    form: str  # "full" | "skeleton" | "truncated" | "window"
-
-    def render(self) -> str:
-        """Markdown for the prompt."""
-        note = "" if self.form == "full" else f", {self.form}"
-        return f"### {self.label} ({self.role}: {self.title}{note})\n```python\n{self.text}\n```\n"
+    kind: TaskKind
+    source: str
+    path: Path | None
+    start_line: int
+    end_line: int
+    focus: Definition | None = None  # a hover's symbol: its definition goes first
+    callers: bool = True  # look up callers and related tests (project-wide, slower)
+    infer: bool = True  # ask jedi about the names the import map cannot place (slower)
 
 
-@dataclass(frozen=True, slots=True)
-class ContextPack:
-    """The pieces chosen for a task, with their exact token count."""
+class Assembler:
+    """Builds context packs for one workspace from a `SymbolIndex` (and its buffers)."""
 
-    pieces: tuple[ContextPiece, ...]
-    tokens: int
-    budget: int
-    exact_count: bool
+    def __init__(
+        self,
+        symbols: SymbolIndex,
+        display_path: Callable[[Path | None], str] | None = None,
+        *,
+        modules: int = 4096,
+    ) -> None:
+        self.symbols = symbols
+        self.display_path = display_path or self._relative
+        self.modules = ModuleCache(symbols.read_text, self.display_path, modules)
+        self.resolver = StaticResolver(symbols.root, self.modules)
 
-    def render(self) -> str:
-        """All pieces as one markdown block."""
-        return "\n".join(p.render() for p in self.pieces)
+    def _relative(self, path: Path | None) -> str:
+        if path is None:
+            return "<unsaved>"
+        root = self.symbols.root
+        if root is not None:
+            try:
+                return path.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                pass
+        return path.as_posix()
 
+    async def warm(self, paths: Iterable[Path]) -> int:
+        """Chunk ``paths`` ahead of requests (one worker-thread job per file); how many loaded.
 
-def _label(path: str, start: int, end: int) -> str:
-    return f"{path}:{start}-{end}"
+        Run it in the background after start: a request that reaches a file
+        chunked already saves the chunking (tens of ms for a large module).
+        """
+        loaded = 0
+        for path in paths:
+            found = await asyncio.to_thread(self.modules.file, path)
+            loaded += found is not None
+        return loaded
 
+    async def module(self, path: Path | None, text: str) -> Module:
+        """The chunked module for ``text`` (cached by content; chunked off the loop)."""
+        return await asyncio.to_thread(self.modules.get, path, text)
 
-def _title(chunk: Chunk) -> str:
-    return f"{chunk.kind.value} `{chunk.qualname}`"
+    def _static(
+        self, task: ContextTask, counter: TokenCounter, budget: int
+    ) -> tuple[Module, Candidate, list[NameUse], dict[tuple[int, int], Definition]]:
+        """Worker-thread part: chunk the target, find its names, resolve what imports can.
 
+        The target keeps at most `TARGET_SHARE` of the budget (the lines around
+        the cursor or range start), leaving room for what it uses.
+        """
+        target = self.modules.get(task.path, task.source)
+        first = target_candidate(target.chunks, target.lines, task.start_line, task.end_line)
+        cut = fit(first, counter, int(budget * TARGET_SHARE))
+        if cut is not None and cut is not first.piece:
+            first = replace(first, piece=cut)
+        region = (first.piece.start_line, first.piece.end_line)
+        uses = used_names(target.lines, *region, target.facts.bound, limit=MAX_NAMES)
+        enclosing = target.chunks.enclosing(task.start_line)
+        owner = enclosing.parent if enclosing is not None else None
+        return target, first, uses, self.resolver.resolve(target, uses, owner)
 
-def _line_window(source: str, path: str, line: int, span: int = _WINDOW_LINES) -> ContextPiece:
-    lines = source.splitlines()
-    start = max(1, line - span)
-    end = min(len(lines), line + span)
-    text = "\n".join(lines[start - 1 : end])
-    return ContextPiece(
-        _label(path, start, end), "target", "lines around the cursor", text, "window"
-    )
-
-
-def _target_piece(module: ChunkedModule, source: str, line: int) -> ContextPiece:
-    chunk = module.enclosing(line)
-    if chunk is None or chunk.is_fallback or chunk.qualname == "<module>":
-        window = _line_window(source, module.path, line)
-        if module.parse_error:
-            return ContextPiece(
-                window.label,
-                window.role,
-                "lines around the cursor (file does not parse)",
-                window.text,
-                "window",
+    async def assemble(
+        self, task: ContextTask, counter: TokenCounter, budget: int, *, deadline: float = 1.0
+    ) -> ContextPack:
+        """The pack for ``task`` within ``budget`` tokens; jedi gets ``deadline`` seconds."""
+        until = time.monotonic() + deadline
+        display = self.display_path(task.path)
+        target, first, uses, static = await asyncio.to_thread(self._static, task, counter, budget)
+        candidates = [first]
+        region = (first.piece.start_line, first.piece.end_line)
+        enclosing = target.chunks.enclosing(task.start_line)
+        positions = [(u.line, u.column) for u in uses]
+        rest = [p for p in positions if p not in static]
+        resolved: dict[tuple[int, int], list[Definition]] = {p: [d] for p, d in static.items()}
+        if rest and task.infer:
+            resolved.update(
+                await self.symbols.definitions_batch(
+                    task.source, task.path, rest, deadline=max(0.0, until - time.monotonic())
+                )
             )
-        return window
-    return ContextPiece(
-        _label(module.path, chunk.start_line, chunk.end_line),
-        "target",
-        _title(chunk),
-        chunk.source,
-        "full",
-    )
+        ordered = [task.focus] if task.focus is not None else []
+        for position in positions:
+            ordered.extend(resolved.get(position, ()))
+        seen: set[tuple[str, int]] = set()
+        for d in ordered:
+            if d is None or d.path is None or not d.in_workspace or d.kind == "module":
+                continue
+            if d.path.suffix != ".py":
+                continue
+            where = self.display_path(d.path)
+            if (where, d.line) in seen or (where == display and region[0] <= d.line <= region[1]):
+                continue
+            seen.add((where, d.line))
+            text = task.source if where == display else await self.symbols.read(d.path)
+            if text is None:
+                continue
+            home = await self.module(d.path, text)
+            role = Role.LOCAL_DEFINITION if where == display else Role.DEFINITION
+            found = definition_candidate(home.chunks, home.lines, d, role, FULL_SHARE)
+            if found is not None:
+                candidates.append(found)
+        candidates.extend(_class_and_imports(target, enclosing, uses, display))
+        if task.callers and enclosing is not None and enclosing.kind.value in _CALLABLE:
+            left = until - time.monotonic()
+            if left >= MIN_CALLERS_TIME:
+                candidates.extend(await self._callers(task, enclosing, region, left))
+        return await asyncio.to_thread(build_pack, candidates, counter, budget)
+
+    async def _callers(
+        self, task: ContextTask, enclosing: Chunk, region: tuple[int, int], left: float
+    ) -> list[Candidate]:
+        try:
+            found = await self.symbols.callers(
+                task.source, task.path, enclosing.end_line, deadline=left
+            )
+        except TimeoutError:
+            logger.debug("callers of %s: no answer within %.2f s", enclosing.qualname, left)
+            return []
+        if found is None:
+            return []
+        display = self.display_path(task.path)
+        callers: list[Candidate] = []
+        tests: list[Candidate] = []
+        for ref in found.references:
+            where = self.display_path(ref.path)
+            if where == display and region[0] <= ref.line <= region[1]:
+                continue
+            bucket = tests if is_test_path(where) else callers
+            if len(bucket) >= (MAX_TESTS if bucket is tests else MAX_CALLERS):
+                continue
+            candidate = await self._use(ref, where, task, display, bucket is tests, found.function)
+            if candidate is not None and candidate.piece.label not in {
+                c.piece.label for c in bucket
+            }:
+                bucket.append(candidate)
+        return callers + tests
+
+    async def _use(
+        self, ref: Reference, where: str, task: ContextTask, display: str, test: bool, fn: str
+    ) -> Candidate | None:
+        text = task.source if where == display else await self.symbols.read(ref.path)
+        if text is None:
+            return None
+        home = await self.module(ref.path, text)
+        role = Role.TEST if test else Role.CALLER
+        return use_candidate(home.chunks, home.lines, ref.line, role, fn.rsplit(".", 1)[-1])
 
 
-def _fit(
-    piece: ContextPiece, skeleton: str | None, counter: TokenCounter, room: int
-) -> ContextPiece | None:
-    """The piece in full, as a skeleton, or cut to `room` tokens; None if nothing fits."""
-    if room <= 0:
-        return None
-    if counter.count(piece.render()) <= room:
-        return piece
-    if skeleton:
-        slim = ContextPiece(piece.label, piece.role, piece.title, skeleton, "skeleton")
-        if counter.count(slim.render()) <= room:
-            return slim
-    overhead = counter.count(
-        ContextPiece(piece.label, piece.role, piece.title, "", "truncated").render()
-    )
-    if room - overhead < 16:
-        return None
-    cut = counter.truncate(piece.text, room - overhead)
-    return ContextPiece(piece.label, piece.role, piece.title, cut, "truncated")
+_CALLABLE = ("function", "method")
+
+
+def _class_and_imports(
+    target: Module, enclosing: Chunk | None, uses: list[NameUse], display: str
+) -> list[Candidate]:
+    out: list[Candidate] = []
+    if enclosing is not None and enclosing.parent is not None:
+        owner = target.chunks.by_qualname(enclosing.parent)
+        if owner is not None:
+            p = piece(
+                display,
+                owner.start_line,
+                owner.end_line,
+                Role.CLASS,
+                f"class `{owner.qualname}`",
+                owner.skeleton,
+                "skeleton",
+            )
+            out.append(Candidate(p, Role.CLASS))
+    used = frozenset(u.text.split(".", 1)[0] for u in uses if not u.text.startswith("?"))
+    statements = [(i, i.render(used)) for i in target.facts.imports]
+    kept = [(i, text) for i, text in statements if text is not None]
+    if kept:
+        start, end = kept[0][0].start_line, kept[-1][0].end_line
+        text = "\n".join(t for _, t in kept if t)
+        p = piece(display, start, end, Role.IMPORTS, "the imports the target uses", text)
+        out.append(Candidate(p, Role.IMPORTS))
+    return out
 
 
 def assemble_hover(
@@ -124,38 +281,34 @@ def assemble_hover(
 
     `definition` is the chunked module holding the definition and its 1-based line.
     """
-    pieces: list[ContextPiece] = []
-    target = _target_piece(module, source, line)
-    enclosing = module.enclosing(line)
-    skeleton = enclosing.skeleton if enclosing is not None and target.form == "full" else None
-    fitted = _fit(target, skeleton, counter, budget)
-    if fitted is not None:
-        pieces.append(fitted)
+    lines = source.replace("\r\n", "\n").split("\n")
+    first = target_candidate(module, lines, line, line)
+    candidates = [first]
     if definition is not None:
         def_module, def_line = definition
+        enclosing = module.enclosing(line)
         chunk = def_module.enclosing(def_line)
         same = (
             chunk is not None
             and def_module.path == module.path
-            and (enclosing is not None and chunk.qualname == enclosing.qualname)
+            and enclosing is not None
+            and chunk.qualname == enclosing.qualname
+            and chunk.qualname != MODULE_QUALNAME
         )
         if chunk is not None and not chunk.is_fallback and not same:
-            piece = ContextPiece(
-                _label(def_module.path, chunk.start_line, chunk.end_line),
-                "definition",
-                _title(chunk),
-                chunk.source,
-                "full",
-            )
-            used = counter.count("\n".join(p.render() for p in pieces)) if pieces else 0
-            fitted_def = _fit(piece, chunk.skeleton, counter, budget - used - 1)
-            if fitted_def is not None:
-                pieces.append(fitted_def)
-    # The final count is authoritative: drop from the end until it fits.
-    while pieces:
-        tokens = counter.count("\n".join(p.render() for p in pieces))
-        if tokens <= budget:
-            return ContextPack(tuple(pieces), tokens, budget, counter.exact)
-        logger.debug("pack over budget (%d > %d): dropping %s", tokens, budget, pieces[-1].label)
-        pieces.pop()
-    return ContextPack((), 0, budget, counter.exact)
+            d = Definition(chunk.qualname, None, chunk.kind.value, None, def_line, 0, True)
+            role = Role.LOCAL_DEFINITION if def_module.path == module.path else Role.DEFINITION
+            found = definition_candidate(def_module, _lines_of(def_module), d, role, 1.0)
+            if found is not None:
+                candidates.append(found)
+    return build_pack(candidates, counter, budget)
+
+
+def _lines_of(module: ChunkedModule) -> list[str]:
+    """The module's text lines, rebuilt from its chunks (blank between chunks)."""
+    last = max((c.end_line for c in module.chunks), default=0)
+    lines = [""] * last
+    for c in module.chunks:
+        for i, text in enumerate(c.source.split("\n")):
+            lines[c.start_line - 1 + i] = text
+    return lines

@@ -1,0 +1,248 @@
+"""Which names a piece of code uses, and which of its module's imports bring them in.
+
+The assembler asks jedi for the definitions of the names a target uses; this
+module finds those names with the stdlib ``ast``, cheaply and without jedi:
+plain names read (``apply_discount``) and attributes read (``self.total``,
+``models.Q``), in order of first appearance, deduplicated by their dotted text.
+Names bound inside the target itself (parameters, assignments, loop and
+``with`` targets, nested defs, local imports) are skipped: a locally shadowed
+name has its definition in the target already. Builtins are skipped unless the
+module rebinds them.
+
+A target is whole lines of a file, possibly indented (a method) or not whole
+statements (an arbitrary range to explain). It is dedented by its first line's
+indentation; when it still does not parse, ``tokenize`` finds the names
+instead (no shadowing analysis then). Columns are converted from ast's UTF-8
+byte offsets to code points, as jedi and LSP count them here.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import keyword
+import logging
+import tokenize
+import warnings
+from dataclasses import dataclass, field
+
+from lsp_server.context.chunker import MODULE_QUALNAME, ChunkedModule
+
+logger = logging.getLogger(__name__)
+
+_BUILTINS = frozenset(dir(builtins))
+_SKIP_AFTER = frozenset({"def", "class", "import", "as", "global", "nonlocal"})
+_KEYWORDS_SOFT = frozenset({"match", "case", "type", "_"})
+
+
+@dataclass(frozen=True, slots=True)
+class NameUse:
+    """A name read in the target: ``line`` 1-based in the file, ``column`` 0-based."""
+
+    text: str  # "apply_discount", "self.total", "?.append" when the base is not dotted
+    line: int
+    column: int  # of the last component, where jedi resolves the whole expression
+    is_attribute: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImportStmt:
+    """One module-level import statement and the names it binds."""
+
+    start_line: int
+    end_line: int
+    module: str  # "os.path", ".pricing" ("" for a plain ``import``)
+    names: tuple[tuple[str, str], ...]  # (imported name, bound name)
+
+    def render(self, used: frozenset[str]) -> str | None:
+        """The statement cut down to the names in ``used``; None if it binds none of them."""
+        kept = [(name, bound) for name, bound in self.names if bound in used]
+        if not kept:
+            return None
+        parts = ", ".join(name if name == bound else f"{name} as {bound}" for name, bound in kept)
+        return f"from {self.module} import {parts}" if self.module else f"import {parts}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleFacts:
+    """What a module binds at top level, and its imports (also those under if/try)."""
+
+    imports: tuple[ImportStmt, ...]
+    bound: frozenset[str]
+    #: first line where a top-level def, class or assignment binds each name (not imports)
+    defined: dict[str, int] = field(default_factory=dict)
+    stars: tuple[str, ...] = ()  # modules of ``from m import *``, as written
+
+
+def _parse(text: str) -> ast.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ast.parse(text)
+
+
+def _char_col(line: str, byte_col: int) -> int:
+    if line.isascii():
+        return byte_col
+    return len(line.encode("utf-8")[:byte_col].decode("utf-8", errors="replace"))
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super":
+        return "super()"
+    return "?"
+
+
+def _import_names(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for alias in node.names:
+        if alias.name == "*":
+            continue
+        if isinstance(node, ast.Import):
+            out.append((alias.name, alias.asname or alias.name.split(".", 1)[0]))
+        else:
+            out.append((alias.name, alias.asname or alias.name))
+    return out
+
+
+def module_facts(module: ChunkedModule) -> ModuleFacts:
+    """Top-level bindings and imports of a chunked module (its module-level runs parsed)."""
+    bound: set[str] = set()
+    imports: list[ImportStmt] = []
+    defined: dict[str, int] = {}
+    stars: list[str] = []
+    for chunk in module.chunks:
+        if chunk.parent is None and chunk.kind.value in ("function", "class"):
+            bound.add(chunk.qualname)
+            defined.setdefault(chunk.qualname, chunk.start_line)
+        if chunk.qualname != MODULE_QUALNAME:
+            continue
+        try:
+            tree = _parse(chunk.source)
+        except (SyntaxError, ValueError, RecursionError) as exc:
+            logger.debug("module run at %d does not parse: %s", chunk.start_line, exc)
+            continue
+        off = chunk.start_line - 1
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = _import_names(node)
+                bound.update(b for _, b in names)
+                module_name = ""
+                if isinstance(node, ast.ImportFrom):
+                    module_name = "." * node.level + (node.module or "")
+                end = (node.end_lineno or node.lineno) + off
+                if any(alias.name == "*" for alias in node.names):
+                    stars.append(module_name)
+                imports.append(ImportStmt(node.lineno + off, end, module_name, tuple(names)))
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                bound.add(node.id)
+                defined.setdefault(node.id, node.lineno + off)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(node.name)
+                defined.setdefault(node.name, node.lineno + off)
+    imports.sort(key=lambda i: i.start_line)
+    return ModuleFacts(tuple(imports), frozenset(bound), defined, tuple(stars))
+
+
+def _dedent(lines: list[str]) -> tuple[str, list[int]]:
+    """Strip the first non-blank line's indentation from every line; per-line amounts."""
+    first = next((ln for ln in lines if ln.strip()), "")
+    indent = len(first) - len(first.lstrip(" \t"))
+    removed: list[int] = []
+    out: list[str] = []
+    for line in lines:
+        k = 0
+        while k < indent and k < len(line) and line[k] in " \t":
+            k += 1
+        removed.append(k)
+        out.append(line[k:])
+    return "\n".join(out), removed
+
+
+def _local_bindings(tree: ast.Module) -> set[str]:
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update(b for _, b in _import_names(node))
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            bound.add(node.name)
+    return bound
+
+
+def used_names(
+    lines: list[str],
+    start_line: int,
+    end_line: int,
+    module_bound: frozenset[str] = frozenset(),
+    *,
+    limit: int = 40,
+) -> list[NameUse]:
+    """Names read in 1-based lines ``start_line..end_line`` of ``lines``, first use first."""
+    region = lines[start_line - 1 : end_line]
+    text, removed = _dedent(region)
+    try:
+        tree = _parse(text)
+    except (SyntaxError, ValueError, RecursionError) as exc:
+        logger.debug("target does not parse alone (%s); scanning tokens", exc)
+        return _token_names(region, start_line, module_bound, limit)
+    local = _local_bindings(tree)
+    text_lines = text.split("\n")
+    found: dict[str, NameUse] = {}
+    for node in ast.walk(tree):
+        use: NameUse | None = None
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if node.id in local or (node.id in _BUILTINS and node.id not in module_bound):
+                continue
+            row = node.lineno - 1
+            col = _char_col(text_lines[row], node.col_offset)
+            use = NameUse(node.id, start_line + row, col + removed[row], False)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            row = (node.end_lineno or node.lineno) - 1
+            line = text_lines[row]
+            col = _char_col(line, node.end_col_offset or 0) - len(node.attr)
+            if line[col : col + len(node.attr)] != node.attr:  # `a . b` or a comment between
+                continue
+            use = NameUse(_dotted(node), start_line + row, col + removed[row], True)
+        if use is not None:
+            known = found.get(use.text)
+            if known is None or (use.line, use.column) < (known.line, known.column):
+                found[use.text] = use
+    ordered = sorted(found.values(), key=lambda u: (u.line, u.column, u.text))
+    return ordered[:limit]
+
+
+def _token_names(
+    region: list[str], start_line: int, module_bound: frozenset[str], limit: int
+) -> list[NameUse]:
+    """Fallback for text that does not parse: NAME tokens, attributes after a dot."""
+    found: dict[str, NameUse] = {}
+    previous = ""
+    readline = io.StringIO("\n".join(region) + "\n").readline
+    try:
+        for tok in tokenize.generate_tokens(readline):
+            if tok.type == tokenize.NAME and previous not in _SKIP_AFTER:
+                word = tok.string
+                is_attr = previous == "."
+                keyword_like = word in _KEYWORDS_SOFT or not word.isidentifier()
+                builtin = word in _BUILTINS and word not in module_bound
+                if not keyword_like and (is_attr or not builtin) and not keyword.iskeyword(word):
+                    name = f"?.{word}" if is_attr else word
+                    line = start_line + tok.start[0] - 1
+                    found.setdefault(name, NameUse(name, line, tok.start[1], is_attr))
+            if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
+                previous = tok.string
+    except (tokenize.TokenError, SyntaxError) as exc:  # IndentationError is a SyntaxError
+        logger.debug("token scan stopped early: %s", exc)
+    ordered = sorted(found.values(), key=lambda u: (u.line, u.column, u.text))
+    return ordered[:limit]
