@@ -111,3 +111,31 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def wheel_project_for(name: str, version: str, python_version: str = "3.12") -> Path:
+    """Like `wheel_project`, for a wheel that requires a newer Python than the one running.
+
+    Its source is only read, never imported, so the interpreter's version does not matter.
+    """
+    wheels = BENCH_DIR / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    if not list(wheels.glob(f"{name.replace('-', '_')}-{version}-*.whl")):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                python_version,
+                "-d",
+                str(wheels),
+                f"{name}=={version}",
+            ],
+            check=True,
+        )
+    return wheel_project(name, version)
