@@ -1,0 +1,177 @@
+"""SymbolIndex: definitions, references, callers, deadlines, caching, buffers, shared thread."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from lsp_server.agent.navigate import JediNavigator
+from lsp_server.context import jedi_queries
+from lsp_server.context.symbols import SymbolIndex
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "proj"
+DEADLINE = 30.0
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    target = tmp_path / "proj"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+@pytest_asyncio.fixture
+async def index(root: Path) -> AsyncIterator[SymbolIndex]:
+    found = SymbolIndex(root)
+    yield found
+    found.close()
+
+
+def _position(text: str, needle: str, nth: int = 0) -> tuple[int, int]:
+    """1-based line and 0-based column of the ``nth`` occurrence of ``needle``."""
+    at = -1
+    for _ in range(nth + 1):
+        at = text.index(needle, at + 1)
+    line = text.count("\n", 0, at) + 1
+    return line, at - (text.rfind("\n", 0, at) + 1)
+
+
+async def test_cross_file_definition(index: SymbolIndex, root: Path) -> None:
+    path = root / "app/service.py"
+    text = path.read_text()
+    line, col = _position(text, "apply_tax(subtotal)")
+    [found] = await index.definitions(text, path, line, col, deadline=DEADLINE)
+    assert found.path == root / "app/pricing.py"
+    assert (found.line, found.kind, found.in_workspace) == (16, "function", True)
+    assert found.full_name == "app.pricing.apply_tax"
+
+
+async def test_method_far_from_the_cursor(index: SymbolIndex, root: Path) -> None:
+    path = root / "app/models.py"
+    text = path.read_text()
+    line, col = _position(text, "total()")
+    [found] = await index.definitions(text, path, line, col, deadline=DEADLINE)
+    assert (found.path, found.line, found.name) == (path, 253, "total")
+
+
+async def test_locally_shadowed_name_resolves_to_the_local(index: SymbolIndex, root: Path) -> None:
+    path = root / "app/service.py"
+    text = path.read_text()
+    line, col = _position(text, "apply_tax(subtotal)", nth=1)
+    [found] = await index.definitions(text, path, line, col, deadline=DEADLINE)
+    assert found.path == path
+    assert found.line == line - 1  # the lambda assignment, not app.pricing
+
+
+async def test_syntax_error_file_still_resolves(index: SymbolIndex, root: Path) -> None:
+    path = root / "app/broken.py"
+    text = path.read_text()
+    line, col = _position(text, "apply_tax(amount)")
+    [found] = await index.definitions(text, path, line, col, deadline=DEADLINE)
+    assert found.path == root / "app/pricing.py"
+    assert await index.definitions(text, path, 10, 20, deadline=DEADLINE) == []
+
+
+async def test_batch_resolves_several_names_in_one_job(index: SymbolIndex, root: Path) -> None:
+    path = root / "app/service.py"
+    text = path.read_text()
+    positions = [_position(text, "apply_tax(subtotal)"), _position(text, "Money(int")]
+    found = await index.definitions_batch(text, path, positions, deadline=DEADLINE)
+    assert [found[p][0].path for p in positions] == [root / "app/pricing.py"] * 2
+
+
+async def test_project_wide_references_capped(index: SymbolIndex, root: Path) -> None:
+    path = root / "app/pricing.py"
+    text = path.read_text()
+    line, col = _position(text, "apply_tax")
+    refs, truncated = await index.references(text, path, line, col, deadline=DEADLINE)
+    where = {(r.path.relative_to(root).as_posix(), r.is_definition) for r in refs}
+    assert ("app/pricing.py", True) in where
+    assert ("app/service.py", False) in where
+    assert ("app/broken.py", False) in where
+    assert not truncated
+    few, truncated = await index.references(text, path, line, col, deadline=DEADLINE, limit=1)
+    assert len(few) == 1 and truncated
+
+
+async def test_callers_of_the_enclosing_function(index: SymbolIndex, root: Path) -> None:
+    path = root / "app/service.py"
+    text = path.read_text()
+    line, _ = _position(text, "taxed = apply_tax")
+    found = await index.callers(text, path, line, deadline=DEADLINE)
+    assert found is not None
+    assert found.function == "app.service.checkout"
+    uses = {(r.path.relative_to(root).as_posix(), r.line) for r in found.references}
+    assert ("tests/test_service.py", 5) in uses
+    assert ("app/service.py", 18) in uses
+    assert all(not r.is_definition for r in found.references)
+    assert await index.callers(text, path, 1, deadline=DEADLINE) is None  # module level
+
+
+async def test_deadline_partial_batch_and_timeout(index: SymbolIndex, root: Path) -> None:
+    path = root / "app/service.py"
+    text = path.read_text()
+    position = _position(text, "apply_tax(subtotal)")
+    assert await index.definitions_batch(text, path, [position], deadline=0.0) == {}
+    with pytest.raises(TimeoutError):
+        await index.definitions(text, path, *position, deadline=0.0)
+    # the worker finishes in the background and caches what it found
+    for _ in range(200):
+        if await index.definitions_batch(text, path, [position], deadline=0.0):
+            break
+        await asyncio.sleep(0.05)
+    assert await index.definitions(text, path, *position, deadline=DEADLINE)
+
+
+async def test_cache_per_text_and_invalidate(
+    index: SymbolIndex, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int]] = []
+    real = jedi_queries.goto_one
+
+    def counting(sc: object, line: int, column: int, *args: object) -> object:
+        calls.append((line, column))
+        return real(sc, line, column, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jedi_queries, "goto_one", counting)
+    path = root / "app/service.py"
+    text = path.read_text()
+    position = _position(text, "apply_tax(subtotal)")
+    first = await index.definitions(text, path, *position, deadline=DEADLINE)
+    assert await index.definitions(text, path, *position, deadline=DEADLINE) == first
+    assert len(calls) == 1
+    edited = text.replace("taxed = apply_tax", "taxed  = apply_tax")
+    moved = _position(edited, "apply_tax(subtotal)")
+    await index.definitions(edited, path, *moved, deadline=DEADLINE)  # a new version
+    assert len(calls) == 2
+    index.invalidate(root / "app/pricing.py")  # the definition's file changed
+    await index.definitions(text, path, *position, deadline=DEADLINE)
+    assert len(calls) == 3
+
+
+async def test_open_buffer_wins_over_disk(root: Path) -> None:
+    buffers = {root / "app/pricing.py": "RATE = 0.5\n"}
+    index = SymbolIndex(root, read_text=buffers.get)
+    try:
+        assert await index.read(root / "app/pricing.py") == "RATE = 0.5\n"
+        disk = await index.read(root / "app/retry.py")
+        assert disk is not None and "with_retries" in disk
+        assert await index.read(root / "missing.py") is None
+    finally:
+        index.close()
+
+
+async def test_agent_navigator_shares_the_jedi_thread(index: SymbolIndex, root: Path) -> None:
+    assert index.executor._max_workers == 1
+    navigator = JediNavigator(root, executor=index.executor)
+    [found] = await navigator.definitions("apply_tax", root / "app/service.py", None, None)
+    assert found.path == "app/pricing.py"
+    navigator.close()  # does not shut down the shared executor
+    assert await index.definitions(
+        (root / "app/service.py").read_text(), root / "app/service.py", 8, 12, deadline=DEADLINE
+    )
