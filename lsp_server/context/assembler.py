@@ -39,6 +39,7 @@ from lsp_server.context.pack import (
     piece,
 )
 from lsp_server.context.resolve import Module, ModuleCache, StaticResolver
+from lsp_server.context.retrieval import Hit
 from lsp_server.context.snippets import (
     definition_candidate,
     is_test_path,
@@ -196,6 +197,35 @@ class Assembler:
             left = until - time.monotonic()
             if left >= MIN_CALLERS_TIME:
                 candidates.extend(await self._callers(task, enclosing, region, left))
+        return await asyncio.to_thread(build_pack, candidates, counter, budget)
+
+    async def assemble_hits(
+        self, hits: list[Hit], counter: TokenCounter, budget: int, *, full_share: float = 0.5
+    ) -> ContextPack:
+        """A pack of retrieved chunks (`EmbeddingIndex.search`), best first, each in full
+        when it takes at most ``full_share`` of the room left, else skeleton, else signature.
+
+        Hit paths are workspace-relative; a chunk that moved since it was indexed is skipped.
+        """
+        candidates: list[Candidate] = []
+        root = self.symbols.root
+        for hit in hits:
+            path = root / hit.path if root is not None else Path(hit.path)
+            text = await self.symbols.read(path)
+            if text is None:
+                continue
+            home = await self.module(path, text)
+            chunk = home.chunks.enclosing(hit.chunk.start_line)
+            if chunk is None or (chunk.qualname, chunk.start_line) != (
+                hit.chunk.qualname,
+                hit.chunk.start_line,
+            ):
+                logger.debug("search hit %s:%s is stale", hit.path, hit.chunk.qualname)
+                continue
+            d = Definition(chunk.qualname, None, chunk.kind.value, path, chunk.start_line, 0, True)
+            found = definition_candidate(home.chunks, home.lines, d, Role.DEFINITION, full_share)
+            if found is not None:
+                candidates.append(found)
         return await asyncio.to_thread(build_pack, candidates, counter, budget)
 
     async def _callers(
