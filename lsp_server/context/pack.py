@@ -56,6 +56,10 @@ _ROLE_WORDS = {
 }
 
 
+#: Roles that share floor reservations (a definition is a definition wherever it lives).
+_GROUPS = {Role.LOCAL_DEFINITION: Role.DEFINITION.value}
+
+
 @dataclass(frozen=True, slots=True)
 class ContextPiece:
     """One labelled piece of code in a pack."""
@@ -176,15 +180,20 @@ def build_pack(candidates: list[Candidate], counter: TokenCounter, budget: int) 
     left = budget
     floors = [_floor(c) for c in candidates]
     costs = [0 if f is None else counter.count(f.render()) + JOIN_SLACK for f in floors]
-    reserved = [0] * (len(candidates) + 1)  # room kept for the floors of later candidates
+    # Room kept for the floors of later candidates of the same group, so that one
+    # large definition does not crowd out the signatures of the others.
+    reserved = [0] * len(candidates)
+    pending: dict[int, int] = {}
     for i in range(len(candidates) - 1, -1, -1):
-        reserved[i] = reserved[i + 1] + costs[i]
+        group = _GROUPS.get(candidates[i].role, candidates[i].role.value)
+        reserved[i] = pending.get(group, 0)
+        pending[group] = reserved[i] + costs[i]
     for rank, c in enumerate(candidates):
         if c.piece.label in seen:
             continue
-        fitted = fit(c, counter, left - JOIN_SLACK - reserved[rank + 1])
+        fitted = fit(c, counter, left - JOIN_SLACK - reserved[rank])
         floor = floors[rank]
-        if fitted is None and floor is not None and costs[rank] <= left - reserved[rank + 1]:
+        if fitted is None and floor is not None and costs[rank] <= left - reserved[rank]:
             fitted = floor
         if fitted is None:
             dropped.append(c.piece.label)
