@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from lsp_server.context.chunker import MODULE_QUALNAME, Chunk, ChunkedModule
-from lsp_server.context.names import NameUse, used_names
+from lsp_server.context.names import NameUse, local_types, used_names
 from lsp_server.context.pack import (
     Candidate,
     ContextPack,
@@ -150,7 +150,9 @@ class Assembler:
         uses = used_names(target.lines, *region, target.facts.bound, limit=MAX_NAMES)
         enclosing = target.chunks.enclosing(task.start_line)
         owner = enclosing.parent if enclosing is not None else None
-        return target, first, uses, self.resolver.resolve(target, uses, owner)
+        scope = (enclosing.start_line, enclosing.end_line) if enclosing else region
+        types = local_types(target.lines, *scope)
+        return target, first, uses, self.resolver.resolve(target, uses, owner, types)
 
     async def assemble(
         self, task: ContextTask, counter: TokenCounter, budget: int, *, deadline: float = 1.0

@@ -222,6 +222,56 @@ def used_names(
     return ordered[:limit]
 
 
+def _type_name(node: ast.expr | None) -> str | None:
+    """``Foo``, ``mod.Foo``, ``Foo | None``, ``Optional[Foo]``, ``"Foo"`` → the class's name."""
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        text = node.value.strip()
+        return text if all(p.isidentifier() for p in text.split(".")) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        if isinstance(node.right, ast.Constant) and node.right.value is None:
+            return _type_name(node.left)
+        return None
+    if isinstance(node, ast.Subscript) and _dotted(node.value) in ("Optional", "typing.Optional"):
+        return _type_name(node.slice)
+    dotted = _dotted(node)
+    return None if "?" in dotted or "(" in dotted else dotted
+
+
+def local_types(lines: list[str], start_line: int, end_line: int) -> dict[str, str]:
+    """Names with an evident class in lines ``start_line..end_line`` (a function, say).
+
+    Annotated parameters and variables (``order: Order``), and assignments of a
+    call to a capitalised name (``q = Query(model)``, ``x = forms.Field()``).
+    Only a name given one such class is kept; {} when the text does not parse.
+    """
+    text, _ = _dedent(lines[start_line - 1 : end_line])
+    try:
+        tree = _parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return {}
+    found: dict[str, set[str]] = {}
+
+    def note(name: str, cls: str | None) -> None:
+        if cls is not None and cls.rsplit(".", 1)[-1][:1].isupper():
+            found.setdefault(name, set()).add(cls)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):
+            note(node.arg, _type_name(node.annotation))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            note(node.target.id, _type_name(node.annotation))
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Call)
+        ):
+            note(node.targets[0].id, _type_name(node.value.func))
+    return {name: next(iter(classes)) for name, classes in found.items() if len(classes) == 1}
+
+
 def _token_names(
     region: list[str], start_line: int, module_bound: frozenset[str], limit: int
 ) -> list[NameUse]:

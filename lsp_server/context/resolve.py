@@ -269,9 +269,18 @@ class StaticResolver:
         return self.member(cls[0], cls[1], attr) if cls is not None else None
 
     def resolve(
-        self, module: Module, uses: list[NameUse], enclosing_class: str | None
+        self,
+        module: Module,
+        uses: list[NameUse],
+        enclosing_class: str | None,
+        types: dict[str, str] | None = None,
     ) -> dict[tuple[int, int], Definition]:
-        """Definitions of the uses this resolver can place, by (line, column)."""
+        """Definitions of the uses this resolver can place, by (line, column).
+
+        ``types`` maps local names to the class expression they evidently hold
+        (`names.local_types`), for ``name.attr``.
+        """
+        types = types or {}
         out: dict[tuple[int, int], Definition] = {}
         for use in uses:
             found: Definition | None = None
@@ -282,6 +291,9 @@ class StaticResolver:
                 found = self.member(module, enclosing_class, parts[1])
             elif len(parts) == 2 and parts[0] == "super()" and enclosing_class:
                 found = self.inherited(module, enclosing_class, parts[1])
+            elif len(parts) == 2 and parts[0] in types:
+                cls = self.class_of(module, types[parts[0]])
+                found = self.member(cls[0], cls[1], parts[1]) if cls is not None else None
             elif len(parts) >= 2 and parts[0] != "?":
                 home = self._module_alias(module, parts[0])
                 for part in parts[1:-1]:

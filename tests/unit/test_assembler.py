@@ -195,3 +195,12 @@ async def test_five_megabyte_file(asm: Assembler, root: Path, counter: TokenCoun
     assert pack.tokens <= 800
     assert pack.pieces[-1].label == f"app/big.py:{line - 1}-{line}"
     assert any(p.covers("app/pricing.py", 16) for p in pack.pieces)
+
+
+async def test_annotated_parameter_resolved_by_the_import_map(
+    asm: Assembler, root: Path, counter: TokenCounter
+) -> None:
+    line = _line(root, "app/service.py", "return order.total()")
+    task = _task(root, "app/service.py", line, callers=False, infer=False)  # no jedi at all
+    pack = await asm.assemble(task, counter, 3000)
+    assert any(p.role == "definition" and p.covers("app/models.py", 253) for p in pack.pieces)
