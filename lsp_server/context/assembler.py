@@ -233,10 +233,9 @@ class Assembler:
     async def _callers(
         self, task: ContextTask, enclosing: Chunk, region: tuple[int, int], left: float
     ) -> list[Candidate]:
+        line, column = _def_name(task.source, enclosing)
         try:
-            found = await self.symbols.callers(
-                task.source, task.path, enclosing.end_line, deadline=left
-            )
+            found = await self.symbols.callers(task.source, task.path, line, column, deadline=left)
         except TimeoutError:
             logger.debug("callers of %s: no answer within %.2f s", enclosing.qualname, left)
             return []
@@ -271,6 +270,18 @@ class Assembler:
 
 
 _CALLABLE = ("function", "method")
+
+
+def _def_name(source: str, chunk: Chunk) -> tuple[int, int]:
+    """Where the function's name is in its ``def`` line (decorators skipped)."""
+    name = chunk.qualname.rsplit(".", 1)[-1]
+    lines = source.split("\n")
+    for line in range(chunk.start_line, min(chunk.end_line, len(lines)) + 1):
+        text = lines[line - 1]
+        at = text.find(f"def {name}")
+        if at >= 0:
+            return line, at + 4
+    return chunk.end_line, 0
 
 
 def _class_and_imports(

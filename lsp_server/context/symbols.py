@@ -27,6 +27,7 @@ import concurrent.futures
 import hashlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -186,7 +187,7 @@ class SymbolIndex:
     async def _run(self, stop: q.Stop | None, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, fn, *args)
-        timeout = None if stop is None else max(0.0, stop.at - loop.time())
+        timeout = None if stop is None else max(0.0, stop.at - time.monotonic())
         try:
             return await asyncio.wait_for(future, timeout=timeout)
         except (TimeoutError, asyncio.CancelledError):
