@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -113,19 +114,34 @@ async def test_callers_of_the_enclosing_function(index: SymbolIndex, root: Path)
     assert await index.callers(text, path, 1, deadline=DEADLINE) is None  # module level
 
 
-async def test_deadline_partial_batch_and_timeout(index: SymbolIndex, root: Path) -> None:
+async def test_deadline_partial_batch_and_timeout(
+    index: SymbolIndex, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = jedi_queries.goto_one
+
+    def slow(*args: object) -> object:
+        time.sleep(0.4)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jedi_queries, "goto_one", slow)
     path = root / "app/service.py"
     text = path.read_text()
-    position = _position(text, "apply_tax(subtotal)")
-    assert await index.definitions_batch(text, path, [position], deadline=0.0) == {}
+    first = _position(text, "apply_tax(subtotal)")
+    second = _position(text, "Money(int")
+    started = time.monotonic()
+    assert await index.definitions_batch(text, path, [first, second], deadline=0.2) == {}
+    assert time.monotonic() - started < 0.4  # the caller does not wait for jedi
     with pytest.raises(TimeoutError):
-        await index.definitions(text, path, *position, deadline=0.0)
-    # the worker finishes in the background and caches what it found
-    for _ in range(200):
-        if await index.definitions_batch(text, path, [position], deadline=0.0):
+        await index.definitions(text, path, *second, deadline=0.0)
+    # the name in flight at the deadline is cached when the worker finishes it;
+    # the next one is not started
+    for _ in range(100):
+        if await index.definitions_batch(text, path, [first], deadline=0.0):
             break
         await asyncio.sleep(0.05)
-    assert await index.definitions(text, path, *position, deadline=DEADLINE)
+    expected = await index.definitions(text, path, *first, deadline=DEADLINE)
+    found = await index.definitions_batch(text, path, [first, second], deadline=0.0)
+    assert found == {first: expected}
 
 
 async def test_cache_per_text_and_invalidate(
