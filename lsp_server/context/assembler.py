@@ -173,33 +173,56 @@ class Assembler:
                     task.source, task.path, rest, deadline=max(0.0, until - time.monotonic())
                 )
             )
-        ordered = [task.focus] if task.focus is not None else []
+        ordered: list[Definition] = [task.focus] if task.focus is not None else []
         for position in positions:
             ordered.extend(resolved.get(position, ()))
-        seen: set[tuple[str, int]] = set()
-        for d in ordered:
-            if d is None or d.path is None or not d.in_workspace or d.kind == "module":
-                continue
-            if d.path.suffix != ".py":
-                continue
-            where = self.display_path(d.path)
-            if (where, d.line) in seen or (where == display and region[0] <= d.line <= region[1]):
-                continue
-            seen.add((where, d.line))
-            text = task.source if where == display else await self.symbols.read(d.path)
-            if text is None:
-                continue
-            home = await self.module(d.path, text)
-            role = Role.LOCAL_DEFINITION if where == display else Role.DEFINITION
-            found = definition_candidate(home.chunks, home.lines, d, role, FULL_SHARE)
-            if found is not None:
-                candidates.append(found)
+        more = await asyncio.to_thread(self._definitions, task, target, ordered, region)
+        candidates.extend(more)
         candidates.extend(_class_and_imports(target, enclosing, uses, display))
         if task.callers and enclosing is not None and enclosing.kind.value in _CALLABLE:
             left = until - time.monotonic()
             if left >= MIN_CALLERS_TIME:
-                candidates.extend(await self._callers(task, enclosing, region, left))
+                candidates.extend(await self._callers(task, target, enclosing, region, left))
         return await asyncio.to_thread(build_pack, candidates, counter, budget)
+
+    def _home(self, task: ContextTask, target: Module, path: Path) -> Module | None:
+        """The module of ``path``: the task's own buffer for its file, else buffer or disk."""
+        if self.display_path(path) == target.display:
+            return target
+        return self.modules.file(path)
+
+    def _definitions(
+        self,
+        task: ContextTask,
+        target: Module,
+        ordered: list[Definition],
+        region: tuple[int, int],
+    ) -> list[Candidate]:
+        """Worker-thread part: the definition pieces, first use first, deduplicated.
+
+        One thread hop for all of them: hopping per file costs milliseconds each
+        while jedi's thread competes for the GIL.
+        """
+        out: list[Candidate] = []
+        seen: set[tuple[str, int]] = set()
+        for d in ordered:
+            if d.path is None or not d.in_workspace or d.kind == "module":
+                continue
+            if d.path.suffix != ".py":
+                continue
+            where = self.display_path(d.path)
+            local = where == target.display
+            if (where, d.line) in seen or (local and region[0] <= d.line <= region[1]):
+                continue
+            seen.add((where, d.line))
+            home = self._home(task, target, d.path)
+            if home is None:
+                continue
+            role = Role.LOCAL_DEFINITION if local else Role.DEFINITION
+            found = definition_candidate(home.chunks, home.lines, d, role, FULL_SHARE)
+            if found is not None:
+                out.append(found)
+        return out
 
     async def assemble_hits(
         self, hits: list[Hit], counter: TokenCounter, budget: int, *, full_share: float = 0.5
@@ -231,7 +254,12 @@ class Assembler:
         return await asyncio.to_thread(build_pack, candidates, counter, budget)
 
     async def _callers(
-        self, task: ContextTask, enclosing: Chunk, region: tuple[int, int], left: float
+        self,
+        task: ContextTask,
+        target: Module,
+        enclosing: Chunk,
+        region: tuple[int, int],
+        left: float,
     ) -> list[Candidate]:
         line, column = _def_name(task.source, enclosing)
         try:
@@ -241,32 +269,38 @@ class Assembler:
             return []
         if found is None:
             return []
-        display = self.display_path(task.path)
+        return await asyncio.to_thread(
+            self._uses, task, target, found.references, region, found.function
+        )
+
+    def _uses(
+        self,
+        task: ContextTask,
+        target: Module,
+        refs: tuple[Reference, ...],
+        region: tuple[int, int],
+        function: str,
+    ) -> list[Candidate]:
+        """Worker-thread part: caller snippets, then related tests, each capped."""
+        name = function.rsplit(".", 1)[-1]
         callers: list[Candidate] = []
         tests: list[Candidate] = []
-        for ref in found.references:
+        for ref in refs:
             where = self.display_path(ref.path)
-            if where == display and region[0] <= ref.line <= region[1]:
+            if where == target.display and region[0] <= ref.line <= region[1]:
                 continue
-            bucket = tests if is_test_path(where) else callers
-            if len(bucket) >= (MAX_TESTS if bucket is tests else MAX_CALLERS):
+            test = is_test_path(where)
+            bucket = tests if test else callers
+            if len(bucket) >= (MAX_TESTS if test else MAX_CALLERS):
                 continue
-            candidate = await self._use(ref, where, task, display, bucket is tests, found.function)
-            if candidate is not None and candidate.piece.label not in {
-                c.piece.label for c in bucket
-            }:
+            home = self._home(task, target, ref.path)
+            if home is None:
+                continue
+            role = Role.TEST if test else Role.CALLER
+            candidate = use_candidate(home.chunks, home.lines, ref.line, role, name)
+            if candidate.piece.label not in {c.piece.label for c in bucket}:
                 bucket.append(candidate)
         return callers + tests
-
-    async def _use(
-        self, ref: Reference, where: str, task: ContextTask, display: str, test: bool, fn: str
-    ) -> Candidate | None:
-        text = task.source if where == display else await self.symbols.read(ref.path)
-        if text is None:
-            return None
-        home = await self.module(ref.path, text)
-        role = Role.TEST if test else Role.CALLER
-        return use_candidate(home.chunks, home.lines, ref.line, role, fn.rsplit(".", 1)[-1])
 
 
 _CALLABLE = ("function", "method")
