@@ -27,8 +27,7 @@ from lsp_server.agent import (
     ProposedEdit,
     run_agent,
 )
-from lsp_server.context.assembler import assemble_hover
-from lsp_server.context.chunker import chunk_module
+from lsp_server.context.assembler import ContextTask, TaskKind
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
@@ -42,6 +41,8 @@ Progress = Callable[[str], None]
 
 #: Tokens of surrounding code given up front; the agent fetches more with its tools.
 ACTION_CONTEXT_TOKENS = 3000
+#: Seconds jedi may spend resolving the selection's names and callers.
+CONTEXT_DEADLINE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +82,13 @@ class Actions:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def _pack_text(self, doc: Document, start: int) -> str:
+    async def _pack_text(self, doc: Document, start: int, end: int, kind: TaskKind) -> str:
+        """The selection's context: definitions it uses, class, imports, callers, tests."""
         engine = self.engine
-        settings = engine.settings
-        counter = await engine.counter(settings.model)
-        path = engine.display_path(doc.path)
-        module = await asyncio.to_thread(chunk_module, doc.text, path, cursor_line=start)
-        pack = await asyncio.to_thread(
-            assemble_hover, module, doc.text, start, None, counter, ACTION_CONTEXT_TOKENS
+        counter = await engine.counter(engine.settings.model)
+        task = ContextTask(kind, doc.text, doc.path, start, end)
+        pack = await engine.assembler.assemble(
+            task, counter, ACTION_CONTEXT_TOKENS, deadline=CONTEXT_DEADLINE
         )
         return pack.render()
 
@@ -162,7 +162,7 @@ class Actions:
         path = engine.display_path(doc.path)
         if progress:
             progress("Gathering context")
-        context = await self._pack_text(doc, start)
+        context = await self._pack_text(doc, start, end, TaskKind.EXPLAIN)
         user = (
             f"Explain lines {start}-{end} of `{path}`:\n\n```python\n"
             f"{_numbered(doc.text, start, end)}\n```\n\nSurrounding code:\n\n{context}\n"
@@ -210,7 +210,7 @@ class Actions:
         path = engine.display_path(doc.path)
         if progress:
             progress("Gathering context")
-        context = await self._pack_text(doc, start)
+        context = await self._pack_text(doc, start, end, TaskKind.FIX)
         problem = f"The problem reported there: {diagnostic}\n\n" if diagnostic else ""
         user = (
             f"Fix the code at lines {start}-{end} of `{path}`.\n\n{problem}```python\n"

@@ -20,8 +20,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from lsp_server.actions import Actions
-from lsp_server.agent import ToolRegistry, Workspace, build_tools
-from lsp_server.context.assembler import ContextPack, assemble_hover
+from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
+from lsp_server.context.assembler import Assembler, ContextPack, assemble_hover
 from lsp_server.context.chunker import ChunkedModule, chunk_module, decode_source
 from lsp_server.context.symbols import SymbolIndex, SymbolInfo
 from lsp_server.context.tokens import TokenCounter, counter_for_model
@@ -96,7 +96,8 @@ class Engine:
     ) -> None:
         self.root = root
         self.read_buffer = read_buffer or _no_buffers
-        self.symbols = SymbolIndex(root)
+        self.symbols = SymbolIndex(root, read_text=self.read_buffer)
+        self.assembler = Assembler(self.symbols, self.display_path)
         self.actions = Actions(self)
         self._tools: ToolRegistry | None = None
         self._queue: RequestQueue | None = None
@@ -113,6 +114,10 @@ class Engine:
             return text
         return await asyncio.to_thread(_read_disk, path)
 
+    def document_changed(self, path: Path | None) -> None:
+        """An editor buffer changed or was saved: forget what was derived from it."""
+        self.symbols.invalidate(path)
+
     def in_workspace(self, path: Path) -> bool:
         """Whether `path` lies inside the workspace root."""
         if self.root is None:
@@ -127,8 +132,11 @@ class Engine:
         """The agent's workspace tools, built once per engine."""
         if self._tools is None:
             root = self.root or Path.cwd()
+            # jedi is not thread-safe: the agent's navigator shares the index's one thread.
             self._tools = build_tools(
-                Workspace(root, self.read_buffer), run_tests_enabled=self._settings.run_tests
+                Workspace(root, self.read_buffer),
+                JediNavigator(root, executor=self.symbols.executor),
+                run_tests_enabled=self._settings.run_tests,
             )
         return self._tools
 

@@ -169,6 +169,16 @@ def create_server() -> LlmLanguageServer:
 
     no_hover: types.Hover | None = None
 
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def on_did_change(ls: LlmLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+        if ls.engine is not None:
+            ls.engine.document_changed(ls.uri_to_path(params.text_document.uri))
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def on_did_save(ls: LlmLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
+        if ls.engine is not None:
+            ls.engine.document_changed(ls.uri_to_path(params.text_document.uri))
+
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     @guarded(no_hover)
     async def on_hover(ls: LlmLanguageServer, params: types.HoverParams) -> types.Hover | None:

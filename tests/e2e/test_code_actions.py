@@ -138,6 +138,8 @@ async def test_explain_uses_tools_and_opens_a_document(
     assert any(r["path"] == "shop/basket.py" for r in refs["references"])
     first_prompt = json.dumps(fake.requests[0].messages)
     assert "def total(self, discount" in first_prompt
+    # the context pack resolved the names the selection uses, across files
+    assert "def apply_discount(total: float, percent: float) -> float:" in first_prompt
     reports = [
         getattr(p, "message", None)
         for token in ai_session.client.progress_reports.values()
