@@ -347,24 +347,19 @@ class SymbolIndex:
             return None
         word = names[0].name
         definitions = _safe(script.goto, line, column, follow_imports=True) or names
-        inferred = _safe(script.infer, line, column) or []
         target: Any = definitions[0]
+        signatures = _signatures(definitions)
+        doc = _docstring(definitions)
+        # Inference is the expensive part: ask for it only when the definition alone
+        # does not say what the name is (a variable's type, a callable held in one).
+        inferred: list[Any] = []
+        if target.type not in ("function", "class", "module") or not signatures or not doc:
+            inferred = _safe(script.infer, line, column) or []
+            signatures = signatures or _signatures(inferred)
+            doc = doc or _docstring(inferred)
         type_names = tuple(
             dict.fromkeys(n.name for n in inferred if n.type in ("instance", "class"))
         )
-        signatures: list[str] = []
-        for candidate in (*definitions, *inferred):
-            for sig in _safe(candidate.get_signatures) or ():
-                text = sig.to_string()
-                if text not in signatures:
-                    signatures.append(text)
-            if signatures:
-                break
-        doc = ""
-        for candidate in (*definitions, *inferred):
-            doc = _safe(candidate.docstring, raw=True) or ""
-            if doc.strip():
-                break
         module_path = getattr(target, "module_path", None)
         def_path = Path(module_path) if module_path else None
         return SymbolInfo(
@@ -378,6 +373,28 @@ class SymbolIndex:
             definition_line=target.line,
             in_workspace=self.in_workspace(def_path),
         )
+
+
+def _signatures(names: list[Any]) -> list[str]:
+    """Signatures of the first of `names` that has any (deduplicated)."""
+    for candidate in names:
+        found: list[str] = []
+        for sig in _safe(candidate.get_signatures) or ():
+            text = sig.to_string()
+            if text not in found:
+                found.append(text)
+        if found:
+            return found
+    return []
+
+
+def _docstring(names: list[Any]) -> str:
+    """The first non-empty raw docstring among `names`."""
+    for candidate in names:
+        doc = _safe(candidate.docstring, raw=True) or ""
+        if doc.strip():
+            return str(doc)
+    return ""
 
 
 def _safe(fn: Any, *args: Any, **kwargs: Any) -> Any:
