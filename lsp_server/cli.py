@@ -17,12 +17,12 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsp_server import __version__
+from lsp_server.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from lsp_server.engine import Document, Engine
@@ -141,17 +141,6 @@ async def _explain(location: Location) -> int:
     return 0
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
     opened = await _open(location)
     if opened is None:
@@ -184,7 +173,7 @@ async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
         if decode_source(current) != doc.text:
             _err(f"{rel} changed while the fix was computed; not written")
             return 1
-        _write_atomic(doc.path, new_text)
+        write_text_atomic(doc.path, new_text)
         _err(f"wrote {rel}")
     return 0
 

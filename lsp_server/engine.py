@@ -22,8 +22,8 @@ from pathlib import Path
 from lsp_server.actions import Actions
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
 from lsp_server.context.assembler import Assembler, ContextPack, assemble_hover
-from lsp_server.context.chunker import ChunkedModule, chunk_module, decode_source
-from lsp_server.context.symbols import SymbolIndex, SymbolInfo
+from lsp_server.context.chunker import ChunkedModule, chunk_module
+from lsp_server.context.symbols import SymbolIndex, SymbolInfo, read_disk
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.llm.queue import RequestQueue
 from lsp_server.llm.service import LlmService
@@ -77,17 +77,6 @@ class HoverAnswer:
 ReadBuffer = Callable[[Path], str | None]
 
 
-def _read_disk(path: Path) -> str | None:
-    try:
-        return decode_source(path.read_bytes())
-    except OSError:
-        return None
-
-
-def _no_buffers(path: Path) -> str | None:
-    return None
-
-
 class Engine:
     """Answers features for one workspace root."""
 
@@ -95,7 +84,7 @@ class Engine:
         self, settings: Settings, root: Path | None, read_buffer: ReadBuffer | None = None
     ) -> None:
         self.root = root
-        self.read_buffer = read_buffer or _no_buffers
+        self.read_buffer: ReadBuffer = read_buffer or (lambda path: None)
         self.symbols = SymbolIndex(root, read_text=self.read_buffer)
         self.assembler = Assembler(self.symbols, self.display_path)
         self.actions = Actions(self)
@@ -112,7 +101,7 @@ class Engine:
         text = self.read_buffer(path)
         if text is not None:
             return text
-        return await asyncio.to_thread(_read_disk, path)
+        return await asyncio.to_thread(read_disk, path)
 
     def document_changed(self, path: Path | None) -> None:
         """An editor buffer changed or was saved: forget what was derived from it."""

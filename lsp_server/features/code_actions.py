@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
 from lsp_server.actions import ActionOutcome, explanation_path
 from lsp_server.agent import ProposedEdit
+from lsp_server.atomic import write_text_atomic
 from lsp_server.engine import Document
 from lsp_server.features.progress import ActionProgress
 
@@ -204,18 +202,6 @@ async def run_fix_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, A
     return {"ok": bool(applied.applied), "message": outcome.message}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".explain-", suffix=".md")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 async def run_explain_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
     """`llmLsp.explain`: explain the range and open the answer beside the code."""
     parsed = _parse_args(args[0] if args else None)
@@ -236,7 +222,7 @@ async def run_explain_command(ls: LlmLanguageServer, args: list[Any]) -> dict[st
         _warn(ls, outcome.message)
         return {"ok": False, "message": outcome.message}
     target = explanation_path(engine.settings.cache_dir, engine.display_path(doc.path), start, end)
-    await asyncio.to_thread(_write_atomic, target, outcome.markdown)
+    await asyncio.to_thread(write_text_atomic, target, outcome.markdown)
     window = ls.client_capabilities.window
     can_show = (
         window is not None and window.show_document is not None and window.show_document.support

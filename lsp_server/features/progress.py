@@ -42,7 +42,7 @@ class ActionProgress:
         token = f"llm-lsp-{uuid.uuid4().hex[:12]}"
         try:
             await asyncio.wait_for(self.ls.work_done_progress.create_async(token), 5.0)
-        except (TimeoutError, Exception) as exc:  # progress is optional: log, go on without
+        except Exception as exc:  # progress is optional: log, go on without
             logger.info("client refused work done progress: %s", exc)
             return self
         self.token = token
