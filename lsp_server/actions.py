@@ -39,11 +39,6 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-#: Tokens of surrounding code given up front; the agent fetches more with its tools.
-ACTION_CONTEXT_TOKENS = 3000
-#: Seconds jedi may spend resolving the selection's names and callers.
-CONTEXT_DEADLINE = 3.0
-
 
 @dataclass(frozen=True, slots=True)
 class ActionOutcome:
@@ -85,10 +80,15 @@ class Actions:
     async def _pack_text(self, doc: Document, start: int, end: int, kind: TaskKind) -> str:
         """The selection's context: definitions it uses, class, imports, callers, tests."""
         engine = self.engine
-        counter = await engine.counter(engine.settings.model)
+        settings = engine.settings
+        counter = await engine.counter(settings.model)
         task = ContextTask(kind, doc.text, doc.path, start, end)
+        # The agent fetches more with its tools; this is what it gets up front.
+        budget = (
+            settings.fix_context_tokens if kind == TaskKind.FIX else settings.explain_context_tokens
+        )
         pack = await engine.assembler.assemble(
-            task, counter, ACTION_CONTEXT_TOKENS, deadline=CONTEXT_DEADLINE
+            task, counter, budget, deadline=settings.context_deadline
         )
         return pack.render()
 

@@ -104,6 +104,15 @@ class Settings:
     run_tests: bool = False
     queue_max_wait: float = 1800.0
     queue_retry_interval: float = 10.0
+    # Context engine (issue 3).
+    explain_context_tokens: int = 3000
+    fix_context_tokens: int = 3000
+    context_deadline: float = 1.0
+    memory_keep_last: int = 4
+    memory_window_tokens: int = 16000
+    embedding_model: str | None = "text-embedding-3-small"
+    embedding_dimensions: int | None = None
+    ask_context_tokens: int = 3000
 
     @property
     def ai_enabled(self) -> bool:
@@ -220,6 +229,29 @@ _SPECS: tuple[_Spec, ...] = (
         "queueRetryInterval",
         _positive_float,
     ),
+    _Spec(
+        "explain_context_tokens",
+        "LLM_LSP_EXPLAIN_CONTEXT_TOKENS",
+        "explainContextTokens",
+        _positive_int,
+    ),
+    _Spec("fix_context_tokens", "LLM_LSP_FIX_CONTEXT_TOKENS", "fixContextTokens", _positive_int),
+    _Spec("context_deadline", "LLM_LSP_CONTEXT_DEADLINE", "contextDeadline", _positive_float),
+    _Spec("memory_keep_last", "LLM_LSP_MEMORY_KEEP_LAST", "memoryKeepLast", _positive_int),
+    _Spec(
+        "memory_window_tokens",
+        "LLM_LSP_MEMORY_WINDOW_TOKENS",
+        "memoryWindowTokens",
+        _positive_int,
+    ),
+    _Spec("embedding_model", "LLM_LSP_EMBEDDING_MODEL", "embeddingModel", _opt_str),
+    _Spec(
+        "embedding_dimensions",
+        "LLM_LSP_EMBEDDING_DIMENSIONS",
+        "embeddingDimensions",
+        _opt_positive_int,
+    ),
+    _Spec("ask_context_tokens", "LLM_LSP_ASK_CONTEXT_TOKENS", "askContextTokens", _positive_int),
 )
 
 
