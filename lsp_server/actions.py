@@ -28,6 +28,8 @@ from lsp_server.agent import (
     run_agent,
 )
 from lsp_server.context.assembler import ContextTask, TaskKind
+from lsp_server.context.memory import ConversationMemory
+from lsp_server.conversation import summariser, window_for
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+#: Tokens kept free in the window for the fix tool's spec (not in `agent_tools`).
+FIX_TOOL_TOKENS = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +120,34 @@ class Actions:
                 call_deadline = time.monotonic() + settings.action_deadline
                 return completion
 
-        result = await run_agent(
-            task,
-            complete,
-            engine.agent_tools(),
-            AgentBounds(deadline=run_deadline),
-            on_progress=progress,
+        bounds = AgentBounds(deadline=run_deadline)
+        tools = engine.agent_tools()
+        counter = await engine.counter(settings.model)
+        summaries: list[Completion] = []
+        memory = ConversationMemory(
+            counter,
+            window_for(
+                settings.memory_window_tokens,
+                tools.openai_tools(),
+                bounds.max_tokens_per_step + FIX_TOOL_TOKENS,
+                counter,
+            ),
+            keep_last=settings.memory_keep_last,
+            summarise=summariser(
+                lambda: engine.llm,
+                counter,
+                deadline=lambda: call_deadline,
+                request_id=request_id,
+                on_completion=summaries.append,
+                metadata={"for": task.kind},
+            ),
+            cache=engine.summaries(),
         )
+        result = await run_agent(
+            task, complete, tools, bounds, on_progress=progress, fit=memory.fit
+        )
+        for completion in summaries:
+            result.context.add_side_call(completion)
         return result, time.monotonic() - started
 
     async def _wait_in_queue(

@@ -23,6 +23,7 @@ from lsp_server.actions import Actions
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
 from lsp_server.context.assembler import Assembler, ContextPack, assemble_hover
 from lsp_server.context.chunker import ChunkedModule, chunk_module
+from lsp_server.context.memory import SummaryCache
 from lsp_server.context.symbols import SymbolIndex, SymbolInfo, read_disk
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.llm.queue import RequestQueue
@@ -95,6 +96,7 @@ class Engine:
         self.usage_log = UsageLog(settings.usage_log)
         self.llm = LlmService(settings, self.usage_log)
         self._counters: dict[str, TokenCounter] = {}
+        self._summaries: SummaryCache | None = None
 
     async def read_file(self, path: Path) -> str | None:
         """Unsaved editor buffers are the source of truth; disk (off the loop) otherwise."""
@@ -128,6 +130,12 @@ class Engine:
                 run_tests_enabled=self._settings.run_tests,
             )
         return self._tools
+
+    def summaries(self) -> SummaryCache:
+        """Conversation summaries, on disk under the cache dir (shared by editor windows)."""
+        if self._summaries is None:
+            self._summaries = SummaryCache(self._settings.cache_dir / "summaries")
+        return self._summaries
 
     def request_queue(self) -> RequestQueue:
         """Where explain/fix requests wait when no tier can answer (built on first use)."""
@@ -287,5 +295,7 @@ class Engine:
         self._retired.clear()
         await self.llm.aclose()
         self.symbols.close()
+        if self._summaries is not None:
+            self._summaries.close()
         if self._tools is not None:
             self._tools.close()

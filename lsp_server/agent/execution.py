@@ -54,6 +54,7 @@ class ExecutionContext:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     models: list[str] = field(default_factory=list)
+    side_calls: int = 0  # summaries of the conversation, counted in tokens and cost
 
     @property
     def total_tokens(self) -> int:
@@ -72,6 +73,14 @@ class ExecutionContext:
     def add_completion(self, completion: Completion) -> None:
         """Count one model call's usage and cost."""
         self.steps += 1
+        self._count(completion)
+
+    def add_side_call(self, completion: Completion) -> None:
+        """Count a call made for the run but not a step of it (a conversation summary)."""
+        self.side_calls += 1
+        self._count(completion)
+
+    def _count(self, completion: Completion) -> None:
         self.prompt_tokens += completion.usage.prompt_tokens
         self.completion_tokens += completion.usage.completion_tokens
         self.cost_usd += completion.cost_usd
@@ -82,6 +91,7 @@ class ExecutionContext:
         """A JSON-serialisable snapshot, for telemetry and debugging."""
         return {
             "steps": self.steps,
+            "side_calls": self.side_calls,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": round(self.cost_usd, 6),

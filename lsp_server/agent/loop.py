@@ -15,7 +15,10 @@ still used; ``deadline`` (absolute ``time.monotonic()``) enforced around every
 model call and tool batch. A call identical to an earlier one (same name,
 same arguments after canonical JSON) is not run again; the model is told so.
 On the last step the model is told that only an answer (explain) or
-``propose_fix`` (fix) will be used. `asyncio.CancelledError` propagates at
+``propose_fix`` (fix) will be used. Given a ``fit`` (`ConversationMemory.fit`),
+each request carries the conversation fitted to the window (pinned opening,
+recent exchanges verbatim, the middle summarised); the run's own record of
+the messages stays whole. `asyncio.CancelledError` propagates at
 once; tool subprocesses are killed on the way out.
 """
 
@@ -46,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 Complete = Callable[[ChatRequest], Awaitable[Completion]]
 ProgressCallback = Callable[[str], None]
+#: Fits the conversation to the model's window before a call (`ConversationMemory.fit`).
+Fit = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 class StopReason(StrEnum):
@@ -139,8 +144,10 @@ class _Run:
         tools: ToolRegistry,
         bounds: AgentBounds,
         on_progress: ProgressCallback | None,
+        fit: Fit | None = None,
     ) -> None:
         self.task = task
+        self.fit = fit
         self.complete = complete
         self.tools = tools
         self.bounds = bounds
@@ -224,9 +231,19 @@ class _Run:
             ]
         return [t.result() for t in tasks]
 
-    def request(self, step: int) -> ChatRequest:
+    async def request(self, step: int) -> ChatRequest:
+        messages = list(self.messages)
+        if self.fit is not None:
+            messages = await self.fit(messages)
+            if len(messages) != len(self.messages):
+                logger.info(
+                    "agent step %d: %d messages fitted into %d",
+                    step,
+                    len(self.messages),
+                    len(messages),
+                )
         return ChatRequest(
-            messages=list(self.messages),
+            messages=messages,
             feature=self.task.feature or self.task.kind,
             max_tokens=self.bounds.max_tokens_per_step,
             temperature=self.bounds.temperature,
@@ -273,7 +290,7 @@ class _Run:
             self.progress(f"Asking the model (step {step}/{bounds.max_steps})")
             try:
                 async with self.within_deadline():
-                    completion = await self.complete(self.request(step))
+                    completion = await self.complete(await self.request(step))
             except ProviderFailure as exc:
                 return self.result(
                     False,
@@ -338,6 +355,7 @@ async def run_agent(
     tools: ToolRegistry,
     bounds: AgentBounds | None = None,
     on_progress: ProgressCallback | None = None,
+    fit: Fit | None = None,
 ) -> AgentResult:
     """Run ``task`` to an answer, a validated edit, or a bound; see the module docstring.
 
@@ -350,4 +368,4 @@ async def run_agent(
         raise ValueError("a fix task needs target_path and original_text")
     if task.kind == "fix" and tools.workspace is None:
         raise ValueError("a fix task needs a ToolRegistry with a workspace (see build_tools)")
-    return await _Run(task, complete, tools, bounds or AgentBounds(), on_progress).run()
+    return await _Run(task, complete, tools, bounds or AgentBounds(), on_progress, fit).run()
