@@ -21,10 +21,9 @@ from pathlib import Path
 
 from lsp_server.actions import Actions
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
-from lsp_server.context.assembler import Assembler, ContextPack, assemble_hover
-from lsp_server.context.chunker import ChunkedModule, chunk_module
+from lsp_server.context.assembler import Assembler, ContextPack, ContextTask, TaskKind
 from lsp_server.context.memory import SummaryCache
-from lsp_server.context.symbols import SymbolIndex, SymbolInfo, read_disk
+from lsp_server.context.symbols import Definition, SymbolIndex, SymbolInfo, read_disk
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.llm.queue import RequestQueue
 from lsp_server.llm.service import LlmService
@@ -252,37 +251,28 @@ class Engine:
     async def _hover_pack(
         self, doc: Document, line: int, symbol: SymbolInfo, settings: Settings
     ) -> ContextPack:
+        """The hovered line's chunk, the symbol's definition first, then what the chunk uses.
+
+        Only the import map places the other names (no jedi inference, no callers):
+        a hover must stay fast; Explain and Fix get the full search.
+        """
         counter = await self.counter(settings.model)
-        path = self.display_path(doc.path)
-        module = await asyncio.to_thread(chunk_module, doc.text, path, cursor_line=line)
-        definition: tuple[ChunkedModule, int] | None = None
-        def_path = symbol.definition_path
-        if (
-            def_path is not None
-            and symbol.definition_line is not None
-            and symbol.in_workspace
-            and def_path.suffix == ".py"
-        ):
-            if doc.path is not None and def_path.resolve() == doc.path.resolve():
-                definition = (module, symbol.definition_line)
-            else:
-                text = await self.read_file(def_path)
-                if text is not None:
-                    def_module = await asyncio.to_thread(
-                        chunk_module,
-                        text,
-                        self.display_path(def_path),
-                        cursor_line=symbol.definition_line,
-                    )
-                    definition = (def_module, symbol.definition_line)
-        return await asyncio.to_thread(
-            assemble_hover,
-            module,
-            doc.text,
-            line,
-            definition,
-            counter,
-            settings.hover_context_tokens,
+        focus: Definition | None = None
+        if symbol.definition_path is not None and symbol.definition_line is not None:
+            focus = Definition(
+                symbol.name,
+                symbol.full_name,
+                symbol.kind,
+                symbol.definition_path,
+                symbol.definition_line,
+                0,
+                symbol.in_workspace,
+            )
+        task = ContextTask(
+            TaskKind.HOVER, doc.text, doc.path, line, line, focus=focus, callers=False, infer=False
+        )
+        return await self.assembler.assemble(
+            task, counter, settings.hover_context_tokens, deadline=0.0
         )
 
     async def aclose(self) -> None:
