@@ -22,6 +22,7 @@ libcst would have added). Measured on 2 shared cores: that dense 5 MB module
 chunks in 7.3 s (56k chunks), a data-heavy generated 5 MB one in 1.9 s,
 ordinary modules in milliseconds; the longest event-loop stall seen meanwhile
 was 130 ms, from the cyclic GC (34 ms with it off). Use ``asyncio.to_thread``.
+Decoding and the piecewise parse live in `pysource`.
 
 Syntax errors (and NUL bytes, and nesting that exhausts the parser) set
 ``parse_error``; the chunks are then honest line windows marked
@@ -37,20 +38,37 @@ import io
 import logging
 import re
 import tokenize
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from lsp_server.context.pysource import (
+    ParseFailure,
+    SourceText,
+    decode_source,
+    normalise_text,
+    segments,
+)
+
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MODULE_QUALNAME",
+    "WINDOW_QUALNAME",
+    "Chunk",
+    "ChunkKind",
+    "ChunkedModule",
+    "chunk_module",
+    "decode_source",
+    "normalise_text",
+    "window_chunk",
+]
 
 MODULE_QUALNAME = "<module>"
 WINDOW_QUALNAME = "<window>"
 _SEGMENT_CHARS = 16000
 _MAX_ATTR_LINES = 3
 _BODY_INDENT = "    "
-_NOT_A_START = frozenset(" \t\x0c#)]}")
-_CONTINUATIONS = ("else", "elif", "except", "finally")
 _SIMPLE_STRING = re.compile(r"""[rRbBuUfF]*(?:"[^"\\\n]*"|'[^'\\\n]*')""")
 
 _Def = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
@@ -104,122 +122,8 @@ class ChunkedModule:
         return next((c for c in self.chunks if c.qualname == name), None)
 
 
-class _ParseFailure(Exception):
-    """The module does not parse; the message is short enough for a user."""
-
-
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def normalise_text(text: str) -> str:
-    """Drop a BOM, turn CRLF and CR into LF (not U+2028 etc.), replace lone surrogates."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", errors="replace").decode("utf-8")
-    return text
-
-
-def decode_source(data: bytes) -> str:
-    """Decode a file's bytes: PEP 263 cookie or UTF-8, BOM stripped, newlines normalised.
-
-    Undecodable bytes become U+FFFD (``errors="replace"``), not surrogate
-    escapes: the text goes to JSON-RPC and to tokenizers, which reject lone
-    surrogates. Line breaks are ASCII, so line numbers still match the editor's.
-    """
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as exc:  # bad cookie, or non-UTF-8 bytes in the first two lines
-        logger.debug("encoding not detected (%s); decoding as UTF-8", exc)
-        encoding = "utf-8"
-    try:
-        text = data.decode(encoding, errors="replace")
-    except LookupError:
-        text = data.decode("utf-8", errors="replace")
-    return normalise_text(text)
-
-
-class _Text:
-    """The module's lines, split once; converts ast's UTF-8 byte columns."""
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.split("\n")
-
-    def col(self, lineno: int, byte_col: int) -> int:
-        line = self.lines[lineno - 1]
-        if line.isascii():
-            return byte_col
-        return len(line.encode("utf-8")[:byte_col].decode("utf-8", errors="replace"))
-
-    def span(self, start: int, end: int) -> str:
-        return "\n".join(self.lines[start - 1 : end])
-
-    def segment(self, node: ast.expr | ast.stmt, off: int) -> str:
-        l1, l2 = node.lineno + off, (node.end_lineno or node.lineno) + off
-        c1 = self.col(l1, node.col_offset)
-        c2 = self.col(l2, node.end_col_offset or 0)
-        if l1 == l2:
-            return self.lines[l1 - 1][c1:c2]
-        return "\n".join(
-            [self.lines[l1 - 1][c1:], *self.lines[l1 : l2 - 1], self.lines[l2 - 1][:c2]]
-        )
-
-
-def _is_start(line: str, previous: str) -> bool:
-    if not line or line[0] in _NOT_A_START or previous.startswith("@"):
-        return False
-    head = line.split(None, 1)[0].rstrip(":")
-    return head not in _CONTINUATIONS
-
-
-def _parse(source: str) -> ast.Module:
-    """``ast.parse`` without SyntaxWarning/DeprecationWarning (``"\\d"`` and the like):
-    under ``-W error`` they would turn valid user code into a SyntaxError, and
-    otherwise print to stderr on every parse. ``catch_warnings`` swaps the global
-    filter list, so an overlapping swap in another thread may leave one side's
-    filters in place (django-upgrade's ``ast_parse`` makes the same trade-off)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntaxWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return ast.parse(source)
-
-
-def _segments(lines: list[str]) -> Iterator[tuple[list[ast.stmt], int]]:
-    """Parse ``lines`` piecewise; yield each piece's statements and its line offset.
-
-    Raises ``_ParseFailure`` when the rest of the file from a piece's start does
-    not parse, which happens exactly when the whole file does not.
-    """
-    bounds, size = [0], 0
-    for i, line in enumerate(lines):
-        if size >= _SEGMENT_CHARS and _is_start(line, lines[i - 1]):
-            bounds.append(i)
-            size = 0
-        size += len(line) + 1
-    bounds.append(len(lines))
-    i = 0
-    while i < len(bounds) - 1:
-        j = i + 1
-        while True:
-            start, end = bounds[i], bounds[j]
-            try:
-                tree = _parse("\n".join(lines[start:end]))
-                break
-            except SyntaxError as exc:
-                if end == len(lines):
-                    where = f" (line {exc.lineno + start})" if exc.lineno else ""
-                    raise _ParseFailure(f"{type(exc).__name__}: {exc.msg}{where}") from exc
-            except (ValueError, RecursionError) as exc:  # NUL bytes; absurd nesting
-                if end == len(lines):
-                    raise _ParseFailure(f"{type(exc).__name__}: {exc}") from exc
-            j = min(len(bounds) - 1, 2 * j - i)  # grow geometrically: linear overall
-        yield tree.body, start
-        i = j
 
 
 def _dedent(text: str, indent: str) -> str:
@@ -284,7 +188,7 @@ def _text_fingerprint(source: str) -> str:
 
 
 class _Builder:
-    def __init__(self, text: _Text, path: str) -> None:
+    def __init__(self, text: SourceText, path: str) -> None:
         self.text = text
         self.path = path
         self.chunks: list[Chunk] = []
@@ -454,11 +358,12 @@ def chunk_module(
 
     Pure and synchronous; for big files call it via ``asyncio.to_thread``.
     """
-    text = _Text(normalise_text(source))
+    text = SourceText(normalise_text(source))
     builder = _Builder(text, path)
     run: list[tuple[ast.stmt, int]] = []
     try:
-        for stmts, off in _segments(text.lines):  # each piece's AST is dropped once used
+        # each piece's AST is dropped once used
+        for stmts, off in segments(text.lines, _SEGMENT_CHARS):
             for stmt in stmts:
                 if isinstance(stmt, _Def):
                     if run:
@@ -467,7 +372,7 @@ def chunk_module(
                     builder.add_def(stmt, off, None, False)
                 else:
                     run.append((stmt, off))
-    except _ParseFailure as exc:
+    except ParseFailure as exc:
         logger.info("%s does not parse (%s); falling back to line windows", path, exc)
         if cursor_line is not None:
             windows = [_window(text.lines, path, cursor_line, window)]
