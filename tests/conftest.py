@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -14,10 +15,11 @@ from typing import Any, Union
 import pytest
 import pytest_asyncio
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import make_test_lsp_client
 
-from lsp_server.testing.fake_provider import FakeProvider
+from lsp_server.testing.fake_provider import FakeProvider, RecordedRequest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_KEY = "sk-test-DO-NOT-LEAK-1234567890abcdef"
@@ -98,6 +100,37 @@ class Session:
                 position=types.Position(line=line, character=character),
             )
         )
+
+    async def cancelled_hover(
+        self, fake: FakeProvider, at: tuple[str, int, int], msg_id: int
+    ) -> RecordedRequest:
+        """Hover at ``at``, cancel once the fake holds the provider call; assert the editor
+        got -32800 (RequestCancelled) and return the provider request the fake saw hang up."""
+        path, line, character = at
+        params = types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=self.uri(path)),
+            position=types.Position(line=line, character=character),
+        )
+        protocol = self.client.protocol
+        pending = asyncio.ensure_future(
+            protocol.send_request_async(types.TEXT_DOCUMENT_HOVER, params, msg_id=msg_id)
+        )
+        await fake.wait_for_requests_async(1, 10.0, finished=False)
+        protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+        with pytest.raises(JsonRpcException) as info:
+            await asyncio.wait_for(pending, 10)
+        assert info.value.code == -32800
+        hung_up = await fake.wait_for_disconnect_async(10.0)
+        assert hung_up is not None and hung_up.client_disconnected
+        return hung_up
+
+    async def wait_for_usage(self) -> list[dict[str, Any]]:
+        """Usage records since `begin()`, once one is written (within 5 s; the log is async)."""
+        for _ in range(100):
+            if self.usage():
+                break
+            await asyncio.sleep(0.05)
+        return self.usage()
 
     def _all_usage(self) -> list[dict[str, Any]]:
         if not self.usage_log.exists():

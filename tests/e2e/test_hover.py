@@ -120,28 +120,8 @@ async def test_unsaved_buffer_is_the_source_of_truth(
 
 async def test_cancel_closes_the_provider_request(ai_session: Session, fake: FakeProvider) -> None:
     fake.script(Step(text="too late", delay=30.0))
-    path, line, character = APPLY_DISCOUNT
-    params = types.HoverParams(
-        text_document=types.TextDocumentIdentifier(uri=ai_session.uri(path)),
-        position=types.Position(line=line, character=character),
-    )
-    protocol = ai_session.client.protocol
-    pending = asyncio.ensure_future(
-        protocol.send_request_async(types.TEXT_DOCUMENT_HOVER, params, msg_id=4242)
-    )
-    await fake.wait_for_requests_async(1, 10.0, finished=False)
-    protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=4242))
-    with pytest.raises(JsonRpcException) as info:
-        await asyncio.wait_for(pending, 10)
-    assert info.value.code == -32800
-    hung_up = await asyncio.to_thread(fake.wait_for_disconnect, 10.0)
-    assert hung_up is not None and hung_up.client_disconnected
-
-    for _ in range(100):
-        if ai_session.usage():
-            break
-        await asyncio.sleep(0.05)
-    [record] = ai_session.usage()
+    await ai_session.cancelled_hover(fake, APPLY_DISCOUNT, msg_id=4242)
+    [record] = await ai_session.wait_for_usage()
     assert record["outcome"] == "cancelled"
     assert record["error_class"] is None
     # the server keeps serving
