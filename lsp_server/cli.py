@@ -1,11 +1,13 @@
-"""Command line: `llm-lsp serve | explain | fix | doctor`, and `llm-lsp --version`.
+"""Command line: `llm-lsp serve | explain | fix | ask | doctor`, and `llm-lsp --version`.
 
 `serve` speaks LSP on stdio (or TCP for debugging) and logs to stderr or a
 file, never stdout. `explain FILE:LINE[:COL]` runs the hover pipeline;
 `explain FILE:START-END` and `fix FILE:LINE[-LINE]` run the same agent the
 code actions do. `fix` prints a unified diff and writes the file only with
-`--apply`. The engine is the same one the server uses, so everything can be
-used and debugged without an editor.
+`--apply`. `ask "QUESTION" [--root DIR]` answers a question about the
+workspace from its most relevant code and lists the sources. The engine is
+the same one the server uses, so everything can be used and debugged without
+an editor.
 """
 
 from __future__ import annotations
@@ -178,6 +180,27 @@ async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
     return 0
 
 
+async def _ask(question: str, root: Path) -> int:
+    from lsp_server.ask import AskError
+    from lsp_server.engine import Engine
+    from lsp_server.settings import build_settings
+
+    settings, problems = build_settings()
+    for problem in problems:
+        print(problem.message(), file=sys.stderr)
+    engine = Engine(settings, root)
+    try:
+        outcome = await engine.asker().ask(question, None, _err)
+    except AskError as exc:
+        _err(str(exc))
+        return 2
+    finally:
+        await engine.aclose()
+    print(outcome.markdown)
+    _err(outcome.message)
+    return 0
+
+
 async def _doctor() -> int:
     from lsp_server.llm.doctor import format_report, run_doctor
     from lsp_server.settings import build_settings
@@ -227,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     fix.add_argument("location", type=_parse_location)
     fix.add_argument("--apply", action="store_true", help="write the fix to the file")
     fix.add_argument("--problem", help="the problem to fix (e.g. a diagnostic message)")
+    ask = sub.add_parser("ask", help="answer a question about the workspace, with sources")
+    ask.add_argument("question")
+    ask.add_argument("--root", type=Path, default=Path.cwd(), help="workspace root (default: here)")
     sub.add_parser("doctor", help="check every configured provider with a tiny prompt")
     args = parser.parse_args(argv)
     _configure_logging(args.log_level, args.log_file)
@@ -236,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_explain(args.location))
     if args.command == "fix":
         return asyncio.run(_fix(args.location, args.apply, args.problem))
+    if args.command == "ask":
+        root = args.root.resolve()
+        if not root.is_dir():
+            _err(f"{root} is not a directory")
+            return 2
+        return asyncio.run(_ask(args.question, root))
     if args.command == "doctor":
         return asyncio.run(_doctor())
     parser.error(f"unknown command {args.command}")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lsp_server.actions import Actions
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
+from lsp_server.ask import Asker
 from lsp_server.context.assembler import Assembler, ContextPack, ContextTask, TaskKind
 from lsp_server.context.memory import SummaryCache
 from lsp_server.context.symbols import Definition, SymbolIndex, SymbolInfo, read_disk
@@ -96,6 +97,7 @@ class Engine:
         self.llm = LlmService(settings, self.usage_log)
         self._counters: dict[str, TokenCounter] = {}
         self._summaries: SummaryCache | None = None
+        self._asker: Asker | None = None
 
     async def read_file(self, path: Path) -> str | None:
         """Unsaved editor buffers are the source of truth; disk (off the loop) otherwise."""
@@ -135,6 +137,17 @@ class Engine:
         if self._summaries is None:
             self._summaries = SummaryCache(self._settings.cache_dir / "summaries")
         return self._summaries
+
+    def asker(self) -> Asker:
+        """Questions about the workspace (`llmLsp.ask`, `llm-lsp ask`), built on first use."""
+        if self._asker is None:
+            self._asker = Asker(self)
+        return self._asker
+
+    async def file_saved(self, path: Path) -> None:
+        """A file was saved: keep the question index current (once a question built it)."""
+        if self._asker is not None:
+            await self._asker.file_saved(path)
 
     def request_queue(self) -> RequestQueue:
         """Where explain/fix requests wait when no tier can answer (built on first use)."""
@@ -287,5 +300,7 @@ class Engine:
         self.symbols.close()
         if self._summaries is not None:
             self._summaries.close()
+        if self._asker is not None:
+            self._asker.close()
         if self._tools is not None:
             self._tools.close()

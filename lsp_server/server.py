@@ -24,6 +24,7 @@ from pygls.uris import to_fs_path
 
 from lsp_server import __version__
 from lsp_server.engine import Engine
+from lsp_server.features import ask as ask_feature
 from lsp_server.features import code_actions
 from lsp_server.features import hover as hover_feature
 from lsp_server.protocol import LlmProtocol
@@ -177,7 +178,10 @@ def create_server() -> LlmLanguageServer:
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def on_did_save(ls: LlmLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
         if ls.engine is not None:
-            ls.engine.document_changed(ls.uri_to_path(params.text_document.uri))
+            path = ls.uri_to_path(params.text_document.uri)
+            ls.engine.document_changed(path)
+            if path is not None:
+                ls.spawn(ls.engine.file_saved(path), "question index update")
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     @guarded(no_hover)
@@ -218,6 +222,10 @@ def create_server() -> LlmLanguageServer:
     @server.command(code_actions.CMD_FIX)
     async def on_fix(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
         return await _command(ls, code_actions.run_fix_command, list(args))
+
+    @server.command(ask_feature.CMD_ASK)
+    async def on_ask(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        return await _command(ls, ask_feature.run_ask_command, list(args))
 
     @server.command(CMD_DOCTOR)
     async def on_doctor(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:

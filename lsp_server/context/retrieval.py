@@ -10,7 +10,10 @@ the embedded text and the model name, so identical chunks share a vector,
 other editor windows share the store, and `update_file` (call it on save)
 embeds only chunks whose text changed. A per-file manifest lists the file's
 chunks; `search` ranks every chunk by cosine similarity to the query, and
-`top_files` keeps each file's best chunks.
+`top_files` keeps each file's best chunks. `sync` brings a whole workspace's
+chunk list (from `context.corpus`) up to date at once: it drops files no longer
+listed and embeds every missing vector in batches that span files, reporting
+its progress.
 
 The similarity is brute force in pure Python on a worker thread: measured here,
 10,000 chunks of 256-dimensional vectors take about 115 ms; ask the provider for
@@ -25,8 +28,8 @@ import heapq
 import logging
 import math
 import operator
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import diskcache
@@ -36,11 +39,12 @@ from lsp_server.context.chunker import Chunk, ChunkKind, chunk_module
 logger = logging.getLogger(__name__)
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+Progress = Callable[[int, int], None]  # (embedded so far, to embed)
 
 #: Characters of a chunk's skeleton sent to the embedding model.
 MAX_EMBED_CHARS = 6000
-#: Texts per embeddings request.
-BATCH = 64
+#: Texts per embeddings request (the provider layer also caps its requests at 256).
+BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,29 +117,87 @@ class EmbeddingIndex:
             for c, k in zip(chunks.chunks, map(self._key, texts), strict=True)
         ]
         async with self._lock:
-            known = await asyncio.to_thread(self._vectors, [r.key for r in refs])
-            todo = {r.key: t for r, t in zip(refs, texts, strict=True) if r.key not in known}
-            keys = list(todo)
-            for i in range(0, len(keys), BATCH):
-                batch = keys[i : i + BATCH]
-                vectors = await self._embed([todo[k] for k in batch])
-                if len(vectors) != len(batch):
-                    raise ValueError(f"{len(vectors)} embeddings for {len(batch)} inputs")
-                fresh = {k: _normalise(list(v)) for k, v in zip(batch, vectors, strict=True)}
-                await asyncio.to_thread(self._save_vectors, fresh)
-                known.update(fresh)
-                self.embedded += len(batch)
+            known, embedded = await self._fill(dict(zip((r.key for r in refs), texts, strict=True)))
             entries = [(r, known[r.key]) for r in refs]
             await asyncio.to_thread(self._store.set, f"file:{self.model}:{path}", refs)
             self._files[path] = entries
-        logger.debug("indexed %s: %d chunks, %d embedded", path, len(refs), len(todo))
-        return len(todo)
+        logger.debug("indexed %s: %d chunks, %d embedded", path, len(refs), embedded)
+        return embedded
 
     async def remove_file(self, path: str) -> None:
         """Forget ``path`` (deleted or renamed); shared vectors stay for other chunks."""
         async with self._lock:
             self._files.pop(path, None)
             await asyncio.to_thread(self._store.delete, f"file:{self.model}:{path}")
+
+    async def sync(
+        self, files: Mapping[str, Sequence[tuple[ChunkRef, str]]], progress: Progress | None = None
+    ) -> int:
+        """Make the index hold exactly ``files`` (path -> chunks with their embedded text).
+
+        Files whose chunks are indexed already cost nothing; missing vectors are
+        embedded `BATCH` at a time across files, each batch saved as it arrives (a
+        failure keeps what was embedded). Returns how many texts were embedded.
+        """
+        async with self._lock:
+            listed = self._files.keys() if self._loaded else await asyncio.to_thread(self._paths)
+            removed = [p for p in listed if p not in files]
+            self._files = {p: e for p, e in self._files.items() if p in files}
+            self._loaded = True
+            wanted: dict[str, list[ChunkRef]] = {}
+            texts: dict[str, str] = {}
+            for path, chunks in files.items():
+                refs = [replace(ref, key=self._key(text)) for ref, text in chunks]
+                current = self._files.get(path)
+                if current is not None and [r for r, _ in current] == refs:
+                    continue
+                wanted[path] = refs
+                texts.update((r.key, text) for r, (_, text) in zip(refs, chunks, strict=True))
+            known, embedded = await self._fill(texts, progress)
+            for path, refs in wanted.items():
+                self._files[path] = [(r, known[r.key]) for r in refs]
+            await asyncio.to_thread(self._save_manifests, wanted, removed)
+        if embedded:
+            logger.info("embedded %d chunks of %d files", embedded, len(wanted))
+        return embedded
+
+    async def _fill(
+        self, texts: dict[str, str], progress: Progress | None = None
+    ) -> tuple[dict[str, list[float]], int]:
+        """Vectors for every key of ``texts`` (key -> text): stored ones, the rest embedded
+        `BATCH` at a time and saved batch by batch. Returns them and how many were embedded.
+        """
+        known = await asyncio.to_thread(self._vectors, texts)
+        todo = [k for k in texts if k not in known]
+        for i in range(0, len(todo), BATCH):
+            if progress is not None:
+                progress(i, len(todo))
+            batch = todo[i : i + BATCH]
+            vectors = await self._embed([texts[k] for k in batch])
+            if len(vectors) != len(batch):
+                raise ValueError(f"{len(vectors)} embeddings for {len(batch)} inputs")
+            fresh = {k: _normalise(list(v)) for k, v in zip(batch, vectors, strict=True)}
+            await asyncio.to_thread(self._save_vectors, fresh)
+            known.update(fresh)
+            self.embedded += len(batch)
+        return known, len(todo)
+
+    def _paths(self) -> list[str]:
+        """Paths with a stored manifest (this or another process indexed them)."""
+        prefix = f"file:{self.model}:"
+        return [
+            k[len(prefix) :]
+            for k in self._store.iterkeys()
+            if isinstance(k, str) and k.startswith(prefix)
+        ]
+
+    def _save_manifests(self, wanted: dict[str, list[ChunkRef]], removed: list[str]) -> None:
+        prefix = f"file:{self.model}:"
+        with self._store.transact():
+            for path, refs in wanted.items():
+                self._store.set(prefix + path, refs)
+            for path in removed:
+                self._store.delete(prefix + path)
 
     def _vectors(self, keys: Iterable[str]) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}

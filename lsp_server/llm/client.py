@@ -2,7 +2,8 @@
 
 `ProviderClient.complete` makes exactly one HTTP attempt (the SDK's own
 retries are off; retrying is the job of one layer above) and either returns a
-`Completion` or raises a `ProviderFailure`. Every attempt, including a
+`Completion` or raises a `ProviderFailure`; `embed` does the same for
+``/v1/embeddings``. Every attempt, including a
 cancelled one, leaves one record in the usage log. `asyncio.CancelledError`
 propagates untouched so the HTTP request is closed and no tokens keep
 streaming; it is logged as `cancelled`, never as a provider failure.
@@ -16,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 
@@ -36,6 +38,8 @@ from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Key sent to endpoints that need none (local servers); never a real secret.
 NO_KEY = "no-key-required"
 
@@ -49,6 +53,27 @@ class ProviderConfig:
     api_key: Secret | None
     timeout: float = 30.0
     tier: str = "primary"
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """Vectors for a list of texts (one per text, in order) and what they cost."""
+
+    vectors: list[list[float]]
+    model: str
+    provider: str
+    usage: Usage
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """What one attempt is, for its log line and usage record."""
+
+    feature: str
+    model: str
+    request_id: str
+    attempt: int
 
 
 def _usage(raw: Any) -> Usage:
@@ -97,67 +122,139 @@ class ProviderClient:
         attempt: int = 1,
     ) -> Completion:
         """One attempt; returns a Completion or raises ProviderFailure (or CancelledError)."""
-        started = time.perf_counter()
-        per_attempt = (
-            min(attempt_timeout, self.config.timeout) if attempt_timeout else self.config.timeout
+        timeout = self._timeout(attempt_timeout)
+        (text, tool_calls, finish), usage, latency_ms, cost = await self._attempt(
+            lambda: self._call(request, model, timeout),
+            _Attempt(request.feature, model, request_id, attempt),
         )
-        outcome = "error"
-        failure: ProviderFailure | None = None
-        usage = Usage()
-        try:
-            text, tool_calls, finish, usage = await self._call(request, model, per_attempt)
-            outcome = "ok"
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        except Exception as exc:  # classified below: every failure becomes a ProviderFailure
-            failure = classify(exc, provider=self.name, model=model, secrets=self._secrets)
-            logger.info(
-                "provider %s model %s attempt %d failed: %s",
-                self.name,
-                model,
-                attempt,
-                failure.message,
-            )
-            raise failure from None
-        finally:
-            latency_ms = (time.perf_counter() - started) * 1000
-            cost = cost_usd(
-                model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
-            )
-            self._usage_log.write(
-                UsageRecord(
-                    request_id=request_id,
-                    feature=request.feature,
-                    provider=self.name,
-                    model=model,
-                    outcome=outcome,
-                    latency_ms=round(latency_ms, 1),
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cached_tokens=usage.cached_tokens,
-                    cost_usd=cost if self.config.tier != "local" else 0.0,
-                    error_class=failure.kind.value if failure else None,
-                    status=failure.status if failure else None,
-                    attempt=attempt,
-                    tier=self.config.tier,
-                )
-            )
         return Completion(
             text=text,
             model=model,
             provider=self.name,
             usage=usage,
             latency_ms=latency_ms,
-            cost_usd=cost if self.config.tier != "local" else 0.0,
+            cost_usd=cost,
             request_id=request_id,
             tool_calls=tool_calls,
             finish_reason=finish,
         )
 
+    async def embed(
+        self,
+        texts: list[str],
+        model: str,
+        *,
+        request_id: str,
+        dimensions: int | None = None,
+        attempt_timeout: float | None = None,
+        attempt: int = 1,
+        feature: str = "embed",
+    ) -> Embeddings:
+        """One ``/v1/embeddings`` attempt for ``texts``: a vector per text, in order.
+
+        Logged like a completion (feature ``embed``, input tokens, cost); raises
+        `ProviderFailure` (or `CancelledError`).
+        """
+        timeout = self._timeout(attempt_timeout)
+        vectors, usage, _, cost = await self._attempt(
+            lambda: self._embed_call(texts, model, dimensions, timeout),
+            _Attempt(feature, model, request_id, attempt),
+        )
+        return Embeddings(vectors, model, self.name, usage, cost)
+
+    def _timeout(self, attempt_timeout: float | None) -> float:
+        if attempt_timeout:
+            return min(attempt_timeout, self.config.timeout)
+        return self.config.timeout
+
+    async def _attempt(
+        self, call: Callable[[], Awaitable[tuple[T, Usage]]], what: _Attempt
+    ) -> tuple[T, Usage, float, float]:
+        """Run one attempt: (result, usage, latency ms, cost), one usage record either way.
+
+        Every failure is classified into a `ProviderFailure`; cancellation is recorded
+        as ``cancelled`` and propagates.
+        """
+        started = time.perf_counter()
+        outcome = "error"
+        failure: ProviderFailure | None = None
+        usage = Usage()
+        try:
+            result, usage = await call()
+            outcome = "ok"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:  # classified below: every failure becomes a ProviderFailure
+            failure = classify(exc, provider=self.name, model=what.model, secrets=self._secrets)
+            logger.info(
+                "provider %s model %s (%s) attempt %d failed: %s",
+                self.name,
+                what.model,
+                what.feature,
+                what.attempt,
+                failure.message,
+            )
+            raise failure from None
+        finally:
+            latency_ms = (time.perf_counter() - started) * 1000
+            cost = self._record(what, outcome, latency_ms, usage, failure)
+        return result, usage, latency_ms, cost
+
+    def _record(
+        self,
+        what: _Attempt,
+        outcome: str,
+        latency_ms: float,
+        usage: Usage,
+        failure: ProviderFailure | None,
+    ) -> float:
+        """Write the attempt's usage record; returns its cost (0.0 on a local endpoint)."""
+        cost = cost_usd(
+            what.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+        )
+        if self.config.tier == "local":
+            cost = 0.0
+        self._usage_log.write(
+            UsageRecord(
+                request_id=what.request_id,
+                feature=what.feature,
+                provider=self.name,
+                model=what.model,
+                outcome=outcome,
+                latency_ms=round(latency_ms, 1),
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                cost_usd=cost,
+                error_class=failure.kind.value if failure else None,
+                status=failure.status if failure else None,
+                attempt=what.attempt,
+                tier=self.config.tier,
+            )
+        )
+        return cost
+
+    async def _embed_call(
+        self, texts: list[str], model: str, dimensions: int | None, attempt_timeout: float
+    ) -> tuple[list[list[float]], Usage]:
+        kwargs: dict[str, Any] = {"model": model, "input": texts, "timeout": attempt_timeout}
+        if dimensions is not None:
+            kwargs["dimensions"] = dimensions
+        response = await self._client.embeddings.create(**kwargs)
+        data = sorted(getattr(response, "data", None) or (), key=lambda d: d.index)
+        if len(data) != len(texts):
+            raise ProviderFailure(
+                ErrorKind.MALFORMED_RESPONSE, f"{len(data)} embeddings for {len(texts)} inputs"
+            )
+        vectors = [[float(v) for v in d.embedding] for d in data]
+        if any(not v or len(v) != len(vectors[0]) for v in vectors):
+            raise ProviderFailure(ErrorKind.MALFORMED_RESPONSE, "embeddings of unequal length")
+        return vectors, _usage(getattr(response, "usage", None))
+
     async def _call(
         self, request: ChatRequest, model: str, attempt_timeout: float
-    ) -> tuple[str, tuple[ToolCall, ...], str, Usage]:
+    ) -> tuple[tuple[str, tuple[ToolCall, ...], str], Usage]:
         kwargs: dict[str, Any] = {
             "model": model,
             "messages": request.messages,
@@ -182,11 +279,11 @@ class ProviderClient:
         text = message.content or ""
         if not text and not calls:
             raise ProviderFailure(ErrorKind.MALFORMED_RESPONSE, "response has no content")
-        return text, calls, choices[0].finish_reason or "stop", _usage(response.usage)
+        return (text, calls, choices[0].finish_reason or "stop"), _usage(response.usage)
 
     async def _call_streamed(
         self, kwargs: dict[str, Any]
-    ) -> tuple[str, tuple[ToolCall, ...], str, Usage]:
+    ) -> tuple[tuple[str, tuple[ToolCall, ...], str], Usage]:
         stream = await self._client.chat.completions.create(
             stream=True, stream_options={"include_usage": True}, **kwargs
         )
@@ -224,4 +321,4 @@ class ProviderClient:
             # token there, so count them rather than record a free call.
             logger.debug("stream without usage: counted %d completion chunks", chunks)
             usage = Usage(completion_tokens=chunks)
-        return text, tool_calls, finish, usage
+        return (text, tool_calls, finish), usage

@@ -2,8 +2,10 @@
 
 Prices are list prices of the OpenAI API (standard tier) as published for
 these models; cached prompt tokens are billed at the cached-input rate.
-Local endpoints cost nothing per token. A model missing from the table is
-reported as unpriced (cost 0.0, `priced=False`) rather than guessed.
+Embedding models bill input tokens only (their output and cached prices are
+listed as the input price and zero). Local endpoints cost nothing per token. A
+model missing from the table is reported as unpriced (cost 0.0) rather than
+guessed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ PRICES: dict[str, Price] = {
     "gpt-5": Price(1.25, 0.125, 10.00),
     "gpt-5-mini": Price(0.25, 0.025, 2.00),
     "gpt-5-nano": Price(0.05, 0.005, 0.40),
+    # Embeddings: input tokens only.
+    "text-embedding-3-small": Price(0.02, 0.02, 0.0),
+    "text-embedding-3-large": Price(0.13, 0.13, 0.0),
+    "text-embedding-ada-002": Price(0.10, 0.10, 0.0),
 }
 
 

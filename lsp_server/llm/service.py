@@ -8,29 +8,49 @@ and the retry policy from settings. `complete` routes the request, walks the tie
 readable summary per tier, after which the engine answers from the cache or static
 analysis. The router's decision is stamped on every usage record of the request.
 
+`embed` asks one embedding-capable provider (`embedding_providers`: the primary
+endpoint, then a local one) for vectors, in batches of `EMBED_BATCH`, behind the
+same breaker and retry policy, each attempt one usage record (feature "embed").
+It never moves to another provider on its own: vectors of different models do
+not mix, so the caller picks the provider (and keeps one index per provider).
+
 Breakers live as long as the service: the engine builds a new service when the
 settings change, which starts every provider afresh.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import logging
 import time
 
-from lsp_server.llm.breaker import BreakerConfig
-from lsp_server.llm.chain import AllTiersFailed, Tier, run_chain
+from lsp_server.llm.breaker import BreakerConfig, BreakerState, CircuitOpen
+from lsp_server.llm.chain import (
+    HARD_TIMEOUT_GRACE,
+    AllTiersFailed,
+    Tier,
+    describe_gave_up,
+    describe_open,
+    run_chain,
+)
+from lsp_server.llm.client import Embeddings
 from lsp_server.llm.providers import TierSpec, tier_specs
-from lsp_server.llm.retry import Deadline, RetryPolicy
+from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy, call_with_retry
 from lsp_server.llm.router import Router
-from lsp_server.llm.types import ChatRequest, Completion
+from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure, Usage
 from lsp_server.settings import Settings
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AllTiersFailed", "LlmService"]
+__all__ = ["AllTiersFailed", "Embeddings", "LlmService"]
+
+#: Texts per embeddings request.
+EMBED_BATCH = 256
+#: Provider roles whose endpoints are asked for embeddings, in this order.
+EMBED_ROLES = ("primary", "local")
 
 _ROUTE: contextvars.ContextVar[str] = contextvars.ContextVar("llm_route", default="")
 
@@ -121,6 +141,118 @@ class LlmService:
             )
         finally:
             _ROUTE.reset(token)
+
+    def embedding_providers(self) -> list[str]:
+        """Providers that can embed, in the order to prefer them: one per endpoint."""
+        names: list[str] = []
+        seen: set[str] = set()
+        for role in EMBED_ROLES:
+            for name, tier in self.tiers.items():
+                url = tier.spec.url.rstrip("/")
+                if tier.spec.role == role and url not in seen:
+                    seen.add(url)
+                    names.append(name)
+        return names
+
+    def viable(self, provider: str) -> bool:
+        """Whether ``provider``'s breaker would admit a call now."""
+        tier = self.tiers.get(provider)
+        return tier is not None and tier.viable
+
+    async def embed(
+        self,
+        texts: list[str],
+        *,
+        model: str,
+        provider: str,
+        deadline: float,
+        request_id: str,
+        dimensions: int | None = None,
+    ) -> Embeddings:
+        """Vectors for ``texts`` from ``provider`` by ``deadline`` (absolute monotonic).
+
+        Batches of `EMBED_BATCH`, each retried within the deadline behind the provider's
+        breaker. Raises `ProviderFailure` with a readable message when the provider
+        cannot answer; `CancelledError` propagates.
+        """
+        tier = self.tiers.get(provider)
+        if tier is None:
+            raise ProviderFailure(
+                ErrorKind.CLIENT_ERROR, f"no provider {provider!r}", provider=provider
+            )
+        if tier.breaker.state is BreakerState.HALF_OPEN:
+            tier.start_probe()
+        token = _ROUTE.set(f"embed, {len(texts)} inputs -> {tier.spec.role} {provider}")
+        vectors: list[list[float]] = []
+        tokens = 0
+        cost = 0.0
+        try:
+            for i in range(0, len(texts), EMBED_BATCH):
+                batch = await self._embed_batch(
+                    tier, texts[i : i + EMBED_BATCH], model, deadline, request_id, dimensions
+                )
+                vectors.extend(batch.vectors)
+                tokens += batch.usage.prompt_tokens
+                cost += batch.cost_usd
+        finally:
+            _ROUTE.reset(token)
+        return Embeddings(vectors, model, provider, Usage(prompt_tokens=tokens), round(cost, 8))
+
+    async def _embed_batch(
+        self,
+        tier: Tier,
+        texts: list[str],
+        model: str,
+        deadline: float,
+        request_id: str,
+        dimensions: int | None,
+    ) -> Embeddings:
+        attempts = 0
+
+        async def once(budget: float) -> Embeddings:
+            nonlocal attempts
+            attempts += 1
+            try:
+                async with tier.breaker.call(), asyncio.timeout(budget + HARD_TIMEOUT_GRACE):
+                    return await tier.client.embed(
+                        texts,
+                        model,
+                        request_id=request_id,
+                        dimensions=dimensions,
+                        attempt_timeout=budget,
+                        attempt=attempts,
+                    )
+            except TimeoutError:
+                raise ProviderFailure(
+                    ErrorKind.TIMEOUT, f"no answer within {budget:.1f} s", provider=tier.spec.name
+                ) from None
+
+        def not_closed() -> str | None:
+            return None if tier.viable else f"circuit {tier.breaker.describe()}"
+
+        try:
+            return await call_with_retry(
+                once,
+                policy=self.policy,
+                deadline=Deadline(deadline, time.monotonic),
+                attempt_timeout=tier.spec.timeout,
+                give_up_when=not_closed,
+            )
+        except CircuitOpen as exc:
+            raise ProviderFailure(
+                ErrorKind.CONNECTION_ERROR,
+                f"{tier.spec.name} {describe_open(exc)}",
+                provider=tier.spec.name,
+                model=model,
+            ) from None
+        except RetryGaveUp as exc:
+            raise ProviderFailure(
+                exc.kind,
+                f"{tier.spec.name} {model}: {describe_gave_up(exc)} ({exc.message})",
+                status=exc.status,
+                provider=tier.spec.name,
+                model=model,
+            ) from None
 
     async def aclose(self) -> None:
         """Stop probes and close every client's connections."""

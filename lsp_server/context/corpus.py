@@ -1,0 +1,221 @@
+"""The workspace's chunks for retrieval: which files, their chunks, and a keyword index.
+
+`Corpus` walks the workspace for Python files (hidden, virtualenv, build and
+cache directories skipped; at most `MAX_FILES`; files over `MAX_FILE_BYTES`
+left out), chunks each on a worker thread and keeps per file a `FileEntry`:
+its stat stamp, content digest and chunks (a `retrieval.ChunkRef` with the text
+`retrieval.embed_text` gives it). Entries persist in ``diskcache`` under the
+workspace's index directory, so after a restart only files whose content
+changed are chunked again. Every chunk is a BM25 document (`lexical.Bm25`) of
+its path, qualified name (counted twice) and skeleton with its docstring.
+
+`refresh` re-checks every file (stat first, the content hash only when the
+stamp moved) and drops deleted files; `update` does one file (after a save).
+Files are read from disk: the index follows what is saved, like the editor's
+search. A ref's ``key`` here is the sha256 of its text; the embedding index
+derives its own, model-specific key from the text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import diskcache
+
+from lsp_server.context.chunker import chunk_module, decode_source
+from lsp_server.context.lexical import Bm25, tokens
+from lsp_server.context.retrieval import ChunkRef, embed_text
+
+logger = logging.getLogger(__name__)
+
+MAX_FILES = 5000
+MAX_FILE_BYTES = 1_000_000
+#: Files checked per worker-thread hop (a hop per file costs more than a small file).
+HOP = 32
+SKIP_DIRS = frozenset(
+    {"__pycache__", "node_modules", "site-packages", "venv", "env", "build", "dist", "htmlcov"}
+)
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One indexed file: when and what it was, and its chunks with their texts."""
+
+    stamp: tuple[int, int]  # (st_mtime_ns, st_size)
+    digest: str  # sha256 of the bytes
+    chunks: tuple[tuple[ChunkRef, str], ...]
+
+
+def discover(root: Path, limit: int = MAX_FILES) -> list[str]:
+    """Workspace-relative POSIX paths of the Python files under ``root``, sorted."""
+    found: list[str] = []
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".") and d not in SKIP_DIRS and not d.endswith(".egg-info")
+        )
+        base = Path(directory).relative_to(root)
+        found.extend((base / f).as_posix() for f in sorted(files) if f.endswith(".py"))
+        if len(found) >= limit:
+            logger.warning("indexing only the first %d Python files under %s", limit, root)
+            return sorted(found[:limit])
+    return sorted(found)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def load_entry(root: Path, rel: str, old: FileEntry | None) -> FileEntry | None:
+    """``rel``'s entry, reusing ``old`` when the file did not change; None if unreadable."""
+    path = root / rel
+    try:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        if old is not None and old.stamp == stamp:
+            return old
+        if st.st_size > MAX_FILE_BYTES:
+            logger.info("not indexing %s: %d bytes", rel, st.st_size)
+            return None
+        data = path.read_bytes()
+    except OSError as exc:
+        logger.debug("cannot index %s: %s", rel, exc)
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    if old is not None and old.digest == digest:
+        return replace(old, stamp=stamp)
+    module = chunk_module(decode_source(data), rel)
+    chunks = []
+    for c in module.chunks:
+        text = embed_text(c)
+        ref = ChunkRef(
+            rel, c.qualname, c.kind.value, c.start_line, c.end_line, c.content_hash, _digest(text)
+        )
+        chunks.append((ref, text))
+    return FileEntry(stamp, digest, tuple(chunks))
+
+
+def _terms(ref: ChunkRef, text: str) -> list[str]:
+    return [*tokens(text), *tokens(ref.qualname)]
+
+
+class Corpus:
+    """The indexed chunks of one workspace; see the module docstring."""
+
+    def __init__(self, root: Path, directory: Path) -> None:
+        self.root = root
+        self._store = diskcache.Cache(str(directory))
+        self.files: dict[str, FileEntry] = {}
+        self._bm25: Bm25[ChunkRef] = Bm25()
+        self._loaded = False
+        self._lock = asyncio.Lock()
+
+    def close(self) -> None:
+        self._store.close()
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self._bm25)
+
+    def _load(self) -> dict[str, FileEntry]:
+        out: dict[str, FileEntry] = {}
+        for key in self._store.iterkeys():
+            if isinstance(key, str) and key.startswith("entry:"):
+                value = self._store.get(key)
+                if isinstance(value, FileEntry):
+                    out[key.removeprefix("entry:")] = value
+        return out
+
+    def _set(self, rel: str, entry: FileEntry | None) -> None:
+        old = self.files.pop(rel, None)
+        for ref, _ in old.chunks if old is not None else ():
+            self._bm25.remove(ref)
+        if entry is None:
+            return
+        self.files[rel] = entry
+        for ref, text in entry.chunks:
+            self._bm25.add(ref, _terms(ref, text))
+
+    def _check(self, rels: Sequence[str], old: dict[str, FileEntry]) -> list[FileEntry | None]:
+        """Worker-thread part: load and persist the entries of ``rels``."""
+        entries = [load_entry(self.root, rel, old.get(rel)) for rel in rels]
+        with self._store.transact():
+            for rel, entry in zip(rels, entries, strict=True):
+                if entry is None:
+                    self._store.delete(f"entry:{rel}")
+                elif entry is not old.get(rel):
+                    self._store.set(f"entry:{rel}", entry)
+        return entries
+
+    async def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            for rel, entry in (await asyncio.to_thread(self._load)).items():
+                self._set(rel, entry)
+            self._loaded = True
+
+    async def refresh(self, report: Report | None = None) -> int:
+        """Bring every file up to date; returns how many files are indexed."""
+        async with self._lock:
+            await self._ensure_loaded()
+            paths = await asyncio.to_thread(discover, self.root)
+            if report is not None:
+                report(f"Indexing {len(paths)} files…")
+            listed = set(paths)
+            gone = [rel for rel in self.files if rel not in listed]
+            changed = 0
+            for i in range(0, len(paths), HOP):
+                rels = paths[i : i + HOP]
+                old = {rel: self.files[rel] for rel in rels if rel in self.files}
+                entries = await asyncio.to_thread(self._check, rels, old)
+                for rel, entry in zip(rels, entries, strict=True):
+                    if entry is not old.get(rel):
+                        changed += 1
+                        self._set(rel, entry)
+                if report is not None and i + HOP < len(paths):
+                    report(f"Indexing {i + HOP}/{len(paths)} files…")
+            if gone:
+                await asyncio.to_thread(self._forget, gone)
+                for rel in gone:
+                    self._set(rel, None)
+        logger.info(
+            "corpus %s: %d files, %d chunks (%d changed, %d removed)",
+            self.root,
+            len(self.files),
+            self.chunk_count,
+            changed,
+            len(gone),
+        )
+        return len(self.files)
+
+    def _forget(self, rels: list[str]) -> None:
+        with self._store.transact():
+            for rel in rels:
+                self._store.delete(f"entry:{rel}")
+
+    async def update(self, rel: str) -> bool:
+        """Re-check one file (saved, created or deleted); whether its entry changed."""
+        async with self._lock:
+            await self._ensure_loaded()
+            old = self.files.get(rel)
+            [entry] = await asyncio.to_thread(self._check, [rel], {rel: old} if old else {})
+            if entry is old:
+                return False
+            self._set(rel, entry)
+            return True
+
+    def chunks(self) -> dict[str, tuple[tuple[ChunkRef, str], ...]]:
+        """Every file's chunks with their texts (what the embedding index syncs to)."""
+        return {rel: entry.chunks for rel, entry in self.files.items()}
+
+    def rank(self, query: str, k: int) -> list[tuple[float, ChunkRef]]:
+        """The ``k`` chunks that match ``query``'s words best (BM25), best first."""
+        return self._bm25.rank(tokens(query), k)
