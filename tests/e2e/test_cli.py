@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,26 @@ def test_bad_locations_get_a_clear_error(workspace: Path, tmp_path: Path, locati
     assert result.returncode == 2
     assert "llm-lsp" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ask_prints_the_answer_and_its_sources(tmp_path: Path, fake: FakeProvider) -> None:
+    root = tmp_path / "proj"
+    shutil.copytree(Path(__file__).parent.parent / "fixtures" / "context" / "proj", root)
+    fake.script(Step(text="Retries are handled by `with_retries`."))
+    question = "Where do we handle retries?"
+    result = _run(tmp_path, "ask", question, "--root", str(root), fake=fake)
+    assert result.returncode == 0, result.stderr
+    assert "Retries are handled by `with_retries`." in result.stdout
+    assert "- `app/retry.py:6-14` function `with_retries`" in result.stdout
+    assert "Indexing 8 files…" in result.stderr
+    [chat] = [r for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert "def with_retries(" in chat.messages[-1]["content"]
+    offline = _run(tmp_path, "ask", question, "--root", str(root))
+    assert offline.returncode == 0, offline.stderr
+    assert "offline mode" in offline.stdout and "`app/retry.py:6-14`" in offline.stdout
+    empty = _run(tmp_path, "ask", "  ", "--root", str(root))
+    assert empty.returncode == 2
+    assert "llm-lsp: the question is empty" in empty.stderr
+    assert "Traceback" not in empty.stderr
+    missing = _run(tmp_path, "ask", question, "--root", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
