@@ -7,7 +7,9 @@ cache directory (`atomic.write_text_atomic`) and opened beside the code with
 `window/showDocument`, as Explain does. The command's result is
 ``{"ok", "markdown", "conversation", "sources": [{"path", "start", "end"}], "uri"}``;
 pass ``conversation`` back to ask a follow-up. Bad arguments get a warning and
-``{"ok": false, "error": ...}``, never a stack trace.
+``{"ok": false, "error": ...}``, never a stack trace. The progress's cancel
+button closes the provider call and answers ``{"ok": false, "cancelled": true}``
+(a ``$/cancelRequest`` is answered RequestCancelled by pygls).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,12 +70,24 @@ async def run_ask_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, A
     if not isinstance(raw, dict):
         return _fail(ls, 'llmLsp.ask expects [{"question": "...", "conversation": null}]')
     question = raw.get("question")
+    pressed: Future[Any] | None = None
     try:
         async with ActionProgress(ls, "llm-lsp: Ask") as progress:
+            if progress.token is not None:
+                pressed = ls.work_done_progress.tokens.get(progress.token)
             outcome = await engine.asker().ask(question, raw.get("conversation"), progress.report)
             progress.end_message = outcome.message
     except AskError as exc:
         return _fail(ls, str(exc))
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if pressed is None or not pressed.cancelled() or task is None:
+            raise  # $/cancelRequest: pygls answers the request
+        # The cancel button of the progress cancelled only this task: the request is
+        # still open, so answer it (the provider call was closed by the cancellation).
+        task.uncancel()
+        logger.info("question cancelled from its progress")
+        return {"ok": False, "cancelled": True, "error": "cancelled"}
     assert isinstance(question, str)  # validated by ask()
     target = answer_path(engine.settings.cache_dir, outcome, question)
     await asyncio.to_thread(write_text_atomic, target, outcome.markdown)

@@ -171,6 +171,39 @@ async def test_embeddings_failing_fall_back_to_keywords(
     assert [r["outcome"] for r in embeds] == ["error"] * 3
 
 
+async def test_cancelling_the_progress_closes_the_embeddings_call(
+    session: Session, fake: FakeProvider
+) -> None:
+    await ask(session, {"question": QUESTION})  # the workspace is embedded by now
+    session.begin()
+    session.client.progress_reports.clear()
+    fake.reset()
+    fake.script(Step(delay=30.0), endpoint="embeddings")
+    pending = asyncio.ensure_future(ask(session, {"question": "Who calls apply_tax?"}))
+    await fake.wait_for_requests_async(1, 20.0, path="/v1/embeddings", finished=False)
+    [token] = session.client.progress_reports
+    session.client.protocol.notify(
+        types.WINDOW_WORK_DONE_PROGRESS_CANCEL, types.WorkDoneProgressCancelParams(token=token)
+    )
+    assert await asyncio.wait_for(pending, 10) == {
+        "ok": False,
+        "cancelled": True,
+        "error": "cancelled",
+    }
+    hung_up = await fake.wait_for_disconnect_async(10.0)
+    assert hung_up is not None and hung_up.client_disconnected
+    assert chats(fake) == []  # the model was never asked
+    for _ in range(100):
+        if session.usage():
+            break
+        await asyncio.sleep(0.05)
+    assert [(r["feature"], r["outcome"]) for r in session.usage()] == [("embed", "cancelled")]
+    # the server goes on answering
+    fake.script(Step(text="Only `checkout` calls it."))
+    result = await ask(session, {"question": "Who calls apply_tax?"})
+    assert "Only `checkout` calls it." in result["markdown"]
+
+
 @pytest.mark.parametrize(
     ("arguments", "error"),
     [
