@@ -124,10 +124,10 @@ class Engine:
         """The agent's workspace tools, built once per engine."""
         if self._tools is None:
             root = self.root or Path.cwd()
-            # jedi is not thread-safe: the agent's navigator shares the index's one thread.
+            # The agent's navigator runs in the index's jedi worker (one child process).
             self._tools = build_tools(
                 Workspace(root, self.read_buffer),
-                JediNavigator(root, executor=self.symbols.executor),
+                JediNavigator(root, self.symbols.worker),
                 run_tests_enabled=self._settings.run_tests,
             )
         return self._tools

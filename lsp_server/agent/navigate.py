@@ -8,15 +8,16 @@ one, ``jedi.Project.search`` finds it. Only locations inside the workspace root
 are reported with a path; definitions elsewhere (stdlib, site-packages) carry
 their module name only.
 
-Jedi is synchronous and not thread-safe: every call runs on one worker thread,
-by default a private one. Pass the executor `context.symbols.SymbolIndex` uses
-to share its thread (jedi's caches are process-global).
+Jedi is synchronous and not thread-safe: every call is a job for a
+`JediWorker` (see `context.jedi_process`), by default a private thread. The
+server passes `SymbolIndex.worker`, so the agent's queries run in the same
+jedi child process as the index's. Jobs are module-level functions returning
+`Location` values (picklable); a `ToolError` raised in the worker comes back
+as a value and is raised again here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import difflib
 import logging
 from collections.abc import Callable
@@ -24,14 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jedi
-
 from lsp_server.agent.workspace import ToolError
+from lsp_server.context.jedi_child import JobContext
+from lsp_server.context.jedi_process import JediCrashed, JediWorker, ThreadWorker
+from lsp_server.context.jedi_queries import JEDI_ERRORS as _JEDI_ERRORS
+from lsp_server.context.jedi_queries import project_for, script
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_JEDI_ERRORS = (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError)
+
+#: Seconds a query may take; the registry's own tool limit (15 s) usually comes first.
+DEADLINE = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,150 +71,200 @@ class Location:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A `ToolError` as a picklable value (its constructor takes keyword arguments)."""
+
+    type: str
+    message: str
+    hint: str | None
+
+
 class JediNavigator:
     """Find definitions and references in one workspace with jedi, off the event loop."""
 
-    def __init__(self, root: Path, executor: concurrent.futures.Executor | None = None) -> None:
+    def __init__(
+        self, root: Path, worker: JediWorker | None = None, *, deadline: float = DEADLINE
+    ) -> None:
         self.root = root.resolve()
-        self._project = jedi.Project(str(self.root))
-        self._own = executor is None
-        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="agent-jedi"
-        )
+        self.deadline = deadline
+        self._own = worker is None
+        self._worker = worker or ThreadWorker("agent-jedi")
 
     def close(self) -> None:
-        """Stop the private worker thread, if this navigator owns it."""
+        """Stop the private worker, if this navigator owns it."""
         if self._own:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._worker.close()
 
     async def definitions(
         self, symbol: str, path: Path | None, source: str | None, line: int | None
     ) -> list[Location]:
         """Where ``symbol`` is defined (following imports)."""
-        return await self._run(self._definitions_sync, symbol, path, source, line)
+        return await self._run(definitions_job, symbol, path, source, line)
 
     async def references(
         self, symbol: str, path: Path | None, source: str | None, line: int | None
     ) -> tuple[Location, list[Location]]:
         """The definition ``symbol`` resolves to, and every reference to it in the workspace."""
-        return await self._run(self._references_sync, symbol, path, source, line)
+        return await self._run(references_job, symbol, path, source, line)
 
-    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+    async def _run(self, fn: Callable[..., _T | _Failed], *args: Any) -> _T:
+        try:
+            found = await self._worker.run(fn, self.root, *args, deadline=self.deadline)
+        except JediCrashed as exc:
+            raise ToolError(
+                "analysis_failed",
+                f"The code analysis worker stopped before answering ({exc}).",
+                hint="Try again; the worker restarts on the next request.",
+            ) from exc
+        if isinstance(found, _Failed):
+            raise ToolError(found.type, found.message, hint=found.hint)
+        return found
 
-    # -- worker-thread side -----------------------------------------------------
 
-    def _script(self, path: Path, source: str | None) -> Any:
-        return jedi.Script(source, path=str(path), project=self._project)
+# -- worker side (a jedi child process or thread) ----------------------------------
 
-    def _start(self, symbol: str, path: Path | None, source: str | None, line: int | None) -> Any:
-        """The jedi Name to start from; `ToolError` when there is none."""
-        last = symbol.rsplit(".", 1)[-1]
-        if path is not None:
-            script = self._script(path, source)
-            try:
-                names = script.get_names(all_scopes=True, definitions=True, references=True)
-            except _JEDI_ERRORS as exc:
-                raise ToolError("analysis_failed", f"jedi could not read the file: {exc}") from exc
-            matches = [n for n in names if n.name == last]
-            if not matches:
-                close = difflib.get_close_matches(last, sorted({n.name for n in names}), n=5)
-                raise ToolError(
-                    "symbol_not_found",
-                    f"'{last}' does not occur in {self._rel(path)}.",
-                    hint=("Similar names there: " + ", ".join(close)) if close else None,
-                )
-            if line is not None:
-                return min(matches, key=lambda n: (abs(n.line - line), not n.is_definition()))
-            return next((n for n in matches if n.is_definition()), matches[0])
-        found = [n for n in self._search(symbol) if self._inside(n.module_path)]
-        if not found:
+
+def definitions_job(
+    ctx: JobContext,
+    root: Path,
+    symbol: str,
+    path: Path | None,
+    source: str | None,
+    line: int | None,
+) -> list[Location] | _Failed:
+    """Where ``symbol`` is defined, following imports."""
+    try:
+        start = _start(root, symbol, path, source, line)
+    except ToolError as exc:
+        return _Failed(exc.type, exc.message, exc.hint)
+    targets: list[Any] = [start]
+    if path is not None:
+        try:
+            found = script(project_for(root), source, path).goto(
+                start.line, start.column, follow_imports=True
+            )
+            targets = found or [start]
+        except _JEDI_ERRORS as exc:
+            logger.debug("jedi goto failed for %r: %s", symbol, exc)
+    return [_location(root, n, with_signature=True) for n in targets]
+
+
+def references_job(
+    ctx: JobContext,
+    root: Path,
+    symbol: str,
+    path: Path | None,
+    source: str | None,
+    line: int | None,
+) -> tuple[Location, list[Location]] | _Failed:
+    """The definition ``symbol`` resolves to and its references in the workspace, sorted."""
+    try:
+        return _references(root, symbol, path, source, line)
+    except ToolError as exc:
+        return _Failed(exc.type, exc.message, exc.hint)
+
+
+def _references(
+    root: Path, symbol: str, path: Path | None, source: str | None, line: int | None
+) -> tuple[Location, list[Location]]:
+    start = _start(root, symbol, path, source, line)
+    origin = Path(start.module_path) if start.module_path else path
+    if origin is None:
+        raise ToolError("symbol_not_found", f"'{symbol}' has no source file to search from.")
+    sc = script(project_for(root), source if origin == path else None, origin)
+    try:
+        refs = sc.get_references(start.line, start.column, scope="project")
+    except _JEDI_ERRORS as exc:
+        raise ToolError("analysis_failed", f"jedi could not find references: {exc}") from exc
+    definition = start
+    if not start.is_definition():
+        definition = next((r for r in refs if r.is_definition()), start)
+    found = [_location(root, r) for r in refs if _inside(root, r.module_path)]
+    found.sort(key=lambda loc: (loc.path or "", loc.line, loc.column))
+    return _location(root, definition, with_signature=True), found
+
+
+def _start(root: Path, symbol: str, path: Path | None, source: str | None, line: int | None) -> Any:
+    """The jedi Name to start from; `ToolError` when there is none."""
+    last = symbol.rsplit(".", 1)[-1]
+    if path is not None:
+        sc = script(project_for(root), source, path)
+        try:
+            names = sc.get_names(all_scopes=True, definitions=True, references=True)
+        except _JEDI_ERRORS as exc:
+            raise ToolError("analysis_failed", f"jedi could not read the file: {exc}") from exc
+        matches = [n for n in names if n.name == last]
+        if not matches:
+            close = difflib.get_close_matches(last, sorted({n.name for n in names}), n=5)
             raise ToolError(
                 "symbol_not_found",
-                f"No definition of '{symbol}' was found in the workspace.",
-                hint="Pass the path of a file where the name is used, or check the spelling.",
+                f"'{last}' does not occur in {_rel(root, path)}.",
+                hint=("Similar names there: " + ", ".join(close)) if close else None,
             )
-        return found[0]
-
-    def _search(self, symbol: str) -> list[Any]:
-        try:
-            found = list(self._project.search(symbol))
-            if not found and "." not in symbol:
-                found = list(self._project.search(symbol, all_scopes=True))
-        except _JEDI_ERRORS as exc:
-            logger.debug("jedi search for %r failed: %s", symbol, exc)
-            return []
-        return [n for n in found if n.type != "module" or "." in symbol]
-
-    def _definitions_sync(
-        self, symbol: str, path: Path | None, source: str | None, line: int | None
-    ) -> list[Location]:
-        start = self._start(symbol, path, source, line)
-        targets: list[Any] = [start]
-        if path is not None:
-            script = self._script(path, source)
-            try:
-                targets = script.goto(start.line, start.column, follow_imports=True) or [start]
-            except _JEDI_ERRORS as exc:
-                logger.debug("jedi goto failed for %r: %s", symbol, exc)
-        return [self._location(n, with_signature=True) for n in targets]
-
-    def _references_sync(
-        self, symbol: str, path: Path | None, source: str | None, line: int | None
-    ) -> tuple[Location, list[Location]]:
-        start = self._start(symbol, path, source, line)
-        origin = Path(start.module_path) if start.module_path else path
-        if origin is None:
-            raise ToolError("symbol_not_found", f"'{symbol}' has no source file to search from.")
-        script = self._script(origin, source if origin == path else None)
-        try:
-            refs = script.get_references(start.line, start.column, scope="project")
-        except _JEDI_ERRORS as exc:
-            raise ToolError("analysis_failed", f"jedi could not find references: {exc}") from exc
-        definition = start
-        if not start.is_definition():
-            definition = next((r for r in refs if r.is_definition()), start)
-        found = [self._location(r) for r in refs if self._inside(r.module_path)]
-        found.sort(key=lambda loc: (loc.path or "", loc.line, loc.column))
-        return self._location(definition, with_signature=True), found
-
-    def _inside(self, module_path: Any) -> bool:
-        if not module_path:
-            return False
-        try:
-            Path(module_path).resolve().relative_to(self.root)
-        except ValueError:
-            return False
-        return True
-
-    def _rel(self, path: Path) -> str:
-        try:
-            return path.resolve().relative_to(self.root).as_posix()
-        except ValueError:
-            return path.name
-
-    def _location(self, name: Any, *, with_signature: bool = False) -> Location:
-        inside = self._inside(name.module_path)
-        signature = None
-        if with_signature:
-            try:
-                sigs = name.get_signatures()
-                signature = sigs[0].to_string() if sigs else None
-            except _JEDI_ERRORS as exc:
-                logger.debug("no signature for %s: %s", name.name, exc)
-        try:
-            code = (name.get_line_code() or "").strip()[:200] if inside else ""
-        except _JEDI_ERRORS:
-            code = ""
-        return Location(
-            path=self._rel(Path(name.module_path)) if inside else None,
-            module=name.module_name,
-            line=int(name.line or 0),
-            column=int(name.column or 0) + 1,
-            kind=str(name.type),
-            full_name=name.full_name,
-            code=code,
-            is_definition=bool(name.is_definition()),
-            signature=signature,
+        if line is not None:
+            return min(matches, key=lambda n: (abs(n.line - line), not n.is_definition()))
+        return next((n for n in matches if n.is_definition()), matches[0])
+    found = [n for n in _search(root, symbol) if _inside(root, n.module_path)]
+    if not found:
+        raise ToolError(
+            "symbol_not_found",
+            f"No definition of '{symbol}' was found in the workspace.",
+            hint="Pass the path of a file where the name is used, or check the spelling.",
         )
+    return found[0]
+
+
+def _search(root: Path, symbol: str) -> list[Any]:
+    project = project_for(root)
+    try:
+        found = list(project.search(symbol))
+        if not found and "." not in symbol:
+            found = list(project.search(symbol, all_scopes=True))
+    except _JEDI_ERRORS as exc:
+        logger.debug("jedi search for %r failed: %s", symbol, exc)
+        return []
+    return [n for n in found if n.type != "module" or "." in symbol]
+
+
+def _inside(root: Path, module_path: Any) -> bool:
+    if not module_path:
+        return False
+    try:
+        Path(module_path).resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _location(root: Path, name: Any, *, with_signature: bool = False) -> Location:
+    inside = _inside(root, name.module_path)
+    signature = None
+    if with_signature:
+        try:
+            sigs = name.get_signatures()
+            signature = sigs[0].to_string() if sigs else None
+        except _JEDI_ERRORS as exc:
+            logger.debug("no signature for %s: %s", name.name, exc)
+    try:
+        code = (name.get_line_code() or "").strip()[:200] if inside else ""
+    except _JEDI_ERRORS:
+        code = ""
+    return Location(
+        path=_rel(root, Path(name.module_path)) if inside else None,
+        module=name.module_name,
+        line=int(name.line or 0),
+        column=int(name.column or 0) + 1,
+        kind=str(name.type),
+        full_name=name.full_name,
+        code=code,
+        is_definition=bool(name.is_definition()),
+        signature=signature,
+    )

@@ -1,11 +1,14 @@
-"""The synchronous jedi side of `SymbolIndex`: runs only on its single worker thread.
+"""The synchronous jedi side of `SymbolIndex`: jobs for its worker (a child process).
 
-Every function here takes a `jedi.Project` and plain values, calls jedi, and
-returns our own frozen dataclasses (never jedi objects, which must not leave
-the worker thread). Jedi raises assorted errors on odd code (half-typed
-buffers, syntax errors, unusual imports); those mean "unknown" and are logged
-at debug level, never raised. Long loops check a `Stop` between steps so an
-abandoned request stops soon instead of holding the thread.
+The job functions (`warm`, `symbol_at`, `definitions_batch`, `references`,
+`callers`) take a `JobContext` and plain values (a workspace root, a buffer's
+text, positions), call jedi, and return our own frozen dataclasses: never
+jedi objects, which must not leave the worker; every result is picklable. One
+`jedi.Project` per root lives in the worker (`project_for`). Jedi raises
+assorted errors on odd code (half-typed buffers, syntax errors, unusual
+imports); those mean "unknown" and are logged at debug level, never raised.
+Long loops check ``ctx.stop`` between steps so an abandoned request stops soon
+instead of holding the worker. jedi itself is imported only in the worker.
 """
 
 from __future__ import annotations
@@ -13,13 +16,11 @@ from __future__ import annotations
 import keyword
 import logging
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jedi
+from lsp_server.context.jedi_child import JobContext
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +62,45 @@ class Callers:
     truncated: bool  # the cap or the deadline cut the list short
 
 
-class Stop:
-    """A worker-side deadline plus a flag the event loop sets when it gives up."""
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    """Static facts about one name, ready to show in a hover."""
 
-    def __init__(self, deadline: float) -> None:
-        self.at = time.monotonic() + deadline
-        self.cancelled = threading.Event()
+    name: str
+    kind: str
+    full_name: str | None
+    signatures: tuple[str, ...]
+    doc_summary: str | None
+    type_names: tuple[str, ...]
+    definition_path: Path | None
+    definition_line: int | None  # 1-based
+    in_workspace: bool
 
-    def reached(self) -> bool:
-        return self.cancelled.is_set() or time.monotonic() >= self.at
+
+_projects: dict[str, Any] = {}
+_projects_lock = threading.Lock()
+
+
+def project_for(root: Path | None) -> Any:
+    """The worker's one `jedi.Project` for ``root`` (None: jedi's default project)."""
+    if root is None:
+        return None
+    import jedi  # only the worker needs jedi
+
+    with _projects_lock:
+        found = _projects.get(str(root))
+        if found is None:
+            found = _projects[str(root)] = jedi.Project(str(root))
+        return found
+
+
+def warm(ctx: JobContext, root: Path | None) -> None:
+    """Import jedi, build the project and its environment, so the first request is fast."""
+    sc = script(project_for(root), "import os\nos.path.join\n", None)
+    try:
+        sc.infer(2, 9)
+    except JEDI_ERRORS as exc:
+        logger.debug("jedi warm-up failed: %s", exc)
 
 
 def in_root(root: Path | None, path: Path | None) -> bool:
@@ -85,6 +116,8 @@ def in_root(root: Path | None, path: Path | None) -> bool:
 
 def script(project: Any, source: str | None, path: Path | None) -> Any:
     """A `jedi.Script` on ``source`` (the editor's text wins over the file on disk)."""
+    import jedi
+
     return jedi.Script(source, path=str(path) if path else None, project=project)
 
 
@@ -126,33 +159,31 @@ def goto_one(sc: Any, line: int, column: int, root: Path | None, limit: int) -> 
 
 
 def definitions_batch(
-    project: Any,
+    ctx: JobContext,
     root: Path | None,
     source: str,
     path: Path | None,
     positions: list[tuple[int, int]],
     limit: int,
-    stop: Stop,
-    out: Callable[[tuple[int, int], list[Definition]], None],
 ) -> None:
-    """Resolve each position in turn, handing each result to ``out`` as soon as it is known.
+    """Resolve each position in turn, emitting ``(position, definitions)`` as each is known.
 
     One `jedi.Script` serves every position, so jedi's inference cache is shared.
     """
     try:
-        sc = script(project, source, path)
+        sc = script(project_for(root), source, path)
     except JEDI_ERRORS as exc:
         logger.debug("jedi could not read %s: %s", path, exc)
         return
     for done, (line, column) in enumerate(positions):
-        if stop.reached():
+        if ctx.stop.reached():
             logger.debug("definitions: deadline after %d of %d names", done, len(positions))
             return
-        out((line, column), goto_one(sc, line, column, root, limit))
+        ctx.emit(((line, column), goto_one(sc, line, column, root, limit)))
 
 
 def references(
-    project: Any,
+    ctx: JobContext,
     root: Path | None,
     source: str,
     path: Path | None,
@@ -162,7 +193,9 @@ def references(
 ) -> tuple[list[Reference], bool]:
     """Project-wide references to the name at (line, column), workspace only, capped."""
     try:
-        found = script(project, source, path).get_references(line, column, scope="project")
+        found = script(project_for(root), source, path).get_references(
+            line, column, scope="project"
+        )
     except JEDI_ERRORS as exc:
         logger.debug("jedi references failed at %s:%d:%d: %s", path, line, column, exc)
         return [], False
@@ -184,7 +217,7 @@ def references(
 
 
 def callers(
-    project: Any,
+    ctx: JobContext,
     root: Path | None,
     source: str,
     path: Path | None,
@@ -202,7 +235,7 @@ def callers(
         text = lines[line - 1]
         column = max(column, len(text) - len(text.lstrip()))
     try:
-        context = script(project, source, path).get_context(line, column)
+        context = script(project_for(root), source, path).get_context(line, column)
     except JEDI_ERRORS as exc:
         logger.debug("jedi context failed at %s:%d:%d: %s", path, line, column, exc)
         return None
@@ -212,7 +245,7 @@ def callers(
     if definition is None:
         return None
     refs, truncated = references(
-        project, root, source, path, int(context.line), int(context.column or 0), limit + 8
+        ctx, root, source, path, int(context.line), int(context.column or 0), limit + 8
     )
     uses = [r for r in refs if not r.is_definition]
     name = context.full_name or str(context.name)
@@ -230,3 +263,88 @@ def help_names(sc: Any, line: int, column: int) -> list[Any]:
     if names and keyword.iskeyword(names[0].name):
         return []
     return names
+
+
+def symbol_at(
+    ctx: JobContext, root: Path | None, source: str, path: Path | None, line: int, column: int
+) -> SymbolInfo | None:
+    """Facts for the name at 1-based `line`, 0-based `column`; None if there is none."""
+    lines = source.splitlines()
+    if line < 1 or line > len(lines) or column < 0 or column > len(lines[line - 1]):
+        return None
+    sc = script(project_for(root), source, path)
+    names = help_names(sc, line, column)
+    if not names:
+        return None
+    word = names[0].name
+    definitions = _safe(sc.goto, line, column, follow_imports=True) or names
+    target: Any = definitions[0]
+    signatures = _signatures(definitions)
+    doc = _docstring(definitions)
+    # Inference is the expensive part: ask for it only when the definition alone
+    # does not say what the name is (a variable's type, a callable held in one).
+    inferred: list[Any] = []
+    if target.type not in ("function", "class", "module") or not signatures or not doc:
+        inferred = _safe(sc.infer, line, column) or []
+        signatures = signatures or _signatures(inferred)
+        doc = doc or _docstring(inferred)
+    type_names = tuple(dict.fromkeys(n.name for n in inferred if n.type in ("instance", "class")))
+    module_path = getattr(target, "module_path", None)
+    def_path = Path(module_path) if module_path else None
+    return SymbolInfo(
+        name=target.name or word,
+        kind=str(target.type),
+        full_name=target.full_name,
+        signatures=tuple(signatures[:3]),
+        doc_summary=first_paragraph(doc) if doc else None,
+        type_names=type_names[:3],
+        definition_path=def_path,
+        definition_line=target.line,
+        in_workspace=in_root(root, def_path),
+    )
+
+
+def first_paragraph(doc: str, limit: int = 600) -> str | None:
+    """The first paragraph of a docstring, whitespace-normalised and capped."""
+    lines: list[str] = []
+    for line in doc.strip().splitlines():
+        if not line.strip():
+            if lines:
+                break
+            continue
+        lines.append(line.strip())
+    text = " ".join(lines)
+    if not text:
+        return None
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _signatures(names: list[Any]) -> list[str]:
+    """Signatures of the first of `names` that has any (deduplicated)."""
+    for candidate in names:
+        found: list[str] = []
+        for sig in _safe(candidate.get_signatures) or ():
+            text = sig.to_string()
+            if text not in found:
+                found.append(text)
+        if found:
+            return found
+    return []
+
+
+def _docstring(names: list[Any]) -> str:
+    """The first non-empty raw docstring among `names`."""
+    for candidate in names:
+        doc = _safe(candidate.docstring, raw=True) or ""
+        if doc.strip():
+            return str(doc)
+    return ""
+
+
+def _safe(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a jedi method; jedi raises assorted errors on odd code, which mean 'unknown'."""
+    try:
+        return fn(*args, **kwargs)
+    except JEDI_ERRORS as exc:
+        logger.debug("jedi %s failed: %s", getattr(fn, "__name__", fn), exc)
+        return None

@@ -1,4 +1,4 @@
-"""SymbolIndex: definitions, references, callers, deadlines, caching, buffers, shared thread."""
+"""SymbolIndex: definitions, references, callers, deadlines, caching, buffers, shared worker."""
 
 from __future__ import annotations
 
@@ -28,7 +28,15 @@ def root(tmp_path: Path) -> Path:
 
 @pytest_asyncio.fixture
 async def index(root: Path) -> AsyncIterator[SymbolIndex]:
-    found = SymbolIndex(root)
+    found = SymbolIndex(root)  # jedi in a child process, as in the server
+    yield found
+    found.close()
+
+
+@pytest_asyncio.fixture
+async def threaded(root: Path) -> AsyncIterator[SymbolIndex]:
+    """jedi on a thread of this process, so tests can patch the job functions."""
+    found = SymbolIndex(root, isolate=False)
     yield found
     found.close()
 
@@ -115,7 +123,7 @@ async def test_callers_of_the_enclosing_function(index: SymbolIndex, root: Path)
 
 
 async def test_deadline_partial_batch_and_timeout(
-    index: SymbolIndex, root: Path, monkeypatch: pytest.MonkeyPatch
+    threaded: SymbolIndex, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = jedi_queries.goto_one
 
@@ -129,23 +137,23 @@ async def test_deadline_partial_batch_and_timeout(
     first = _position(text, "apply_tax(subtotal)")
     second = _position(text, "Money(int")
     started = time.monotonic()
-    assert await index.definitions_batch(text, path, [first, second], deadline=0.2) == {}
+    assert await threaded.definitions_batch(text, path, [first, second], deadline=0.2) == {}
     assert time.monotonic() - started < 0.4  # the caller does not wait for jedi
     with pytest.raises(TimeoutError):
-        await index.definitions(text, path, *second, deadline=0.0)
+        await threaded.definitions(text, path, *second, deadline=0.0)
     # the name in flight at the deadline is cached when the worker finishes it;
     # the next one is not started
     for _ in range(100):
-        if await index.definitions_batch(text, path, [first], deadline=0.0):
+        if await threaded.definitions_batch(text, path, [first], deadline=0.0):
             break
         await asyncio.sleep(0.05)
-    expected = await index.definitions(text, path, *first, deadline=DEADLINE)
-    found = await index.definitions_batch(text, path, [first, second], deadline=0.0)
+    expected = await threaded.definitions(text, path, *first, deadline=DEADLINE)
+    found = await threaded.definitions_batch(text, path, [first, second], deadline=0.0)
     assert found == {first: expected}
 
 
 async def test_cache_per_text_and_invalidate(
-    index: SymbolIndex, root: Path, monkeypatch: pytest.MonkeyPatch
+    threaded: SymbolIndex, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[int, int]] = []
     real = jedi_queries.goto_one
@@ -158,15 +166,15 @@ async def test_cache_per_text_and_invalidate(
     path = root / "app/service.py"
     text = path.read_text()
     position = _position(text, "apply_tax(subtotal)")
-    first = await index.definitions(text, path, *position, deadline=DEADLINE)
-    assert await index.definitions(text, path, *position, deadline=DEADLINE) == first
+    first = await threaded.definitions(text, path, *position, deadline=DEADLINE)
+    assert await threaded.definitions(text, path, *position, deadline=DEADLINE) == first
     assert len(calls) == 1
     edited = text.replace("taxed = apply_tax", "taxed  = apply_tax")
     moved = _position(edited, "apply_tax(subtotal)")
-    await index.definitions(edited, path, *moved, deadline=DEADLINE)  # a new version
+    await threaded.definitions(edited, path, *moved, deadline=DEADLINE)  # a new version
     assert len(calls) == 2
-    index.invalidate(root / "app/pricing.py")  # the definition's file changed
-    await index.definitions(text, path, *position, deadline=DEADLINE)
+    threaded.invalidate(root / "app/pricing.py")  # the definition's file changed
+    await threaded.definitions(text, path, *position, deadline=DEADLINE)
     assert len(calls) == 3
 
 
@@ -182,12 +190,11 @@ async def test_open_buffer_wins_over_disk(root: Path) -> None:
         index.close()
 
 
-async def test_agent_navigator_shares_the_jedi_thread(index: SymbolIndex, root: Path) -> None:
-    assert index.executor._max_workers == 1
-    navigator = JediNavigator(root, executor=index.executor)
+async def test_agent_navigator_shares_the_jedi_worker(index: SymbolIndex, root: Path) -> None:
+    navigator = JediNavigator(root, index.worker)
     [found] = await navigator.definitions("apply_tax", root / "app/service.py", None, None)
     assert found.path == "app/pricing.py"
-    navigator.close()  # does not shut down the shared executor
+    navigator.close()  # does not close the shared worker
     assert await index.definitions(
         (root / "app/service.py").read_text(), root / "app/service.py", 8, 12, deadline=DEADLINE
     )

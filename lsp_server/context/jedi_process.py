@@ -1,0 +1,410 @@
+"""Where jedi runs: a child process per workspace (the server), or a thread (tests, tools).
+
+Jedi is synchronous, not thread-safe, and heavy on the GIL: in a thread of the
+server, the cyclic GC walking jedi's heap and parso loading its pickled parse
+cache stalled the event loop for up to 2.7 s on Django. `ProcessWorker` moves
+every jedi call into one child process, so hovers, cancellation and other
+worker threads never wait on jedi's GIL use. `ThreadWorker` runs the same jobs
+on one thread of this process, for tests that patch the job functions and for
+callers that want no child.
+
+A job is a module-level function ``fn(ctx: JobContext, *args)`` (pickled by
+reference) returning plain picklable values. ``ctx.stop`` tells long loops
+when the caller gave up or the deadline passed; ``ctx.emit(value)`` hands a
+partial result to the parent as soon as it is known.
+
+The child is started with ``subprocess`` (a fresh interpreter: never ``fork``,
+the server has threads) and its stdout is the server's stderr from its first
+instruction, so nothing it prints can reach the LSP stream (multiprocessing's
+spawn imports the parent's ``__main__`` in the child before any of our code
+runs). Its stdin is /dev/null; requests, answers and log records travel over a
+socket pair as pickles. The child exits when that socket reaches EOF (the
+parent closed it or died) or its parent pid changes. It starts in the
+background when the worker is created, importing jedi and warming a project.
+
+Failures: a child that died while idle is restarted and the job sent again; a
+child that dies during a job (killed, segfault, out of memory) fails that job
+with `JediCrashed` and the next job starts a new one. A job still running
+``grace`` seconds after its deadline is killed (jedi's in-memory caches go with
+it; parso's disk cache stays) when another job is waiting, and regardless at
+``hard_limit`` seconds after its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import json
+import logging
+import os
+import pickle
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from lsp_server.context.jedi_child import Emit, JobContext, JobFn, Stop
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: Seconds a job may run past its deadline before it is killed when work is waiting.
+GRACE = 2.0
+#: Seconds past its deadline after which a job is killed even when nothing waits.
+HARD_LIMIT = 30.0
+#: Deadline of a job that names none (so the kill policy always has a bound).
+DEFAULT_DEADLINE = 60.0
+
+
+class JediCrashed(TimeoutError):
+    """The jedi worker died (killed, crashed, out of memory) before answering.
+
+    A `TimeoutError`: for every caller it means the same as a missed deadline,
+    "no static facts this time".
+    """
+
+
+def _name(fn: JobFn) -> str:
+    return str(getattr(fn, "__name__", fn))
+
+
+class _Job:
+    ids = itertools.count(1)
+
+    def __init__(self, fn: JobFn, args: tuple[Any, ...], at: float, on_part: Emit | None) -> None:
+        self.id = next(self.ids)
+        self.fn = fn
+        self.args = args
+        self.at = at
+        self.on_part = on_part
+        self.cancelled = threading.Event()
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.on_cancel: Callable[[_Job], None] | None = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        if self.on_cancel is not None:
+            self.on_cancel(self)
+
+    def part(self, value: Any) -> None:
+        if self.on_part is None:
+            return
+        try:
+            self.on_part(value)
+        except Exception:  # a bug in the receiver must not take the worker down
+            logger.exception("jedi job %s: handling a partial result failed", _name(self.fn))
+
+
+class JediWorker:
+    """Runs jedi jobs one at a time, off the event loop, each with a deadline."""
+
+    async def run(
+        self,
+        fn: Callable[..., _T],
+        *args: Any,
+        deadline: float | None = None,
+        on_part: Emit | None = None,
+    ) -> _T:
+        """``fn(ctx, *args)``'s result; `TimeoutError` after ``deadline`` seconds.
+
+        ``on_part`` receives each ``ctx.emit`` value on a worker thread, even
+        after the caller gave up (until the job stops).
+        """
+        wait = DEFAULT_DEADLINE if deadline is None else max(0.0, deadline)
+        job = _Job(fn, args, time.monotonic() + wait, on_part)
+        self._submit(job)
+        try:
+            result: _T = await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=wait)
+            return result
+        except (TimeoutError, asyncio.CancelledError):
+            job.cancel()
+            raise
+
+    def _submit(self, job: _Job) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the worker; pending jobs are abandoned."""
+        raise NotImplementedError
+
+
+class ThreadWorker(JediWorker):
+    """Jobs on one thread of this process (jedi's GIL use competes with the event loop)."""
+
+    def __init__(self, name: str = "jedi") -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=name
+        )
+
+    def _submit(self, job: _Job) -> None:
+        def execute() -> None:
+            if not job.future.set_running_or_notify_cancel():
+                return
+            try:
+                ctx = JobContext(Stop(job.at, job.cancelled), job.part)
+                job.future.set_result(job.fn(ctx, *job.args))
+            except BaseException as exc:
+                job.future.set_exception(exc)
+
+        self._executor.submit(execute)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def thread_or_process(isolate: bool, warm: JobFn | None, *args: Any) -> JediWorker:
+    """A `ProcessWorker` (warmed with ``warm(*args)``) when ``isolate``, else a `ThreadWorker`."""
+    if isolate:
+        return ProcessWorker(warm, *args)
+    return ThreadWorker()
+
+
+_BOOT = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[3]); "
+    "from lsp_server.context.jedi_child import child_main; child_main()"
+)
+
+
+class ProcessWorker(JediWorker):
+    """Jobs in one child process, fed by a dispatcher thread; see the module docstring."""
+
+    def __init__(
+        self,
+        warm: JobFn | None = None,
+        *warm_args: Any,
+        grace: float = GRACE,
+        hard_limit: float = HARD_LIMIT,
+    ) -> None:
+        self.grace = grace
+        self.hard_limit = hard_limit
+        self.starts = 0
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._send_lock = threading.Lock()
+        self._current: _Job | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="jedi-dispatch", daemon=True)
+        self._thread.start()
+        if warm is not None:  # starts the child now, so the first request does not wait
+            self._queue.put(_Job(warm, warm_args, time.monotonic() + DEFAULT_DEADLINE, None))
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while one runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def _submit(self, job: _Job) -> None:
+        if self._closed:
+            job.future.set_exception(JediCrashed("the jedi worker is closed"))
+            return
+        job.on_cancel = self._send_cancel
+        self._queue.put(job)
+
+    def close(self) -> None:
+        """Stop the child and reap it (no zombie is left); pending jobs fail."""
+        self._closed = True
+        self._queue.put(None)
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                logger.error("jedi worker pid %d did not exit after SIGKILL", proc.pid)
+
+    # -- dispatcher thread -------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None or self._closed:
+                self._shut_down(job)
+                return
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            if job.cancelled.is_set() or time.monotonic() >= job.at:
+                job.future.set_exception(TimeoutError(f"{_name(job.fn)}: deadline passed"))
+                continue
+            try:
+                self._execute(job)
+            except Exception as exc:  # never let the dispatcher die: fail the job instead
+                logger.exception("jedi worker: %s failed in the dispatcher", _name(job.fn))
+                if not job.future.done():
+                    job.future.set_exception(JediCrashed(f"jedi worker failure: {exc}"))
+            finally:
+                self._current = None
+
+    def _shut_down(self, job: _Job | None) -> None:
+        """Fail what is still queued, then stop the child (on the dispatcher thread)."""
+        while job is not None or not self._queue.empty():
+            if job is not None and job.future.set_running_or_notify_cancel():
+                job.future.set_exception(JediCrashed("the jedi worker is closed"))
+            job = None if self._queue.empty() else self._queue.get()
+        self._stop_child()
+
+    def _execute(self, job: _Job) -> None:
+        message = ("call", job.id, job.fn, job.args, job.at)
+        try:
+            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            job.future.set_exception(exc)
+            return
+        for attempt in (1, 2):  # a child that died while idle is restarted once
+            try:
+                conn = self._child()
+                self._current = job
+                with self._send_lock:
+                    conn.send_bytes(payload)
+                break
+            except OSError as exc:
+                self._current = None
+                why = self._reap()
+                logger.error("jedi worker unavailable (%s, %s)", exc, why)
+                if attempt == 2:
+                    job.future.set_exception(JediCrashed(f"the jedi worker cannot start: {exc}"))
+                    return
+        self._await_answer(job, conn)
+
+    def _await_answer(self, job: _Job, conn: Connection) -> None:
+        name = _name(job.fn)
+        kill_at = job.at + self.grace
+        hard_at = job.at + self.hard_limit
+        while True:
+            now = time.monotonic()
+            if now >= hard_at or (now >= kill_at and not self._queue.empty()):
+                logger.warning(
+                    "jedi worker: %s overran its deadline by %.1f s; killing the worker "
+                    "(its jedi caches are lost, the next job starts a new one)",
+                    name,
+                    now - job.at,
+                )
+                self._reap(kill=True)
+                job.future.set_exception(TimeoutError(f"{name}: killed after overrun"))
+                return
+            wait = kill_at - now if now < kill_at else 0.05
+            try:
+                if not conn.poll(wait):
+                    continue
+                kind, job_id, value = conn.recv()
+            except (EOFError, OSError) as exc:
+                why = self._reap()
+                if self._closed:
+                    job.future.set_exception(JediCrashed("the jedi worker is closed"))
+                    return
+                logger.error("jedi worker died during %s (%s): %s", name, why, exc)
+                job.future.set_exception(JediCrashed(f"the jedi worker died during {name} ({why})"))
+                return
+            if kind == "log":
+                logger_name, level, text = value
+                logging.getLogger(logger_name).log(level, "[jedi worker] %s", text)
+            elif job_id != job.id:
+                logger.debug("jedi worker: stale message for job %s", job_id)
+            elif kind == "part":
+                job.part(value)
+            elif kind == "done":
+                job.future.set_result(value)
+                return
+            else:
+                job.future.set_exception(value)
+                if isinstance(value, MemoryError):  # the child exits after one of these
+                    self._reap()
+                return
+
+    def _child(self) -> Connection:
+        """The running child's connection, starting a child if there is none."""
+        if self._proc is not None and self._proc.poll() is not None:
+            logger.error("jedi worker died while idle (%s); restarting it", self._reap())
+        if self._conn is not None:
+            return self._conn
+        if self._closed:
+            raise OSError("the jedi worker is closed")
+        ours, theirs = socket.socketpair()
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _BOOT,
+                    str(theirs.fileno()),
+                    str(os.getpid()),
+                    json.dumps(sys.path),
+                    str(logging.getLogger("lsp_server").getEffectiveLevel()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                close_fds=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._proc = proc
+        self._conn = Connection(ours.detach())
+        self.starts += 1
+        logger.info(
+            "jedi worker pid %d started (%d) in %.0f ms",
+            proc.pid,
+            self.starts,
+            (time.monotonic() - started) * 1000,
+        )
+        return self._conn
+
+    def _reap(self, *, kill: bool = False) -> str:
+        """Forget the child (killing it if asked) and say how it ended."""
+        proc = self._proc
+        self._stop_child(kill=kill)
+        if proc is None:
+            return "not running"
+        code = proc.returncode
+        return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+
+    def _stop_child(self, *, kill: bool = True) -> None:
+        """Close the connection (the child exits on EOF), kill if asked or slow, reap."""
+        with self._send_lock:
+            conn, proc = self._conn, self._proc
+            self._conn, self._proc = None, None
+            if conn is not None:
+                conn.close()
+        if proc is None:
+            return
+        if kill and proc.poll() is None:
+            proc.kill()
+        try:
+            proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _send_cancel(self, job: _Job) -> None:
+        if self._current is not job:
+            return
+        with self._send_lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.send(("cancel", job.id, None))
+            except OSError as exc:
+                logger.debug("jedi worker: cancel not delivered: %s", exc)
+
+
+def _has_fileno(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+# -- child process -------------------------------------------------------------------
