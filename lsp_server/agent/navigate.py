@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from lsp_server.agent.workspace import ToolError
 from lsp_server.context.jedi_child import JobContext
@@ -32,8 +31,6 @@ from lsp_server.context.jedi_queries import JEDI_ERRORS as _JEDI_ERRORS
 from lsp_server.context.jedi_queries import project_for, script
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 #: Seconds a query may take; the registry's own tool limit (15 s) usually comes first.
 DEADLINE = 15.0
@@ -100,17 +97,23 @@ class JediNavigator:
         self, symbol: str, path: Path | None, source: str | None, line: int | None
     ) -> list[Location]:
         """Where ``symbol`` is defined (following imports)."""
-        return await self._run(definitions_job, symbol, path, source, line)
+        found: list[Location] = await self._run("definitions", symbol, path, source, line)
+        return found
 
     async def references(
         self, symbol: str, path: Path | None, source: str | None, line: int | None
     ) -> tuple[Location, list[Location]]:
         """The definition ``symbol`` resolves to, and every reference to it in the workspace."""
-        return await self._run(references_job, symbol, path, source, line)
+        found: tuple[Location, list[Location]] = await self._run(
+            "references", symbol, path, source, line
+        )
+        return found
 
-    async def _run(self, fn: Callable[..., _T | _Failed], *args: Any) -> _T:
+    async def _run(self, op: str, *args: Any) -> Any:
         try:
-            found = await self._worker.run(fn, self.root, *args, deadline=self.deadline)
+            found = await self._worker.run(
+                navigate_job, self.root, op, *args, deadline=self.deadline
+            )
         except JediCrashed as exc:
             raise ToolError(
                 "analysis_failed",
@@ -125,19 +128,28 @@ class JediNavigator:
 # -- worker side (a jedi child process or thread) ----------------------------------
 
 
-def definitions_job(
+def navigate_job(
     ctx: JobContext,
     root: Path,
+    op: str,
     symbol: str,
     path: Path | None,
     source: str | None,
     line: int | None,
-) -> list[Location] | _Failed:
-    """Where ``symbol`` is defined, following imports."""
+) -> list[Location] | tuple[Location, list[Location]] | _Failed:
+    """``op`` "definitions" or "references" of ``symbol``; a `ToolError` becomes `_Failed`."""
     try:
-        start = _start(root, symbol, path, source, line)
+        if op == "references":
+            return _references(root, symbol, path, source, line)
+        return _definitions(root, symbol, path, source, line)
     except ToolError as exc:
         return _Failed(exc.type, exc.message, exc.hint)
+
+
+def _definitions(
+    root: Path, symbol: str, path: Path | None, source: str | None, line: int | None
+) -> list[Location]:
+    start = _start(root, symbol, path, source, line)
     targets: list[Any] = [start]
     if path is not None:
         try:
@@ -148,21 +160,6 @@ def definitions_job(
         except _JEDI_ERRORS as exc:
             logger.debug("jedi goto failed for %r: %s", symbol, exc)
     return [_location(root, n, with_signature=True) for n in targets]
-
-
-def references_job(
-    ctx: JobContext,
-    root: Path,
-    symbol: str,
-    path: Path | None,
-    source: str | None,
-    line: int | None,
-) -> tuple[Location, list[Location]] | _Failed:
-    """The definition ``symbol`` resolves to and its references in the workspace, sorted."""
-    try:
-        return _references(root, symbol, path, source, line)
-    except ToolError as exc:
-        return _Failed(exc.type, exc.message, exc.hint)
 
 
 def _references(
