@@ -264,7 +264,7 @@ class Asker:
             raise AskError("the workspace has no Python files to answer from")
         report("Ranking the workspace's code…")
         semantic, why = await self._semantic(retriever, question, report)
-        hits = select(retriever.lexical(question), semantic)
+        hits = select(await retriever.lexical(question), semantic)
         ranking = "keywords" if semantic is None else "hybrid"
         counter = await engine.counter(settings.model)
         pack = await engine.assembler.assemble_hits(hits, counter, settings.ask_context_tokens)

@@ -126,14 +126,15 @@ class Corpus:
     def chunk_count(self) -> int:
         return len(self._bm25)
 
-    def _load(self) -> dict[str, FileEntry]:
-        out: dict[str, FileEntry] = {}
+    # The methods named with a leading underscore run on a worker thread, one at a
+    # time (the caller holds `_lock`): they alone change `files` and the BM25 index.
+
+    def _load(self) -> None:
         for key in self._store.iterkeys():
             if isinstance(key, str) and key.startswith("entry:"):
                 value = self._store.get(key)
                 if isinstance(value, FileEntry):
-                    out[key.removeprefix("entry:")] = value
-        return out
+                    self._set(key.removeprefix("entry:"), value)
 
     def _set(self, rel: str, entry: FileEntry | None) -> None:
         old = self.files.pop(rel, None)
@@ -145,21 +146,32 @@ class Corpus:
         for ref, text in entry.chunks:
             self._bm25.add(ref, _terms(ref, text))
 
-    def _check(self, rels: Sequence[str], old: dict[str, FileEntry]) -> list[FileEntry | None]:
-        """Worker-thread part: load and persist the entries of ``rels``."""
-        entries = [load_entry(self.root, rel, old.get(rel)) for rel in rels]
+    def _check(self, rels: Sequence[str]) -> int:
+        """Re-check ``rels``, persist and index what changed; how many changed."""
+        old = {rel: self.files.get(rel) for rel in rels}
+        entries = {rel: load_entry(self.root, rel, old[rel]) for rel in rels}
+        changed = {rel: e for rel, e in entries.items() if e is not old[rel]}
+        if changed:
+            with self._store.transact():
+                for rel, entry in changed.items():
+                    if entry is None:
+                        self._store.delete(f"entry:{rel}")
+                    else:
+                        self._store.set(f"entry:{rel}", entry)
+            for rel, entry in changed.items():
+                self._set(rel, entry)
+        return len(changed)
+
+    def _forget(self, rels: list[str]) -> None:
         with self._store.transact():
-            for rel, entry in zip(rels, entries, strict=True):
-                if entry is None:
-                    self._store.delete(f"entry:{rel}")
-                elif entry is not old.get(rel):
-                    self._store.set(f"entry:{rel}", entry)
-        return entries
+            for rel in rels:
+                self._store.delete(f"entry:{rel}")
+        for rel in rels:
+            self._set(rel, None)
 
     async def _ensure_loaded(self) -> None:
         if not self._loaded:
-            for rel, entry in (await asyncio.to_thread(self._load)).items():
-                self._set(rel, entry)
+            await asyncio.to_thread(self._load)
             self._loaded = True
 
     async def refresh(self, report: Report | None = None) -> int:
@@ -173,19 +185,11 @@ class Corpus:
             gone = [rel for rel in self.files if rel not in listed]
             changed = 0
             for i in range(0, len(paths), HOP):
-                rels = paths[i : i + HOP]
-                old = {rel: self.files[rel] for rel in rels if rel in self.files}
-                entries = await asyncio.to_thread(self._check, rels, old)
-                for rel, entry in zip(rels, entries, strict=True):
-                    if entry is not old.get(rel):
-                        changed += 1
-                        self._set(rel, entry)
+                changed += await asyncio.to_thread(self._check, paths[i : i + HOP])
                 if report is not None and i + HOP < len(paths):
                     report(f"Indexing {i + HOP}/{len(paths)} files…")
             if gone:
                 await asyncio.to_thread(self._forget, gone)
-                for rel in gone:
-                    self._set(rel, None)
         logger.info(
             "corpus %s: %d files, %d chunks (%d changed, %d removed)",
             self.root,
@@ -196,26 +200,18 @@ class Corpus:
         )
         return len(self.files)
 
-    def _forget(self, rels: list[str]) -> None:
-        with self._store.transact():
-            for rel in rels:
-                self._store.delete(f"entry:{rel}")
-
     async def update(self, rel: str) -> bool:
         """Re-check one file (saved, created or deleted); whether its entry changed."""
         async with self._lock:
             await self._ensure_loaded()
-            old = self.files.get(rel)
-            [entry] = await asyncio.to_thread(self._check, [rel], {rel: old} if old else {})
-            if entry is old:
-                return False
-            self._set(rel, entry)
-            return True
+            return await asyncio.to_thread(self._check, [rel]) > 0
 
-    def chunks(self) -> dict[str, tuple[tuple[ChunkRef, str], ...]]:
+    async def chunks(self) -> dict[str, tuple[tuple[ChunkRef, str], ...]]:
         """Every file's chunks with their texts (what the embedding index syncs to)."""
-        return {rel: entry.chunks for rel, entry in self.files.items()}
+        async with self._lock:
+            return {rel: entry.chunks for rel, entry in self.files.items()}
 
-    def rank(self, query: str, k: int) -> list[tuple[float, ChunkRef]]:
+    async def rank(self, query: str, k: int) -> list[tuple[float, ChunkRef]]:
         """The ``k`` chunks that match ``query``'s words best (BM25), best first."""
-        return self._bm25.rank(tokens(query), k)
+        async with self._lock:
+            return await asyncio.to_thread(self._bm25.rank, tokens(query), k)

@@ -97,9 +97,9 @@ class Retriever:
         """Bring the corpus up to date with the disk; how many files are indexed."""
         return await self.corpus.refresh(report)
 
-    def lexical(self, query: str, k: int = DEPTH) -> list[ChunkRef]:
+    async def lexical(self, query: str, k: int = DEPTH) -> list[ChunkRef]:
         """Chunks by keyword match, best first."""
-        return [ref for _, ref in self.corpus.rank(query, k)]
+        return [ref for _, ref in await self.corpus.rank(query, k)]
 
     def _space(self, name: str, embed: Embed) -> EmbeddingIndex:
         index = self._spaces.get(name)
@@ -121,7 +121,7 @@ class Retriever:
         text). ``embed``'s failure propagates; what was embedded before it is kept.
         """
         index = self._space(name, embed)
-        embedded = await index.sync(self.corpus.chunks(), progress)
+        embedded = await index.sync(await self.corpus.chunks(), progress)
         self._used.add(name)
         hits = await index.search(query, k=k)
         return [h.chunk for h in hits], embedded
@@ -137,7 +137,7 @@ class Retriever:
         embedded = 0
         for name in sorted(self._used):
             try:
-                embedded += await self._spaces[name].sync(self.corpus.chunks())
+                embedded += await self._spaces[name].sync(await self.corpus.chunks())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the next question syncs again; log why it failed now

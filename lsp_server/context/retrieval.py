@@ -144,15 +144,7 @@ class EmbeddingIndex:
             removed = [p for p in listed if p not in files]
             self._files = {p: e for p, e in self._files.items() if p in files}
             self._loaded = True
-            wanted: dict[str, list[ChunkRef]] = {}
-            texts: dict[str, str] = {}
-            for path, chunks in files.items():
-                refs = [replace(ref, key=self._key(text)) for ref, text in chunks]
-                current = self._files.get(path)
-                if current is not None and [r for r, _ in current] == refs:
-                    continue
-                wanted[path] = refs
-                texts.update((r.key, text) for r, (_, text) in zip(refs, chunks, strict=True))
+            wanted, texts = await asyncio.to_thread(self._plan, files)
             known, embedded = await self._fill(texts, progress)
             for path, refs in wanted.items():
                 self._files[path] = [(r, known[r.key]) for r in refs]
@@ -181,6 +173,21 @@ class EmbeddingIndex:
             known.update(fresh)
             self.embedded += len(batch)
         return known, len(todo)
+
+    def _plan(
+        self, files: Mapping[str, Sequence[tuple[ChunkRef, str]]]
+    ) -> tuple[dict[str, list[ChunkRef]], dict[str, str]]:
+        """Worker-thread part of `sync`: the files whose chunks changed, and their texts."""
+        wanted: dict[str, list[ChunkRef]] = {}
+        texts: dict[str, str] = {}
+        for path, chunks in files.items():
+            refs = [replace(ref, key=self._key(text)) for ref, text in chunks]
+            current = self._files.get(path)
+            if current is not None and [r for r, _ in current] == refs:
+                continue
+            wanted[path] = refs
+            texts.update((r.key, text) for r, (_, text) in zip(refs, chunks, strict=True))
+        return wanted, texts
 
     def _paths(self) -> list[str]:
         """Paths with a stored manifest (this or another process indexed them)."""

@@ -14,7 +14,10 @@ local endpoint (Ollama, llama.cpp server, vLLM): they differ only in config.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -64,6 +67,13 @@ class Embeddings:
     provider: str
     usage: Usage
     cost_usd: float
+
+
+def _vector(raw: Any) -> list[float]:
+    """One embedding: base64 little-endian float32 (as we ask for), or a list of floats."""
+    if isinstance(raw, str):
+        return array.array("f", base64.b64decode(raw)).tolist()
+    return [float(v) for v in raw]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +248,13 @@ class ProviderClient:
     async def _embed_call(
         self, texts: list[str], model: str, dimensions: int | None, attempt_timeout: float
     ) -> tuple[list[list[float]], Usage]:
-        kwargs: dict[str, Any] = {"model": model, "input": texts, "timeout": attempt_timeout}
+        # base64 decoded here: left to the SDK, it imports numpy on the event loop (300 ms).
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "input": texts,
+            "timeout": attempt_timeout,
+            "encoding_format": "base64",
+        }
         if dimensions is not None:
             kwargs["dimensions"] = dimensions
         response = await self._client.embeddings.create(**kwargs)
@@ -247,7 +263,12 @@ class ProviderClient:
             raise ProviderFailure(
                 ErrorKind.MALFORMED_RESPONSE, f"{len(data)} embeddings for {len(texts)} inputs"
             )
-        vectors = [[float(v) for v in d.embedding] for d in data]
+        try:
+            vectors = [_vector(d.embedding) for d in data]
+        except (TypeError, ValueError, binascii.Error) as exc:
+            raise ProviderFailure(
+                ErrorKind.MALFORMED_RESPONSE, f"undecodable embedding ({type(exc).__name__})"
+            ) from None
         if any(not v or len(v) != len(vectors[0]) for v in vectors):
             raise ProviderFailure(ErrorKind.MALFORMED_RESPONSE, "embeddings of unequal length")
         return vectors, _usage(getattr(response, "usage", None))

@@ -122,14 +122,14 @@ async def test_corpus_ranks_lexically_and_follows_changes(
         reports: list[str] = []
         assert await corpus.refresh(reports.append) == len(discover(root))
         assert reports[0] == f"Indexing {len(discover(root))} files…"
-        [(_, best), *_] = corpus.rank("Where do we handle retries?", k=5)
+        [(_, best), *_] = await corpus.rank("Where do we handle retries?", k=5)
         assert (best.path, best.qualname, best.start_line) == ("app/retry.py", "with_retries", 6)
         # a change re-chunks that file only; a deletion drops the file
         (root / "app/pricing.py").write_text("def add_surcharge():\n    return 1\n")
         (root / "app/retry.py").unlink()
         assert await corpus.refresh() == len(discover(root))
-        assert corpus.rank("retries", k=5) == []
-        assert [r.qualname for _, r in corpus.rank("surcharge", k=5)] == ["add_surcharge"]
+        assert await corpus.rank("retries", k=5) == []
+        assert [r.qualname for _, r in await corpus.rank("surcharge", k=5)] == ["add_surcharge"]
     finally:
         corpus.close()
     # a new instance on the same directory reuses every entry without chunking
@@ -142,11 +142,11 @@ async def test_corpus_ranks_lexically_and_follows_changes(
     try:
         await again.refresh()
         assert calls == []
-        assert [r.qualname for _, r in again.rank("surcharge", k=5)] == ["add_surcharge"]
+        assert [r.qualname for _, r in await again.rank("surcharge", k=5)] == ["add_surcharge"]
         assert await again.update("app/pricing.py") is False
         (root / "app/pricing.py").write_text("def add_fee():\n    return 2\n")
         assert await again.update("app/pricing.py") is True
         assert calls == ["app/pricing.py"]
-        assert again.rank("surcharge", k=5) == []
+        assert await again.rank("surcharge", k=5) == []
     finally:
         again.close()
