@@ -10,4 +10,6 @@
 * `assembler`: packs for hover, explain and fix (and for retrieved chunks).
 * `memory`: multi-turn conversations kept within a budget (summaries cached).
 * `retrieval`: embedding search over chunk skeletons, stored in diskcache.
+* `lexical`, `corpus`, `hybrid`: workspace questions: identifier-aware BM25 over
+  every chunk (kept current by stat and hash), fused with embedding search.
 """
