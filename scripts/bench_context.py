@@ -25,13 +25,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import statistics
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import call_positions, machine, percentile, summary, wheel_project_for
+from bench_common import BENCH_DIR, call_positions, machine, percentile, summary, wheel_project_for
 
 from lsp_server.context.assembler import Assembler, ContextTask, TaskKind
 from lsp_server.context.chunker import decode_source
@@ -57,31 +61,117 @@ def _window_tokens(counter: TokenCounter, lines: list[str], line: int) -> int:
     return best
 
 
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """One workspace definition jedi resolves for a name the target uses."""
+
+    use: str  # the name's dotted text, "self.save"
+    line: int  # of the use
+    column: int
+    where: str  # display path of the definition
+    def_line: int
+
+
 async def _truth(
-    index: SymbolIndex, asm: Assembler, path: Path, text: str, pack: ContextPack, line: int
-) -> tuple[list[tuple[str, int]], set[Path]]:
-    """Workspace definitions jedi resolves for the target's names, without a deadline."""
+    index: SymbolIndex,
+    asm: Assembler,
+    path: Path,
+    text: str,
+    pack: ContextPack,
+    line: int,
+    cache: dict[str, list[list[str | int]]],
+) -> tuple[list[Truth], set[Path]]:
+    """Workspace definitions jedi resolves for the target's names, without a deadline.
+
+    Cached in ``cache`` by file, target region and text hash (jedi takes minutes here).
+    """
     display = asm.display_path(path)
     module = await asm.module(path, text)
     target = next(p for p in pack.pieces if p.role == "target") if pack.pieces else None
     region = (target.start_line, target.end_line) if target else (line, line)
-    uses = used_names(module.lines, *region, module.facts.bound, limit=40)
-    positions = [(u.line, u.column) for u in uses]
-    found = await index.definitions_batch(text, path, positions, deadline=120.0, partial=False)
-    truth: list[tuple[str, int]] = []
-    files: set[Path] = set()
-    for position in positions:
-        for d in found.get(position, []):
-            if not _counts(d):
-                continue
-            assert d.path is not None
-            where = asm.display_path(d.path)
-            if where == display and region[0] <= d.line <= region[1]:
-                continue
-            files.add(d.path)
-            if (where, d.line) not in truth:
-                truth.append((where, d.line))
+    digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+    key = f"{display}:{region[0]}-{region[1]}:{digest}"
+    if key not in cache:
+        uses = used_names(module.lines, *region, module.facts.bound, limit=40)
+        positions = [(u.line, u.column) for u in uses]
+        found = await index.definitions_batch(text, path, positions, deadline=120.0, partial=False)
+        rows: list[list[str | int]] = []
+        for use in uses:
+            for d in found.get((use.line, use.column), []):
+                if not _counts(d):
+                    continue
+                assert d.path is not None
+                where = asm.display_path(d.path)
+                if where == display and region[0] <= d.line <= region[1]:
+                    continue
+                rows.append([use.text, use.line, use.column, where, d.line])
+        cache[key] = rows
+    truth: list[Truth] = []
+    seen: set[tuple[str, int]] = set()
+    for row in cache[key]:
+        t = Truth(str(row[0]), int(row[1]), int(row[2]), str(row[3]), int(row[4]))
+        if (t.where, t.def_line) not in seen:
+            seen.add((t.where, t.def_line))
+            truth.append(t)
+    files = {asm.symbols.root / t.where for t in truth} if asm.symbols.root else set()
     return truth, files
+
+
+def _load_cache(path: Path) -> dict[str, list[list[str | int]]]:
+    if not path.is_file():
+        return {}
+    found: dict[str, list[list[str | int]]] = json.loads(path.read_text())
+    return found
+
+
+def _save(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _shape(use: str) -> str:
+    """The form of a name use: ``name``, ``self.x``, ``super().x``, ``a.x``, ``a.b.x``..."""
+    parts = use.split(".")
+    if len(parts) == 1:
+        return "name"
+    head = parts[0] if parts[0] in ("self", "cls", "super()", "?") else "a"
+    return ".".join([head, *(["b"] * (len(parts) - 2)), "x"])
+
+
+def _misses(
+    asm: Assembler,
+    path: Path,
+    text: str,
+    pack: ContextPack,
+    truth: list[Truth],
+    static: dict[tuple[int, int], Definition],
+) -> list[dict[str, str | int]]:
+    """Each definition of ``truth`` the pack misses, and why (by what the import map did)."""
+    out: list[dict[str, str | int]] = []
+    lines = text.split("\n")
+    for t in truth:
+        if any(p.covers(t.where, t.def_line) for p in pack.pieces):
+            continue
+        placed = static.get((t.line, t.column))
+        got = "" if placed is None or placed.path is None else asm.display_path(placed.path)
+        if placed is None:
+            why = "unresolved"
+        elif (got, placed.line) == (t.where, t.def_line):
+            why = "dropped"
+        else:
+            why = "wrong"
+        out.append(
+            {
+                "why": why,
+                "shape": _shape(t.use),
+                "use": t.use,
+                "at": f"{asm.display_path(path)}:{t.line}",
+                "code": lines[t.line - 1].strip() if 0 < t.line <= len(lines) else "",
+                "truth": f"{t.where}:{t.def_line}",
+                "static": f"{got}:{placed.line}" if placed is not None else "",
+            }
+        )
+    return out
 
 
 def _counts(d: Definition) -> bool:
@@ -99,6 +189,7 @@ async def main_async(args: argparse.Namespace) -> None:
     index = SymbolIndex(root)
     asm = Assembler(index)
     packs: list[ContextPack] = []
+    statics: list[dict[tuple[int, int], Definition]] = []
     first_visit: list[float] = []
     warm_ms = 0.0
     for i, (path, line, _col) in enumerate(positions):
@@ -119,6 +210,8 @@ async def main_async(args: argparse.Namespace) -> None:
         pack = await asm.assemble(task, counter, args.budget, deadline=args.deadline)
         first_visit.append((time.perf_counter() - t0) * 1000)
         packs.append(pack)
+        if args.misses is not None:  # what the import map placed, for the miss analysis
+            statics.append((await asyncio.to_thread(asm._static, task, counter, args.budget))[3])
     cold = first_visit[0]
     cold_total = (time.perf_counter() - started) * 1000 - sum(first_visit[1:]) - warm_ms
     repeat: list[float] = []
@@ -138,18 +231,27 @@ async def main_async(args: argparse.Namespace) -> None:
     index.close()
 
     truth_index = SymbolIndex(root)
+    cache_file: Path = args.truth_cache or BENCH_DIR / f"truth-django-{args.django}.json"
+    cache = _load_cache(cache_file)
     found = total = perfect = over = 0
+    def_pieces = def_right = 0
+    misses: list[dict[str, str | int]] = []
     pack_tokens: list[int] = []
     naive_tokens: list[int] = []
     window_tokens: list[int] = []
     ratios: list[float] = []
     file_tokens: dict[Path, int] = {}
-    for (path, line, _col), pack in zip(positions, packs, strict=True):
+    for i, ((path, line, _col), pack) in enumerate(zip(positions, packs, strict=True)):
         rendered = counter.count(pack.render())
         over += rendered > args.budget
-        truth, def_files = await _truth(truth_index, asm, path, texts[path], pack, line + 1)
-        hit = sum(any(p.covers(where, ln) for p in pack.pieces) for where, ln in truth)
+        truth, def_files = await _truth(truth_index, asm, path, texts[path], pack, line + 1, cache)
+        hit = sum(any(p.covers(t.where, t.def_line) for p in pack.pieces) for t in truth)
         found, total = found + hit, total + len(truth)
+        pieces = [p for p in pack.pieces if p.role == "definition"]
+        def_pieces += len(pieces)
+        def_right += sum(any(p.covers(t.where, t.def_line) for t in truth) for p in pieces)
+        if statics:
+            misses.extend(_misses(asm, path, texts[path], pack, truth, statics[i]))
         perfect += hit == len(truth)
         for f in {path, *def_files}:
             if f not in file_tokens:
@@ -161,6 +263,7 @@ async def main_async(args: argparse.Namespace) -> None:
         window_tokens.append(_window_tokens(counter, texts[path].split("\n"), line + 1))
         ratios.append(rendered / naive if naive else 0.0)
     truth_index.close()
+    _save(cache_file, json.dumps(cache, sort_keys=True))
 
     print(f"machine: {machine()}")
     print(
@@ -187,7 +290,21 @@ async def main_async(args: argparse.Namespace) -> None:
         f"definition recall: {found}/{total} = {found / max(total, 1):.1%} pooled; "
         f"{perfect}/{len(positions)} targets complete"
     )
+    print(
+        f"definition precision: {def_right}/{def_pieces} = {def_right / max(def_pieces, 1):.1%} "
+        "of definition pieces hold a definition jedi gives"
+    )
     print(f"over budget: {over}")
+    if args.misses is not None:
+        _save(args.misses, "".join(json.dumps(m, sort_keys=True) + "\n" for m in misses))
+        why = Counter(str(m["why"]) for m in misses)
+        shapes = Counter(f"{m['why']} {m['shape']}" for m in misses)
+        print(
+            f"misses ({len(misses)}, in {args.misses}): "
+            + ", ".join(f"{k} {n}" for k, n in why.most_common())
+        )
+        for k, n in shapes.most_common():
+            print(f"  {n:4d}  {k}")
 
 
 def main() -> None:
@@ -207,6 +324,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--static-only", action="store_true", help="the import map only, no jedi for the rest"
+    )
+    parser.add_argument(
+        "--misses", type=Path, help="write each missed definition and why (JSON lines) here"
+    )
+    parser.add_argument(
+        "--truth-cache",
+        type=Path,
+        help="jedi's answers, kept between runs (default .bench/truth-django-VERSION.json)",
     )
     asyncio.run(main_async(parser.parse_args()))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import io
 import keyword
 import logging
@@ -32,6 +33,8 @@ from lsp_server.context.chunker import MODULE_QUALNAME, ChunkedModule
 logger = logging.getLogger(__name__)
 
 _BUILTINS = frozenset(dir(builtins))
+#: `local_types`' value for a name bound locally to something not evident.
+UNKNOWN = "?"
 _SKIP_AFTER = frozenset({"def", "class", "import", "as", "global", "nonlocal"})
 _KEYWORDS_SOFT = frozenset({"match", "case", "type", "_"})
 
@@ -44,6 +47,8 @@ class NameUse:
     line: int
     column: int  # of the last component, where jedi resolves the whole expression
     is_attribute: bool
+    #: the expression with calls kept (``get_site().domain`` where ``text`` is ``?.domain``)
+    expr: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,24 @@ def _dotted(node: ast.expr) -> str:
         return f"{_dotted(node.value)}.{node.attr}"
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super":
         return "super()"
+    return "?"
+
+
+def expression(node: ast.expr, depth: int = 12) -> str:
+    """A dotted expression with calls marked: ``self.get(x).name`` → ``self.get().name``.
+
+    Anything else (subscripts, literals, operators) is ``?``.
+    """
+    if depth <= 0:
+        return "?"
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = expression(node.value, depth - 1)
+        return "?" if "?" in base else f"{base}.{node.attr}"
+    if isinstance(node, ast.Call):
+        func = expression(node.func, depth - 1)
+        return "?" if "?" in func else f"{func}()"
     return "?"
 
 
@@ -213,7 +236,9 @@ def used_names(
             col = _char_col(line, node.end_col_offset or 0) - len(node.attr)
             if line[col : col + len(node.attr)] != node.attr:  # `a . b` or a comment between
                 continue
-            use = NameUse(_dotted(node), start_line + row, col + removed[row], True)
+            use = NameUse(
+                _dotted(node), start_line + row, col + removed[row], True, expression(node)
+            )
         if use is not None:
             known = found.get(use.text)
             if known is None or (use.line, use.column) < (known.line, known.column):
@@ -222,7 +247,7 @@ def used_names(
     return ordered[:limit]
 
 
-def _type_name(node: ast.expr | None) -> str | None:
+def type_name(node: ast.expr | None) -> str | None:
     """``Foo``, ``mod.Foo``, ``Foo | None``, ``Optional[Foo]``, ``"Foo"`` → the class's name."""
     if node is None:
         return None
@@ -231,27 +256,37 @@ def _type_name(node: ast.expr | None) -> str | None:
         return text if all(p.isidentifier() for p in text.split(".")) else None
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         if isinstance(node.right, ast.Constant) and node.right.value is None:
-            return _type_name(node.left)
+            return type_name(node.left)
         return None
     if isinstance(node, ast.Subscript) and _dotted(node.value) in ("Optional", "typing.Optional"):
-        return _type_name(node.slice)
+        return type_name(node.slice)
     dotted = _dotted(node)
     return None if "?" in dotted or "(" in dotted else dotted
 
 
 def local_types(lines: list[str], start_line: int, end_line: int) -> dict[str, str]:
-    """Names with an evident class in lines ``start_line..end_line`` (a function, say).
+    """Names with an evident value in lines ``start_line..end_line`` (a function, say).
 
-    Annotated parameters and variables (``order: Order``), and assignments of a
-    call to a capitalised name (``q = Query(model)``, ``x = forms.Field()``).
-    Only a name given one such class is kept; {} when the text does not parse.
+    Annotated parameters and variables (``order: Order``) and assignments of a
+    call to a capitalised name (``q = Query(model)``, ``x = forms.Field()``)
+    give a class; other assignments of a dotted expression with calls give that
+    expression (``page = paginator.page()``), for `resolve_types` to evaluate.
+    Other names bound there (parameters, loop targets, names given several
+    values) map to `UNKNOWN`: local, so never the module-level name they shadow.
+    {} when the text does not parse.
     """
     text, _ = _dedent(lines[start_line - 1 : end_line])
+    return dict(_local_types(text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _local_types(text: str) -> tuple[tuple[str, str], ...]:
     try:
         tree = _parse(text)
     except (SyntaxError, ValueError, RecursionError):
-        return {}
+        return ()
     found: dict[str, set[str]] = {}
+    bound: set[str] = set()
 
     def note(name: str, cls: str | None) -> None:
         if cls is not None and cls.rsplit(".", 1)[-1][:1].isupper():
@@ -259,17 +294,29 @@ def local_types(lines: list[str], start_line: int, end_line: int) -> dict[str, s
 
     for node in ast.walk(tree):
         if isinstance(node, ast.arg):
-            note(node.arg, _type_name(node.annotation))
+            note(node.arg, type_name(node.annotation))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            note(node.target.id, _type_name(node.annotation))
+            note(node.target.id, type_name(node.annotation))
         elif (
             isinstance(node, ast.Assign)
             and len(node.targets) == 1
             and isinstance(node.targets[0], ast.Name)
-            and isinstance(node.value, ast.Call)
+            and isinstance(node.value, ast.Call | ast.Attribute | ast.Name)
         ):
-            note(node.targets[0].id, _type_name(node.value.func))
-    return {name: next(iter(classes)) for name, classes in found.items() if len(classes) == 1}
+            value = expression(node.value)
+            if "?" in value or value.split(".", 1)[0].rstrip("()") == node.targets[0].id:
+                continue
+            cls = type_name(node.value.func) if isinstance(node.value, ast.Call) else None
+            if cls is not None and cls.rsplit(".", 1)[-1][:1].isupper():
+                note(node.targets[0].id, cls)
+            else:
+                found.setdefault(node.targets[0].id, set()).add(value)
+        if isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+    known = {n: next(iter(v)) for n, v in found.items() if len(v) == 1}
+    return tuple(sorted((n, known.get(n, UNKNOWN)) for n in bound | set(known)))
 
 
 def _token_names(
@@ -278,9 +325,17 @@ def _token_names(
     """Fallback for text that does not parse: NAME tokens, attributes after a dot."""
     found: dict[str, NameUse] = {}
     previous = ""
+    chain = ""  # the dotted names read so far (``self.field``), "" after anything else
     readline = io.StringIO("\n".join(region) + "\n").readline
     try:
         for tok in tokenize.generate_tokens(readline):
+            if tok.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
+                continue
+            if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string):
+                chain = f"{chain}.{tok.string}" if previous == "." and chain else tok.string
+                chain = "" if previous == "." and chain == tok.string else chain
+            elif tok.string != ".":
+                chain = ""
             if tok.type == tokenize.NAME and previous not in _SKIP_AFTER:
                 word = tok.string
                 is_attr = previous == "."
@@ -289,9 +344,9 @@ def _token_names(
                 if not keyword_like and (is_attr or not builtin) and not keyword.iskeyword(word):
                     name = f"?.{word}" if is_attr else word
                     line = start_line + tok.start[0] - 1
-                    found.setdefault(name, NameUse(name, line, tok.start[1], is_attr))
-            if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
-                previous = tok.string
+                    use = NameUse(name, line, tok.start[1], is_attr, chain if is_attr else "")
+                    found.setdefault(name, use)
+            previous = tok.string
     except (tokenize.TokenError, SyntaxError) as exc:  # IndentationError is a SyntaxError
         logger.debug("token scan stopped early: %s", exc)
     ordered = sorted(found.values(), key=lambda u: (u.line, u.column, u.text))

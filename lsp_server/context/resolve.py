@@ -34,6 +34,7 @@ from pathlib import Path
 
 from lsp_server.context.chunker import ChunkedModule, ChunkKind, chunk_module
 from lsp_server.context.names import ModuleFacts, NameUse, module_facts
+from lsp_server.context.resolve_types import TypeEvaluator
 from lsp_server.context.symbols import Definition, read_disk
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ MAX_HOPS = 4
 #: ``name = Callee(`` or ``name: T = a.Callee(`` at the start of a line.
 _INSTANCE = re.compile(r"^\s*(\w+)\s*(?::[^=]*)?=\s*([\w.]+)\(")
 #: How many base classes deep ``self.name`` is looked for.
-MAX_BASES = 3
+MAX_BASES = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +193,7 @@ class StaticResolver:
         target = self.modules.file(path) if path is not None else None
         return None if target is None else self.lookup(target, name, hops)
 
-    def _module_alias(self, module: Module, name: str) -> Module | None:
+    def module_alias(self, module: Module, name: str) -> Module | None:
         """The workspace module that top-level ``name`` is bound to, if it is one."""
         for stmt in module.facts.imports:
             for imported, bound in stmt.names:
@@ -237,11 +238,9 @@ class StaticResolver:
         if owner is None or owner.kind is not ChunkKind.CLASS or depth < 0:
             return None
         for base in _bases(owner.skeleton):
-            found = self.lookup(module, base)
-            home = self.modules.file(found.path) if found and found.path else None
-            base_chunk = home.chunks.enclosing(found.line) if home and found else None
-            if home is not None and base_chunk is not None and base_chunk.kind is ChunkKind.CLASS:
-                hit = self.member(home, base_chunk.qualname, name, depth)
+            found = self.class_of(module, base)
+            if found is not None and (found[0] is not module or found[1] != cls):
+                hit = self.member(found[0], found[1], name, depth)
                 if hit is not None:
                     return hit
         return None
@@ -251,7 +250,7 @@ class StaticResolver:
         head, _, last = dotted.rpartition(".")
         home: Module | None = module
         if head:
-            home = self._module_alias(module, head) if "." not in head else None
+            home = self.module_alias(module, head) if "." not in head else None
         found = self.lookup(home, last) if home is not None else None
         target = self.modules.file(found.path) if found and found.path else None
         chunk = target.chunks.enclosing(found.line) if target and found else None
@@ -284,6 +283,7 @@ class StaticResolver:
         (`names.local_types`), for ``name.attr``.
         """
         types = types or {}
+        evaluator = TypeEvaluator(self)
         out: dict[tuple[int, int], Definition] = {}
         for use in uses:
             found: Definition | None = None
@@ -297,8 +297,8 @@ class StaticResolver:
             elif len(parts) == 2 and parts[0] in types:
                 cls = self.class_of(module, types[parts[0]])
                 found = self.member(cls[0], cls[1], parts[1]) if cls is not None else None
-            elif len(parts) >= 2 and parts[0] != "?":
-                home = self._module_alias(module, parts[0])
+            elif len(parts) >= 2 and parts[0] != "?" and parts[0] not in types:
+                home = self.module_alias(module, parts[0])
                 for part in parts[1:-1]:
                     if home is None:
                         break
@@ -308,6 +308,8 @@ class StaticResolver:
                     found = self.lookup(home, parts[-1])
                 elif len(parts) == 2:
                     found = self.instance_member(module, parts[0], parts[1])
+            if found is None and use.is_attribute and (use.expr or "?") != "?":
+                found = evaluator.definition(module, use.expr, enclosing_class, types)
             if found is not None:
                 out[(use.line, use.column)] = found
         return out
@@ -315,7 +317,10 @@ class StaticResolver:
 
 def _instance_attribute(chunks: ChunkedModule, cls: str, name: str) -> int | None:
     """The first line assigning ``self.name`` in a method of ``cls`` (``__init__`` first)."""
-    pattern = re.compile(rf"^[ \t]*self\.{re.escape(name)}\s*(?::[^=]*)?=(?!=)", re.MULTILINE)
+    pattern = re.compile(
+        rf"^[ \t]*(?:[\w.]+\s*,\s*)*self\.{re.escape(name)}\s*(?:,\s*[\w.]+\s*)*(?::[^=]*)?=(?!=)",
+        re.MULTILINE,
+    )
     methods = [c for c in chunks.chunks if c.parent == cls and c.kind is ChunkKind.METHOD]
     methods.sort(key=lambda c: (c.qualname != f"{cls}.__init__", c.start_line))
     for method in methods:
@@ -326,12 +331,13 @@ def _instance_attribute(chunks: ChunkedModule, cls: str, name: str) -> int | Non
 
 
 def _bases(skeleton: str) -> list[str]:
-    """Plain names among a class header's bases (``class A(B, mod.C, metaclass=M)``: B)."""
-    header = skeleton.split("\n", 1)[0]
+    """Dotted names among a class header's bases (``class A(B, m.C, metaclass=M)``: B, m.C)."""
+    header = next((ln for ln in skeleton.split("\n") if ln.lstrip().startswith("class ")), "")
     if "(" not in header:
         return []
     inside = header.split("(", 1)[1].rsplit(")", 1)[0]
-    return [b.strip() for b in inside.split(",") if b.strip().isidentifier()]
+    bases = [b.strip() for b in inside.split(",")]
+    return [b for b in bases if b and all(p.isidentifier() for p in b.split("."))]
 
 
 def _class_attribute(source: str, name: str) -> int | None:

@@ -1,0 +1,284 @@
+"""Evident types for the import map: what ``a.b().c`` refers to, without jedi.
+
+`StaticResolver` places names the imports and the enclosing class explain;
+this module follows attribute chains through values whose class is evident
+from the code itself, as jedi's inference would for the common cases:
+
+* ``self`` / ``cls`` (the enclosing class), a local with an evident value
+  (`names.local_types`: annotations, ``x = Cls(...)``, ``x = self.make()``);
+* a class attribute or ``self.x`` assigned in a method (``self.x = Cls(...)``,
+  ``self.x = param`` with an annotated parameter, ``x: Cls``), looked for
+  through the base classes across files;
+* a call: of a class (an instance), of a function or method (its return
+  annotation, else the first ``return`` whose value is evident, ``return
+  self`` included), and ``@property`` / ``@cached_property`` getters.
+
+Everything is bounded (`MAX_DEPTH` evaluations deep per name) and never
+raises: an expression it cannot follow is simply unresolved, for jedi.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lsp_server.context.chunker import Chunk, ChunkKind
+from lsp_server.context.names import expression, local_types, type_name
+from lsp_server.context.symbols import Definition
+
+if TYPE_CHECKING:
+    from lsp_server.context.resolve import Module, StaticResolver
+
+logger = logging.getLogger(__name__)
+
+#: How many values deep one name's evaluation may go (``a.b().c.d`` through assignments).
+MAX_DEPTH = 8
+_PROPERTIES = ("property", "cached_property", "functools.cached_property")
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """What an expression evaluates to: a module, a class, or an instance of a class."""
+
+    kind: str  # "module" | "class" | "instance"
+    module: Module = field(repr=False, compare=False)
+    qualname: str = ""  # the class's, for "class" and "instance"
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    name: str
+    called: bool
+
+
+def _parts(expr: str) -> list[_Part] | None:
+    """``self.get().name`` → [self, get(), name]; None for anything not a plain chain."""
+    out: list[_Part] = []
+    for raw in expr.split("."):
+        called = raw.endswith("()")
+        name = raw[:-2] if called else raw
+        if name.endswith("()"):  # `f()()`: not followed
+            return None
+        if not name.isidentifier():
+            return None
+        out.append(_Part(name, called))
+    return out or None
+
+
+@functools.lru_cache(maxsize=2048)
+def _tree(source: str) -> ast.Module | None:
+    """``source`` (a chunk, dedented by its first line's indentation) parsed, or None."""
+    lines = source.split("\n")
+    first = next((ln for ln in lines if ln.strip()), "")
+    indent = len(first) - len(first.lstrip(" \t"))
+    text = "\n".join(ln[indent:] if not ln[:indent].strip() else ln.lstrip() for ln in lines)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError) as exc:
+            logger.debug("chunk does not parse alone: %s", exc)
+            return None
+
+
+class TypeEvaluator:
+    """Evaluates dotted expressions to `Value` through a `StaticResolver` (per request)."""
+
+    def __init__(self, resolver: StaticResolver) -> None:
+        self.r = resolver
+
+    def definition(
+        self, module: Module, expr: str, owner: str | None, types: dict[str, str]
+    ) -> Definition | None:
+        """The definition ``expr``'s last attribute refers to, if its base's value is evident."""
+        parts = _parts(expr)
+        if parts is None or len(parts) < 2 or parts[-1].called:
+            return None
+        me = Value("instance", module, owner) if owner else None
+        try:
+            base = self._chain(module, parts[:-1], me, types, MAX_DEPTH)
+            return self.attribute(base, parts[-1].name) if base is not None else None
+        except (RecursionError, ValueError, OSError) as exc:
+            logger.debug("evaluating %s failed: %s", expr, exc)
+            return None
+
+    def attribute(self, value: Value, name: str) -> Definition | None:
+        """Where ``name`` is defined on ``value`` (a module's top level, a class's members)."""
+        if value.kind == "module":
+            dotted = self.r.dotted_name(value.module)
+            if self.r.module_file(f"{dotted}.{name}" if dotted else name) is not None:
+                return None  # a submodule
+            return self.r.lookup(value.module, name)
+        return self.r.member(value.module, value.qualname, name)
+
+    def _chain(
+        self,
+        module: Module,
+        parts: list[_Part],
+        me: Value | None,
+        types: dict[str, str],
+        depth: int,
+    ) -> Value | None:
+        """``me`` is what ``self`` is (the receiver's class, also in a base's method)."""
+        head = parts[0]
+        value: Value | None = None
+        if head.name in ("self", "cls") and me is not None and not head.called:
+            value = Value("instance" if head.name == "self" else "class", me.module, me.qualname)
+        elif head.name in types and not head.called:
+            rest = {k: v for k, v in types.items() if k != head.name}
+            value = self.evaluate(module, types[head.name], me, rest, depth - 1)
+        else:
+            home = self.r.module_alias(module, head.name)
+            if home is not None:
+                value = Value("module", home)
+            else:
+                found = self.r.lookup(module, head.name)
+                value = self.value_of(found, head.called, depth - 1, None) if found else None
+            head = _Part(head.name, False)  # the call is applied already
+        if value is not None and head.called:
+            value = self._call(value)
+        for part in parts[1:]:
+            if value is None:
+                return None
+            if value.kind == "module":
+                dotted = f"{self.r.dotted_name(value.module)}.{part.name}"
+                path = self.r.module_file(dotted)
+                sub = self.r.modules.file(path) if path is not None else None
+                if sub is not None:
+                    value = Value("module", sub)
+                    continue
+            found = self.attribute(value, part.name)
+            receiver = value if value.kind != "module" else None
+            value = self.value_of(found, part.called, depth - 1, receiver) if found else None
+        return value
+
+    def evaluate(
+        self, module: Module, expr: str, me: Value | None, types: dict[str, str], depth: int
+    ) -> Value | None:
+        """The value of ``expr`` in ``module`` (``self`` being ``me``, with local ``types``)."""
+        parts = _parts(expr)
+        if parts is None or depth <= 0:
+            return None
+        return self._chain(module, parts, me, types, depth)
+
+    @staticmethod
+    def _call(value: Value) -> Value | None:
+        return Value("instance", value.module, value.qualname) if value.kind == "class" else None
+
+    def value_of(
+        self, d: Definition, called: bool, depth: int, receiver: Value | None
+    ) -> Value | None:
+        """What the name defined at ``d`` holds (called when ``called``); ``receiver`` is
+        the instance or class it was found on, which ``self`` means in its methods."""
+        if depth <= 0 or d.path is None:
+            return None
+        home = self.r.modules.file(d.path)
+        chunk = home.chunks.enclosing(d.line) if home is not None else None
+        if home is None or chunk is None:
+            return None
+        if chunk.start_line == d.line and chunk.kind is ChunkKind.CLASS:
+            cls = Value("class", home, chunk.qualname)
+            return self._call(cls) if called else cls
+        if chunk.start_line == d.line and chunk.kind in (ChunkKind.FUNCTION, ChunkKind.METHOD):
+            if called or _is_property(chunk):
+                return self.returns(home, chunk, depth - 1, receiver)
+            return None
+        value = self._assigned(home, chunk, d, depth - 1, receiver)
+        if value is not None and called:
+            return self._call(value)
+        return value
+
+    def returns(
+        self, home: Module, chunk: Chunk, depth: int, receiver: Value | None = None
+    ) -> Value | None:
+        """The value a function returns: its annotation, else its first evident ``return``."""
+        tree = _tree(chunk.source)
+        node = tree.body[0] if tree is not None and tree.body else None
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or depth <= 0:
+            return None
+        me = _me(home, chunk, receiver)
+        annotated = type_name(node.returns)
+        if annotated is not None:
+            if annotated == "Self" and me is not None:
+                return Value("instance", me.module, me.qualname)
+            found = self.evaluate(home, annotated, me, {}, depth)
+            return self._call(found) if found is not None else None
+        types: dict[str, str] | None = None
+        for ret in _returns(node):
+            for text in _branches(ret):
+                if types is None:
+                    types = local_types(home.lines, chunk.start_line, chunk.end_line)
+                found = self.evaluate(home, text, me, types, depth)
+                if found is not None and found.kind != "module":
+                    return found
+        return None
+
+    def _assigned(
+        self, home: Module, chunk: Chunk, d: Definition, depth: int, receiver: Value | None
+    ) -> Value | None:
+        """The value assigned at ``d`` (a statement in a module run, class body or method)."""
+        tree = _tree(chunk.source)
+        if tree is None:
+            return None
+        line = d.line - chunk.start_line + 1
+        me = _me(home, chunk, receiver)
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) != line:
+                continue
+            if isinstance(node, ast.AnnAssign):
+                annotated = type_name(node.annotation)
+                found = self.evaluate(home, annotated, me, {}, depth) if annotated else None
+                return self._call(found) if found is not None else None
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                types: dict[str, str] = {}
+                if chunk.kind in (ChunkKind.FUNCTION, ChunkKind.METHOD):
+                    types = local_types(home.lines, chunk.start_line, chunk.end_line)
+                    types.pop(d.name, None)
+                for text in _branches(node.value):
+                    found = self.evaluate(home, text, me, types, depth)
+                    if found is not None:
+                        return found
+                return None
+        return None
+
+
+def _me(home: Module, chunk: Chunk, receiver: Value | None) -> Value | None:
+    """What ``self`` is in ``chunk``: the receiver when known, else the chunk's own class."""
+    if receiver is not None and receiver.kind != "module":
+        return receiver
+    owner = chunk.qualname if chunk.kind is ChunkKind.CLASS else chunk.parent
+    return Value("instance", home, owner) if owner else None
+
+
+def _branches(node: ast.expr) -> list[str]:
+    """The expressions a value may come from: both arms of ``a if c else b``, of ``a or b``."""
+    if isinstance(node, ast.IfExp):
+        return [*_branches(node.body), *_branches(node.orelse)]
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        return [text for value in node.values for text in _branches(value)]
+    text = expression(node)
+    return [] if "?" in text else [text]
+
+
+def _is_property(chunk: Chunk) -> bool:
+    head = chunk.source.split("def ", 1)[0]
+    return any(f"@{name}" in head for name in _PROPERTIES)
+
+
+def _returns(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
+    """The values of ``return`` statements of the function itself (not nested defs)."""
+    out: list[ast.expr] = []
+    stack: list[ast.AST] = list(node.body)
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue
+        value = item.value if isinstance(item, ast.Return) else None
+        if value is not None and not (isinstance(value, ast.Constant) and value.value is None):
+            out.append(value)
+        stack.extend(ast.iter_child_nodes(item))
+    return out

@@ -1,0 +1,98 @@
+"""The import map and evident types, without jedi: known answers on a small fixture project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lsp_server.context.names import local_types, used_names
+from lsp_server.context.resolve import ModuleCache, StaticResolver
+from lsp_server.context.symbols import Definition
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "infer"
+
+
+@pytest.fixture
+def resolver() -> StaticResolver:
+    root = FIXTURE.resolve()
+
+    def display(path: Path | None) -> str:
+        if path is None:
+            return "<unsaved>"
+        resolved = path.resolve()
+        return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else path.name
+
+    return StaticResolver(root, ModuleCache(lambda _: None, display))
+
+
+def _resolve(resolver: StaticResolver, function: str) -> dict[str, tuple[str, int] | None]:
+    """What each name used in ``function`` of app.py resolves to: (file, line text)."""
+    module = resolver.modules.file(FIXTURE / "app.py")
+    assert module is not None
+    chunk = module.chunks.by_qualname(function)
+    assert chunk is not None
+    uses = used_names(module.lines, chunk.start_line, chunk.end_line, module.facts.bound)
+    types = local_types(module.lines, chunk.start_line, chunk.end_line)
+    found = resolver.resolve(module, uses, None, types)
+    return {u.text: _where(found.get((u.line, u.column))) for u in uses}
+
+
+def _where(d: Definition | None) -> tuple[str, int] | None:
+    if d is None or d.path is None:
+        return None
+    return d.path.name, d.line
+
+
+def _line(name: str, needle: str) -> int:
+    text = (FIXTURE / "shop" / name).read_text()
+    return text.count("\n", 0, text.index(needle)) + 1
+
+
+def test_star_import_and_reexport(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "star_and_reexport")
+    assert found["Order"] == ("models.py", _line("models.py", "class Order"))
+    assert found["Mailer"] == ("services.py", _line("services.py", "class Mailer"))
+    assert found["?.send"] == ("services.py", _line("services.py", "def send"))
+
+
+def test_base_class_in_another_file_and_self_attribute(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "base_class_in_other_file")
+    assert found["order.save"] == ("base.py", _line("base.py", "def save"))
+    assert found["order.ledger"] == ("models.py", _line("models.py", "self.ledger ="))
+    assert found["order.ledger.record"] == ("models.py", _line("models.py", "def record"))
+
+
+def test_return_annotations_properties_and_conditional_values(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "self_attribute_and_return")
+    assert found["order.first"] == ("models.py", _line("models.py", "def first"))
+    assert found["item.total"] == ("models.py", _line("models.py", "def total"))
+    assert found["order.owner.greet"] == ("models.py", _line("models.py", "def greet"))
+    assert found["order.mailer.send"] == ("services.py", _line("services.py", "def send"))
+
+
+def test_call_result_through_returned_constructor(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "call_result")
+    assert found["?.send"] == ("services.py", _line("services.py", "def send"))
+
+
+def test_shadowed_name_gets_no_wrong_definition(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "shadowed")
+    assert "Order" not in found  # a parameter: bound in the target itself
+    assert found["Order.save"] is None  # not the module-level class's method
+
+
+def test_module_attribute_reexported_by_package(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "module_attribute")
+    assert found["shop.Mailer"] == ("services.py", _line("services.py", "class Mailer"))
+
+
+def test_odd_code_never_raises(resolver: StaticResolver, tmp_path: Path) -> None:
+    module = resolver.modules.get(
+        tmp_path / "odd.py",
+        "class A(A):\n    def f(self):\n        self.x = self.x.y()\n        return self.x.z\n"
+        "a = a.b()\n",
+    )
+    uses = used_names(module.lines, 1, 5, module.facts.bound)
+    types = local_types(module.lines, 2, 4)
+    assert resolver.resolve(module, uses, "A", types) is not None
