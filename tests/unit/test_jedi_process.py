@@ -1,0 +1,226 @@
+"""The jedi worker process: crashes, deadline overruns, stdout, shutdown, parent death."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from lsp_server.context.jedi_child import JobContext
+from lsp_server.context.jedi_process import JediCrashed, ProcessWorker
+
+# -- job functions: module level, so the child imports them by reference ------------------
+
+
+def pid_job(ctx: JobContext) -> int:
+    return os.getpid()
+
+
+def sleep_job(ctx: JobContext, seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def until_stopped_job(ctx: JobContext, limit: float) -> str:
+    """Loops like `definitions_batch` does, checking the stop flag between steps."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if ctx.stop.reached():
+            return "stopped"
+        time.sleep(0.01)
+    return "ran out"
+
+
+def parts_job(ctx: JobContext, count: int) -> int:
+    for i in range(count):
+        ctx.emit(i)
+    return count
+
+
+def segfault_job(ctx: JobContext) -> None:
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+def memory_job(ctx: JobContext) -> None:
+    raise MemoryError
+
+
+def print_job(ctx: JobContext, marker: str) -> str:
+    print(marker)
+    os.write(1, marker.encode() + b"\n")
+    logging.getLogger("lsp_server.context.test").warning("logged %s", marker)
+    return marker
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs: a zombie leader whose other threads are still exiting counts
+    (its sockets are closed only when the last thread is gone)."""
+    try:
+        zombie = "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+        return not zombie or len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
+
+
+async def until(predicate: object, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+@pytest_asyncio.fixture
+async def worker() -> AsyncIterator[ProcessWorker]:
+    found = ProcessWorker(grace=0.3, hard_limit=3.0)
+    yield found
+    found.close()
+
+
+# -- tests -----------------------------------------------------------------------
+
+
+async def test_jobs_run_in_a_child_process(worker: ProcessWorker) -> None:
+    pid = await worker.run(pid_job, deadline=30)
+    assert pid != os.getpid() and pid == worker.pid
+    seen: list[int] = []
+    assert await worker.run(parts_job, 3, deadline=30, on_part=seen.append) == 3
+    assert seen == [0, 1, 2]
+
+
+async def test_child_killed_while_idle_is_restarted_for_the_next_call(
+    worker: ProcessWorker,
+) -> None:
+    first = await worker.run(pid_job, deadline=30)
+    os.kill(first, signal.SIGKILL)
+    assert await until(lambda: not alive(first))
+    second = await worker.run(pid_job, deadline=30)
+    assert second != first and worker.starts == 2
+
+
+async def test_child_killed_mid_job_fails_that_call_only(
+    worker: ProcessWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await worker.run(pid_job, deadline=30)
+    call = asyncio.create_task(worker.run(sleep_job, 20.0, deadline=30))
+    await asyncio.sleep(0.3)
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(JediCrashed, match=r"died during sleep_job \(signal 9"):
+        await call
+    assert "jedi worker died during sleep_job" in caplog.text
+    assert await worker.run(pid_job, deadline=30) not in (first, None)
+
+
+async def test_segfault_and_memory_error_fail_cleanly(worker: ProcessWorker) -> None:
+    with pytest.raises(JediCrashed, match="signal 11"):
+        await worker.run(segfault_job, deadline=30)
+    pid = await worker.run(pid_job, deadline=30)
+    with pytest.raises(MemoryError):
+        await worker.run(memory_job, deadline=30)
+    assert await until(lambda: not alive(pid))  # a worker that ran out of memory exits
+    assert await worker.run(pid_job, deadline=30) != pid
+
+
+async def test_overrun_is_killed_when_another_call_waits(
+    worker: ProcessWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await worker.run(pid_job, deadline=30)
+    started = time.monotonic()
+    slow = asyncio.create_task(worker.run(sleep_job, 30.0, deadline=0.2))
+    waiting = asyncio.create_task(worker.run(pid_job, deadline=30))
+    with pytest.raises(TimeoutError):
+        await slow
+    second = await waiting
+    assert second != first
+    assert time.monotonic() - started < 10  # not the 30 s the slow job wanted
+    assert "overran its deadline" in caplog.text
+
+
+async def test_overrun_alone_is_killed_at_the_hard_limit(worker: ProcessWorker) -> None:
+    first = await worker.run(pid_job, deadline=30)
+    with pytest.raises(TimeoutError):
+        await worker.run(sleep_job, 30.0, deadline=0.1)
+    assert await until(lambda: not alive(first), seconds=10)  # hard_limit is 3 s
+
+
+async def test_giving_up_stops_the_job_through_its_stop_flag(worker: ProcessWorker) -> None:
+    await worker.run(pid_job, deadline=30)
+    call = asyncio.create_task(worker.run(until_stopped_job, 20.0, deadline=30))
+    await asyncio.sleep(0.3)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    started = time.monotonic()
+    await worker.run(pid_job, deadline=30)
+    assert time.monotonic() - started < 5 and worker.starts == 1  # stopped, not killed
+
+
+async def test_nothing_reaches_stdout_and_logs_are_forwarded(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = ProcessWorker()
+    try:
+        assert await worker.run(print_job, "marker-7431", deadline=30) == "marker-7431"
+    finally:
+        worker.close()
+    out, err = capfd.readouterr()
+    assert "marker-7431" not in out
+    assert err.count("marker-7431") == 2  # print and os.write(1) went to stderr
+    assert "[jedi worker] logged marker-7431" in caplog.text
+
+
+async def test_close_leaves_no_process_and_fails_later_calls(worker: ProcessWorker) -> None:
+    pid = await worker.run(pid_job, deadline=30)
+    pending = asyncio.create_task(worker.run(sleep_job, 20.0, deadline=30))
+    await asyncio.sleep(0.2)
+    worker.close()
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped: not even a zombie
+    with pytest.raises(JediCrashed):
+        await pending
+    with pytest.raises(JediCrashed, match="closed"):
+        await worker.run(pid_job, deadline=30)
+
+
+async def test_unpicklable_arguments_fail_the_call_not_the_worker(worker: ProcessWorker) -> None:
+    with pytest.raises((TypeError, AttributeError)):
+        await worker.run(parts_job, lambda: 1, deadline=30)
+    assert await worker.run(parts_job, 1, deadline=30) == 1
+
+
+def test_child_exits_when_the_parent_dies(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, os, sys
+        from lsp_server.context.jedi_process import ProcessWorker
+        from tests.unit.test_jedi_process import pid_job
+
+        async def main():
+            worker = ProcessWorker()
+            print(await worker.run(pid_job, deadline=30), flush=True)
+            os._exit(0)  # no close(): the child must notice on its own
+
+        asyncio.run(main())
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    child = int(done.stdout.strip())
+    end = time.monotonic() + 10
+    while alive(child) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not alive(child)
