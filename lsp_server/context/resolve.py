@@ -23,6 +23,7 @@ disk.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from lsp_server.context.chunker import ChunkedModule, ChunkKind, chunk_module
 from lsp_server.context.names import ModuleFacts, NameUse, module_facts
-from lsp_server.context.resolve_types import TypeEvaluator
+from lsp_server.context.resolve_types import TypeEvaluator, local_binding
 from lsp_server.context.symbols import Definition, read_disk
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class ModuleCache:
         self._size = size
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str], Module] = OrderedDict()
+        self._disk: OrderedDict[Path, tuple[tuple[int, int], Module]] = OrderedDict()
 
     def get(self, path: Path | None, text: str) -> Module:
         display = self.display_path(path)
@@ -96,11 +98,31 @@ class ModuleCache:
         return found
 
     def file(self, path: Path) -> Module | None:
-        """The module of a file: its open buffer if any, else its text on disk."""
+        """The module of a file: its open buffer if any, else its text on disk.
+
+        A file on disk is read again only when its size or modification time changed.
+        """
         text = self.read_text(path)
+        if text is not None:
+            return self.get(path, text)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            known = self._disk.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        text = read_disk(path)
         if text is None:
-            text = read_disk(path)
-        return None if text is None else self.get(path, text)
+            return None
+        found = self.get(path, text)
+        with self._lock:
+            self._disk[path] = (stamp, found)
+            while len(self._disk) > self._size:
+                self._disk.popitem(last=False)
+        return found
 
 
 class StaticResolver:
@@ -289,7 +311,8 @@ class StaticResolver:
             found: Definition | None = None
             parts = use.text.split(".")
             if not use.is_attribute:
-                found = self.lookup(module, use.text)
+                found = local_binding(module, use.line, use.text)
+                found = found or self.lookup(module, use.text)
             elif len(parts) == 2 and parts[0] in ("self", "cls") and enclosing_class:
                 found = self.member(module, enclosing_class, parts[1])
             elif len(parts) == 2 and parts[0] == "super()" and enclosing_class:
@@ -317,17 +340,29 @@ class StaticResolver:
 
 def _instance_attribute(chunks: ChunkedModule, cls: str, name: str) -> int | None:
     """The first line assigning ``self.name`` in a method of ``cls`` (``__init__`` first)."""
-    pattern = re.compile(
-        rf"^[ \t]*(?:[\w.]+\s*,\s*)*self\.{re.escape(name)}\s*(?:,\s*[\w.]+\s*)*(?::[^=]*)?=(?!=)",
-        re.MULTILINE,
-    )
     methods = [c for c in chunks.chunks if c.parent == cls and c.kind is ChunkKind.METHOD]
     methods.sort(key=lambda c: (c.qualname != f"{cls}.__init__", c.start_line))
     for method in methods:
-        found = pattern.search(method.source)
+        found = _self_assignments(method.source).get(name)
         if found is not None:
-            return method.start_line + method.source.count("\n", 0, found.start() + 1)
+            return method.start_line + found
     return None
+
+
+#: The targets of an assignment statement (``self.a, self.b: T =``), not ``==``.
+_ASSIGNMENT = re.compile(r"^[ \t]*([\w.\t ,]+?)\s*(?::[^=]*)?=(?!=)", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _self_assignments(source: str) -> dict[str, int]:
+    """``self.name`` assigned in a method's source: name → 0-based line offset of the first."""
+    out: dict[str, int] = {}
+    for match in _ASSIGNMENT.finditer(source):
+        for target in match.group(1).split(","):
+            parts = target.strip().split(".")
+            if len(parts) == 2 and parts[0] == "self" and parts[1].isidentifier():
+                out.setdefault(parts[1], source.count("\n", 0, match.start()))
+    return out
 
 
 def _bases(skeleton: str) -> list[str]:
@@ -342,17 +377,26 @@ def _bases(skeleton: str) -> list[str]:
 
 def _class_attribute(source: str, name: str) -> int | None:
     """0-based line offset of ``name = ...`` / ``name: T`` directly in a class body."""
+    return _class_attributes(source).get(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _class_attributes(source: str) -> dict[str, int]:
     lines = source.split("\n")
+    out: dict[str, int] = {}
     if len(lines) < 2:
-        return None
+        return out
     body = lines[1:]
     indent = next((len(ln) - len(ln.lstrip()) for ln in body if ln.strip()), 0)
     for i, line in enumerate(body, start=1):
         if len(line) - len(line.lstrip()) != indent:
             continue
         rest = line[indent:]
-        if rest.startswith(name) and rest[len(name) :].lstrip()[:1] in ("=", ":"):
-            after = rest[len(name) :].lstrip()
-            if not after.startswith("=="):
-                return i
-    return None
+        match = _ATTRIBUTE.match(rest)
+        if match is not None:
+            out.setdefault(match.group(1), i)
+    return out
+
+
+#: ``name = ...``, ``name: T`` (not ``name == ...``) at the start of a class-body line.
+_ATTRIBUTE = re.compile(r"(\w+)\s*(?::|=(?!=))")

@@ -246,6 +246,44 @@ class TypeEvaluator:
         return None
 
 
+def local_binding(module: Module, line: int, name: str) -> Definition | None:
+    """Where the function enclosing ``line`` last binds ``name`` above it (parameter, assignment).
+
+    For a name a cut target uses but does not bind: the lines that bind it are
+    outside the target, in the function around it.
+    """
+    chunk = module.chunks.enclosing(line)
+    if chunk is None or module.path is None:
+        return None
+    if chunk.kind not in (ChunkKind.FUNCTION, ChunkKind.METHOD):
+        return None
+    rel = line - chunk.start_line + 1
+    before = [at for at in _bindings(chunk.source).get(name, ()) if at[0] <= rel]
+    if not before:
+        return None
+    last = before[-1]  # the nearest binding above the use, as jedi's flow analysis picks
+    found = chunk.start_line + last[0] - 1
+    return Definition(name, None, "statement", module.path, found, last[1], True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bindings(source: str) -> dict[str, list[tuple[int, int]]]:
+    """Each name a function's source binds: where, (line, column) in order."""
+    tree = _tree(source)
+    out: dict[str, list[tuple[int, int]]] = {}
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.arg):
+            name = node.arg
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            name = node.id
+        else:
+            continue
+        out.setdefault(name, []).append((node.lineno, node.col_offset))
+    for places in out.values():
+        places.sort()
+    return out
+
+
 def _me(home: Module, chunk: Chunk, receiver: Value | None) -> Value | None:
     """What ``self`` is in ``chunk``: the receiver when known, else the chunk's own class."""
     if receiver is not None and receiver.kind != "module":

@@ -96,3 +96,15 @@ def test_odd_code_never_raises(resolver: StaticResolver, tmp_path: Path) -> None
     uses = used_names(module.lines, 1, 5, module.facts.bound)
     types = local_types(module.lines, 2, 4)
     assert resolver.resolve(module, uses, "A", types) is not None
+
+
+def test_cut_target_name_bound_above_it_in_the_function(resolver: StaticResolver) -> None:
+    module = resolver.modules.file(FIXTURE / "app.py")
+    assert module is not None
+    text = (FIXTURE / "app.py").read_text()
+    line = text.count("\n", 0, text.index("return total")) + 1
+    uses = used_names(module.lines, line, line, module.facts.bound)
+    found = resolver.resolve(module, uses, None, {})
+    assert [(u.text, _where(found.get((u.line, u.column)))) for u in uses] == [
+        ("total", ("app.py", text.count("\n", 0, text.index("total = order.refresh")) + 1))
+    ]
