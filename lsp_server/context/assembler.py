@@ -13,13 +13,14 @@ worker thread under a deadline (names not resolved by then are left out).
 stable order. Every piece is labelled ``path:start-end``; same inputs give a
 byte-identical pack.
 
-`assemble_hover` is the older, synchronous entry point the engine still uses
-for hovers: the target and one given definition.
+Callers come from the workspace's identifier index (`callers.CallerFinder`)
+once `warm` has built it in the background, from jedi before that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -27,7 +28,15 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from lsp_server.context.chunker import MODULE_QUALNAME, Chunk, ChunkedModule
+from lsp_server.context.callers import (
+    MAX_CALLERS,
+    MAX_TESTS,
+    CallerFinder,
+    callee,
+    caller_candidates,
+    def_name,
+)
+from lsp_server.context.chunker import Chunk
 from lsp_server.context.names import NameUse, local_types, used_names
 from lsp_server.context.pack import (
     Candidate,
@@ -40,24 +49,22 @@ from lsp_server.context.pack import (
 )
 from lsp_server.context.resolve import Module, ModuleCache, StaticResolver
 from lsp_server.context.retrieval import Hit
-from lsp_server.context.snippets import (
-    definition_candidate,
-    is_test_path,
-    target_candidate,
-    use_candidate,
-)
-from lsp_server.context.symbols import Definition, Reference, SymbolIndex
+from lsp_server.context.snippets import definition_candidate, target_candidate
+from lsp_server.context.symbols import Definition, SymbolIndex
 from lsp_server.context.tokens import TokenCounter
+from lsp_server.context.warmup import log_rescan, memo_display, warm_one
+from lsp_server.context.word_index import WordIndex
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MAX_CALLERS",
+    "MAX_TESTS",
     "Assembler",
     "ContextPack",
     "ContextPiece",
     "ContextTask",
     "TaskKind",
-    "assemble_hover",
 ]
 
 #: A definition goes in full only if it takes at most this share of the room left.
@@ -65,10 +72,10 @@ FULL_SHARE = 0.25
 #: The target is cut to the lines around the cursor beyond this share of the budget.
 TARGET_SHARE = 0.6
 MAX_NAMES = 40
-MAX_CALLERS = 3
-MAX_TESTS = 2
-#: Below this many seconds left, callers are not looked up at all.
+#: Below this many seconds left, jedi is not asked for callers at all.
 MIN_CALLERS_TIME = 0.05
+#: Without file watching, the workspace is walked for new files at most this often.
+RESCAN_SECONDS = 60.0
 
 
 class TaskKind(StrEnum):
@@ -102,9 +109,14 @@ class Assembler:
         modules: int = 4096,
     ) -> None:
         self.symbols = symbols
-        self.display_path = display_path or self._relative
+        self.display_path = memo_display(display_path or self._relative)
         self.modules = ModuleCache(symbols.read_text, self.display_path, modules)
         self.resolver = StaticResolver(symbols.root, self.modules)
+        self.words = WordIndex(symbols.root, symbols.read_text)
+        self.finder = CallerFinder(self.words, self.resolver, self.modules)
+        self._cache_size = modules
+        self._rescan: asyncio.Task[int] | None = None
+        self._scanned_at = 0.0
 
     def _relative(self, path: Path | None) -> str:
         if path is None:
@@ -118,16 +130,45 @@ class Assembler:
         return path.as_posix()
 
     async def warm(self, paths: Iterable[Path]) -> int:
-        """Chunk ``paths`` ahead of requests (one worker-thread job per file); how many loaded.
+        """Index ``paths`` (the workspace's files) and chunk them ahead of requests.
 
-        Run it in the background after start: a request that reaches a file
-        chunked already saves the chunking (tens of ms for a large module).
+        One worker-thread job per file reads it once (its buffer if open), adds
+        its identifiers to the word index and chunks it (while the module cache
+        has room), yielding to the event loop in between. Afterwards callers come
+        from the index. Returns how many files were indexed.
         """
-        loaded = 0
-        for path in paths:
-            found = await asyncio.to_thread(self.modules.file, path)
-            loaded += found is not None
-        return loaded
+        indexed = 0
+        for i, path in enumerate(paths):
+            chunk = i < self._cache_size
+            indexed += await asyncio.to_thread(warm_one, self.words, self.modules, path, chunk)
+        self.words.mark_ready()
+        self._scanned_at = time.monotonic()
+        return indexed
+
+    async def warm_workspace(self) -> int:
+        """Find the workspace's Python files and `warm` them (cancel it to stop); logs the time."""
+        started = time.monotonic()
+        paths = await asyncio.to_thread(self.words.discover)
+        indexed = await self.warm(paths)
+        files, words, sites = self.words.stats()
+        logger.info(
+            "indexed %d of %d workspace files in %.1f s (%d identifiers, %d call sites)",
+            indexed,
+            len(paths),
+            time.monotonic() - started,
+            words,
+            sites,
+        )
+        return files
+
+    def document_changed(self, path: Path | None) -> None:
+        """A buffer or file changed, appeared or vanished: re-index it at the next query."""
+        self.words.mark_dirty(path)
+
+    def close(self) -> None:
+        """Stop background work (a rescan of the workspace)."""
+        if self._rescan is not None:
+            self._rescan.cancel()
 
     async def module(self, path: Path | None, text: str) -> Module:
         """The chunked module for ``text`` (cached by content; chunked off the loop)."""
@@ -181,7 +222,7 @@ class Assembler:
         candidates.extend(_class_and_imports(target, enclosing, uses, display))
         if task.callers and enclosing is not None and enclosing.kind.value in _CALLABLE:
             left = until - time.monotonic()
-            if left >= MIN_CALLERS_TIME:
+            if self.words.ready or left >= MIN_CALLERS_TIME:  # the index needs no deadline
                 candidates.extend(await self._callers(task, target, enclosing, region, left))
         return await asyncio.to_thread(build_pack, candidates, counter, budget)
 
@@ -261,7 +302,12 @@ class Assembler:
         region: tuple[int, int],
         left: float,
     ) -> list[Candidate]:
-        line, column = _def_name(task.source, enclosing)
+        """Caller and related-test pieces: from the word index once built, else from jedi."""
+        name = enclosing.qualname.rsplit(".", 1)[-1]
+        if self.words.ready:
+            self._maybe_rescan()
+            return await asyncio.to_thread(self._indexed_callers, task, target, enclosing, region)
+        line, column = def_name(task.source, enclosing)
         try:
             found = await self.symbols.callers(task.source, task.path, line, column, deadline=left)
         except TimeoutError:
@@ -269,53 +315,41 @@ class Assembler:
             return []
         if found is None:
             return []
-        return await asyncio.to_thread(
-            self._uses, task, target, found.references, region, found.function
-        )
+        places = [
+            (r.path, r.line)
+            for r in found.references
+            if not (
+                self.display_path(r.path) == target.display and region[0] <= r.line <= region[1]
+            )
+        ]
+        home = functools.partial(self._home, task, target)
+        return await asyncio.to_thread(caller_candidates, places, name, home, self.display_path)
 
-    def _uses(
-        self,
-        task: ContextTask,
-        target: Module,
-        refs: tuple[Reference, ...],
-        region: tuple[int, int],
-        function: str,
+    def _indexed_callers(
+        self, task: ContextTask, target: Module, enclosing: Chunk, region: tuple[int, int]
     ) -> list[Candidate]:
-        """Worker-thread part: caller snippets, then related tests, each capped."""
-        name = function.rsplit(".", 1)[-1]
-        callers: list[Candidate] = []
-        tests: list[Candidate] = []
-        for ref in refs:
-            where = self.display_path(ref.path)
-            if where == target.display and region[0] <= ref.line <= region[1]:
-                continue
-            test = is_test_path(where)
-            bucket = tests if test else callers
-            if len(bucket) >= (MAX_TESTS if test else MAX_CALLERS):
-                continue
-            home = self._home(task, target, ref.path)
-            if home is None:
-                continue
-            role = Role.TEST if test else Role.CALLER
-            candidate = use_candidate(home.chunks, home.lines, ref.line, role, name)
-            if candidate.piece.label not in {c.piece.label for c in bucket}:
-                bucket.append(candidate)
-        return callers + tests
+        """Worker-thread part: call sites from the index, judged and ranked, as pieces."""
+        found = callee(target, enclosing)
+        if found is None:
+            return []
+        sites = self.finder.sites(target, enclosing, region)
+        name = found[1]
+        places = [(s.path, s.line) for s in sites]
+        home = functools.partial(self._home, task, target)
+        return caller_candidates(places, name, home, self.display_path)
+
+    def _maybe_rescan(self) -> None:
+        """Without file watching, walk the workspace for new files now and then (background)."""
+        if self.words.watched or (self._rescan is not None and not self._rescan.done()):
+            return
+        if time.monotonic() - self._scanned_at < RESCAN_SECONDS:
+            return
+        self._scanned_at = time.monotonic()
+        self._rescan = asyncio.get_running_loop().create_task(asyncio.to_thread(self.words.rescan))
+        self._rescan.add_done_callback(log_rescan)
 
 
 _CALLABLE = ("function", "method")
-
-
-def _def_name(source: str, chunk: Chunk) -> tuple[int, int]:
-    """Where the function's name is in its ``def`` line (decorators skipped)."""
-    name = chunk.qualname.rsplit(".", 1)[-1]
-    lines = source.split("\n")
-    for line in range(chunk.start_line, min(chunk.end_line, len(lines)) + 1):
-        text = lines[line - 1]
-        at = text.find(f"def {name}")
-        if at >= 0:
-            return line, at + 4
-    return chunk.end_line, 0
 
 
 def _class_and_imports(
@@ -344,48 +378,3 @@ def _class_and_imports(
         p = piece(display, start, end, Role.IMPORTS, "the imports the target uses", text)
         out.append(Candidate(p, Role.IMPORTS))
     return out
-
-
-def assemble_hover(
-    module: ChunkedModule,
-    source: str,
-    line: int,
-    definition: tuple[ChunkedModule, int] | None,
-    counter: TokenCounter,
-    budget: int,
-) -> ContextPack:
-    """The pack for a hover at 1-based `line`: target code, then the symbol's definition.
-
-    `definition` is the chunked module holding the definition and its 1-based line.
-    """
-    lines = source.replace("\r\n", "\n").split("\n")
-    first = target_candidate(module, lines, line, line)
-    candidates = [first]
-    if definition is not None:
-        def_module, def_line = definition
-        enclosing = module.enclosing(line)
-        chunk = def_module.enclosing(def_line)
-        same = (
-            chunk is not None
-            and def_module.path == module.path
-            and enclosing is not None
-            and chunk.qualname == enclosing.qualname
-            and chunk.qualname != MODULE_QUALNAME
-        )
-        if chunk is not None and not chunk.is_fallback and not same:
-            d = Definition(chunk.qualname, None, chunk.kind.value, None, def_line, 0, True)
-            role = Role.LOCAL_DEFINITION if def_module.path == module.path else Role.DEFINITION
-            found = definition_candidate(def_module, _lines_of(def_module), d, role, 1.0)
-            if found is not None:
-                candidates.append(found)
-    return build_pack(candidates, counter, budget)
-
-
-def _lines_of(module: ChunkedModule) -> list[str]:
-    """The module's text lines, rebuilt from its chunks (blank between chunks)."""
-    last = max((c.end_line for c in module.chunks), default=0)
-    lines = [""] * last
-    for c in module.chunks:
-        for i, text in enumerate(c.source.split("\n")):
-            lines[c.start_line - 1 + i] = text
-    return lines
