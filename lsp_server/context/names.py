@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 _BUILTINS = frozenset(dir(builtins))
 #: `local_types`' value for a name bound locally to something not evident.
 UNKNOWN = "?"
+#: Between the values of a name assigned several (``a = A() if c else B()``, in turn).
+ALTERNATIVES = " | "
+MAX_ALTERNATIVES = 3
 _SKIP_AFTER = frozenset({"def", "class", "import", "as", "global", "nonlocal"})
 _KEYWORDS_SOFT = frozenset({"match", "case", "type", "_"})
 
@@ -104,7 +107,8 @@ def _dotted(node: ast.expr) -> str:
 
 
 def expression(node: ast.expr, depth: int = 12) -> str:
-    """A dotted expression with calls marked: ``self.get(x).name`` → ``self.get().name``.
+    """A dotted expression with calls marked: ``self.get(x).name`` → ``self.get().name``,
+    ``d[k]`` → ``d.__getitem__()``.
 
     Anything else (subscripts, literals, operators) is ``?``.
     """
@@ -118,6 +122,9 @@ def expression(node: ast.expr, depth: int = 12) -> str:
     if isinstance(node, ast.Call):
         func = expression(node.func, depth - 1)
         return "?" if "?" in func else f"{func}()"
+    if isinstance(node, ast.Subscript):  # `x[k]` is `x.__getitem__(k)`
+        base = expression(node.value, depth - 1)
+        return "?" if "?" in base else f"{base}.__getitem__()"
     return "?"
 
 
@@ -271,8 +278,9 @@ def local_types(lines: list[str], start_line: int, end_line: int) -> dict[str, s
     call to a capitalised name (``q = Query(model)``, ``x = forms.Field()``)
     give a class; other assignments of a dotted expression with calls give that
     expression (``page = paginator.page()``), for `resolve_types` to evaluate.
-    Other names bound there (parameters, loop targets, names given several
-    values) map to `UNKNOWN`: local, so never the module-level name they shadow.
+    A name given several values has them joined by `ALTERNATIVES`, in order.
+    Other names bound there (parameters, loop targets) map to `UNKNOWN`: local,
+    so never the module-level name they shadow.
     {} when the text does not parse.
     """
     text, _ = _dedent(lines[start_line - 1 : end_line])
@@ -285,12 +293,12 @@ def _local_types(text: str) -> tuple[tuple[str, str], ...]:
         tree = _parse(text)
     except (SyntaxError, ValueError, RecursionError):
         return ()
-    found: dict[str, set[str]] = {}
+    found: dict[str, dict[str, None]] = {}  # values in order of appearance
     bound: set[str] = set()
 
     def note(name: str, cls: str | None) -> None:
         if cls is not None and cls.rsplit(".", 1)[-1][:1].isupper():
-            found.setdefault(name, set()).add(cls)
+            found.setdefault(name, {})[cls] = None
 
     for node in ast.walk(tree):
         if isinstance(node, ast.arg):
@@ -301,7 +309,7 @@ def _local_types(text: str) -> tuple[tuple[str, str], ...]:
             isinstance(node, ast.Assign)
             and len(node.targets) == 1
             and isinstance(node.targets[0], ast.Name)
-            and isinstance(node.value, ast.Call | ast.Attribute | ast.Name)
+            and isinstance(node.value, ast.Call | ast.Attribute | ast.Name | ast.Subscript)
         ):
             value = expression(node.value)
             if "?" in value or value.split(".", 1)[0].rstrip("()") == node.targets[0].id:
@@ -310,12 +318,16 @@ def _local_types(text: str) -> tuple[tuple[str, str], ...]:
             if cls is not None and cls.rsplit(".", 1)[-1][:1].isupper():
                 note(node.targets[0].id, cls)
             else:
-                found.setdefault(node.targets[0].id, set()).add(value)
+                found.setdefault(node.targets[0].id, {})[value] = None
+        elif isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
+            value = expression(node.context_expr)  # `with x as y`: y = x.__enter__()
+            if "?" not in value:
+                found.setdefault(node.optional_vars.id, {})[f"{value}.__enter__()"] = None
         if isinstance(node, ast.arg):
             bound.add(node.arg)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             bound.add(node.id)
-    known = {n: next(iter(v)) for n, v in found.items() if len(v) == 1}
+    known = {n: ALTERNATIVES.join(v) for n, v in found.items() if len(v) <= MAX_ALTERNATIVES}
     return tuple(sorted((n, known.get(n, UNKNOWN)) for n in bound | set(known)))
 
 

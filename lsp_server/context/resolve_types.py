@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lsp_server.context.chunker import Chunk, ChunkKind
-from lsp_server.context.names import expression, local_types, type_name
+from lsp_server.context.names import ALTERNATIVES, expression, local_types, type_name
 from lsp_server.context.symbols import Definition
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: How many values deep one name's evaluation may go (``a.b().c.d`` through assignments).
-MAX_DEPTH = 8
+MAX_DEPTH = 16
 _PROPERTIES = ("property", "cached_property", "functools.cached_property")
 
 
@@ -90,6 +90,8 @@ class TypeEvaluator:
 
     def __init__(self, resolver: StaticResolver) -> None:
         self.r = resolver
+        #: value_of's answers, by definition, call and receiver; None while in progress
+        self._values: dict[tuple[str, int, bool, str, str], Value | None] = {}
 
     def definition(
         self, module: Module, expr: str, owner: str | None, types: dict[str, str]
@@ -130,7 +132,10 @@ class TypeEvaluator:
             value = Value("instance" if head.name == "self" else "class", me.module, me.qualname)
         elif head.name in types and not head.called:
             rest = {k: v for k, v in types.items() if k != head.name}
-            value = self.evaluate(module, types[head.name], me, rest, depth - 1)
+            for text in types[head.name].split(ALTERNATIVES):
+                value = self.evaluate(module, text, me, rest, depth - 1)
+                if value is not None:
+                    break
         else:
             home = self.r.module_alias(module, head.name)
             if home is not None:
@@ -176,6 +181,19 @@ class TypeEvaluator:
         the instance or class it was found on, which ``self`` means in its methods."""
         if depth <= 0 or d.path is None:
             return None
+        me = ("", "") if receiver is None else (receiver.module.display, receiver.qualname)
+        key = (d.path.as_posix(), d.line, called, *me)
+        if key in self._values:  # known, or a cycle (`a = b`, `b = a`)
+            return self._values[key]
+        self._values[key] = None
+        found = self._value_of(d, called, depth, receiver)
+        self._values[key] = found
+        return found
+
+    def _value_of(
+        self, d: Definition, called: bool, depth: int, receiver: Value | None
+    ) -> Value | None:
+        assert d.path is not None
         home = self.r.modules.file(d.path)
         chunk = home.chunks.enclosing(d.line) if home is not None else None
         if home is None or chunk is None:

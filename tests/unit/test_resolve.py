@@ -108,3 +108,9 @@ def test_cut_target_name_bound_above_it_in_the_function(resolver: StaticResolver
     assert [(u.text, _where(found.get((u.line, u.column)))) for u in uses] == [
         ("total", ("app.py", text.count("\n", 0, text.index("total = order.refresh")) + 1))
     ]
+
+
+def test_subscript_and_with_statement(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "subscript_and_with")
+    assert found["b.checkout"] == ("models.py", _line("models.py", "def checkout"))
+    assert found["?.total"] == ("models.py", _line("models.py", "def total"))
