@@ -153,7 +153,11 @@ class ThreadWorker(JediWorker):
             except BaseException as exc:
                 job.future.set_exception(exc)
 
-        self._executor.submit(execute)
+        def abandoned(started: concurrent.futures.Future[None]) -> None:
+            if started.cancelled():  # closed before the job started: its caller must not hang
+                job.future.cancel()
+
+        self._executor.submit(execute).add_done_callback(abandoned)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -13,6 +13,8 @@ import pytest_asyncio
 
 from lsp_server.agent.navigate import JediNavigator
 from lsp_server.context import jedi_queries
+from lsp_server.context.jedi_child import JobContext, Stop
+from lsp_server.context.jedi_queries import Definition
 from lsp_server.context.symbols import SymbolIndex
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "proj"
@@ -39,6 +41,23 @@ async def threaded(root: Path) -> AsyncIterator[SymbolIndex]:
     found = SymbolIndex(root, isolate=False)
     yield found
     found.close()
+
+
+def slow_batch(
+    ctx: JobContext,
+    root: Path | None,
+    source: str,
+    path: Path | None,
+    positions: list[tuple[int, int]],
+    limit: int,
+) -> None:
+    """`definitions_batch` at 0.4 s a name, run in the jedi child (imported by reference)."""
+    for position in positions:
+        if ctx.stop.reached():
+            return
+        time.sleep(0.4)
+        one = JobContext(Stop(None), ctx.emit)
+        jedi_queries.definitions_batch(one, root, source, path, [position], limit)
 
 
 def _position(text: str, needle: str, nth: int = 0) -> tuple[int, int]:
@@ -150,6 +169,29 @@ async def test_deadline_partial_batch_and_timeout(
     expected = await threaded.definitions(text, path, *first, deadline=DEADLINE)
     found = await threaded.definitions_batch(text, path, [first, second], deadline=0.0)
     assert found == {first: expected}
+
+
+async def test_child_streams_names_resolved_after_the_caller_gave_up(
+    index: SymbolIndex, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = root / "app/service.py"
+    text = path.read_text()
+    first = _position(text, "apply_tax(subtotal)")
+    second = _position(text, "Money(int")
+    expected: list[Definition] = await index.definitions(text, path, *first, deadline=DEADLINE)
+    index.invalidate()
+    # the child imports this module on first use: do that before the clock matters
+    await index.worker.run(slow_batch, root, text, path, [], 1, deadline=DEADLINE)
+    monkeypatch.setattr(jedi_queries, "definitions_batch", slow_batch)
+    started = time.monotonic()
+    assert await index.definitions_batch(text, path, [first, second], deadline=0.2) == {}
+    assert time.monotonic() - started < 0.4
+    for _ in range(100):  # the child finishes the name in flight and sends it anyway
+        if await index.definitions_batch(text, path, [first], deadline=0.0):
+            break
+        await asyncio.sleep(0.05)
+    found = await index.definitions_batch(text, path, [first, second], deadline=0.0)
+    assert found == {first: expected}  # the second name was never started
 
 
 async def test_cache_per_text_and_invalidate(
