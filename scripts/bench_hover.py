@@ -30,9 +30,18 @@ from bench_common import call_positions, machine, rss_mb, summary, wheel_project
 from lsp_server.testing.fake_provider import FakeProvider, Step
 
 
+def _children_rss(pid: int) -> float:
+    """RSS of the server's descendants (jedi's worker and environment processes) in MiB."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_mb(int(child)) + _children_rss(int(child))
+    return total
+
+
 async def _session(
     root: Path, env: dict[str, str], positions: list[tuple[Path, int, int]], ai: bool
-) -> tuple[float, list[float], float, int]:
+) -> tuple[float, list[float], tuple[float, float], int]:
     client = LanguageClient("bench", "0")
     await client.start_io(
         sys.executable, "-m", "lsp_server", "--log-level", "WARNING", "serve", env=env
@@ -72,17 +81,20 @@ async def _session(
             first = elapsed
         else:
             times.append(elapsed)
-    rss = rss_mb(pid)
+    rss = (rss_mb(pid), _children_rss(pid))
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
     return first, times, rss, answered
 
 
-def _report(label: str, result: tuple[float, list[float], float, int], n: int) -> None:
-    first, times, rss, answered = result
+def _report(
+    label: str, result: tuple[float, list[float], tuple[float, float], int], n: int
+) -> None:
+    first, times, (rss, child_rss), answered = result
     print(
-        f"{label}: first hover after start {first:.0f} ms; RSS {rss:.0f} MiB; {answered} answered"
+        f"{label}: first hover after start {first:.0f} ms; RSS server {rss:.0f} MiB "
+        f"+ children {child_rss:.0f} MiB; {answered} answered"
     )
     print(f"  first hover in each file: {summary(times[: n - 1])}")
     print(f"  warm (same positions):    {summary(times[n - 1 :])}")
