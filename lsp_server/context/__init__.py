@@ -2,8 +2,10 @@
 
 * `chunker`: structure-aware chunks of a module (skeletons, hashes, fingerprints).
 * `tokens`, `o200k`: exact offline token counting in the model's encoding.
-* `symbols` (+ `jedi_queries`): jedi on one thread with deadlines: facts at the
-  cursor, definitions, project-wide references, callers; cached per text.
+* `symbols` (+ `jedi_queries`): jedi with deadlines: facts at the cursor,
+  definitions, project-wide references, callers; cached per text.
+* `jedi_process`, `jedi_child`: where jedi runs: one child process per workspace
+  (restarted after a crash or a badly overrun job), or a thread.
 * `names`, `resolve`: the names a target uses and the import map that places most
   of them without jedi.
 * `snippets`, `pack`: pieces cut from chunks; fitting them to the budget.

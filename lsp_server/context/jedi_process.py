@@ -1,12 +1,9 @@
 """Where jedi runs: a child process per workspace (the server), or a thread (tests, tools).
 
-Jedi is synchronous, not thread-safe, and heavy on the GIL: in a thread of the
-server, the cyclic GC walking jedi's heap and parso loading its pickled parse
-cache stalled the event loop for up to 2.7 s on Django. `ProcessWorker` moves
-every jedi call into one child process, so hovers, cancellation and other
-worker threads never wait on jedi's GIL use. `ThreadWorker` runs the same jobs
-on one thread of this process, for tests that patch the job functions and for
-callers that want no child.
+Jedi holds the GIL for long stretches (cyclic GC over its heap, parso loading
+pickled parse caches): on a thread of the server it stalled the event loop for
+seconds on Django (`scripts/bench_loop_stall.py`). `ProcessWorker` runs every
+jedi call in one child process; `ThreadWorker` runs the same jobs on a thread.
 
 A job is a module-level function ``fn(ctx: JobContext, *args)`` (pickled by
 reference) returning plain picklable values. ``ctx.stop`` tells long loops
@@ -164,9 +161,15 @@ class ThreadWorker(JediWorker):
 
 
 def thread_or_process(isolate: bool, warm: JobFn | None, *args: Any) -> JediWorker:
-    """A `ProcessWorker` (warmed with ``warm(*args)``) when ``isolate``, else a `ThreadWorker`."""
-    if isolate:
+    """A `ProcessWorker` (warmed with ``warm(*args)``) when ``isolate``, else a `ThreadWorker`.
+
+    The child needs POSIX (its socket is passed by file descriptor) and a Python
+    executable to start; without them jedi runs on a thread, and the log says so.
+    """
+    if isolate and os.name == "posix" and sys.executable:
         return ProcessWorker(warm, *args)
+    if isolate:
+        logger.warning("jedi runs on a thread: no child process on %s", sys.platform)
     return ThreadWorker()
 
 
@@ -405,10 +408,6 @@ class ProcessWorker(JediWorker):
 
 def _has_fileno(stream: Any) -> bool:
     try:
-        stream.fileno()
+        return isinstance(stream.fileno(), int)
     except (AttributeError, OSError, ValueError):
         return False
-    return True
-
-
-# -- child process -------------------------------------------------------------------
