@@ -22,11 +22,12 @@ from __future__ import annotations
 import ast
 import functools
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lsp_server.context.chunker import Chunk, ChunkKind
+from lsp_server.context.chunker import Chunk, ChunkedModule, ChunkKind
 from lsp_server.context.names import ALTERNATIVES, expression, local_types, type_name
 from lsp_server.context.symbols import Definition
 
@@ -80,7 +81,7 @@ def _tree(source: str) -> ast.Module | None:
         warnings.simplefilter("ignore")
         try:
             return ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError) as exc:
+        except (SyntaxError, ValueError, RecursionError, SystemError) as exc:
             logger.debug("chunk does not parse alone: %s", exc)
             return None
 
@@ -104,7 +105,7 @@ class TypeEvaluator:
         try:
             base = self._chain(module, parts[:-1], me, types, MAX_DEPTH)
             return self.attribute(base, parts[-1].name) if base is not None else None
-        except (RecursionError, ValueError, OSError) as exc:
+        except (RecursionError, ValueError, OSError, SystemError) as exc:
             logger.debug("evaluating %s failed: %s", expr, exc)
             return None
 
@@ -338,3 +339,57 @@ def _returns(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
             out.append(value)
         stack.extend(ast.iter_child_nodes(item))
     return out
+
+
+def instance_attribute(chunks: ChunkedModule, cls: str, name: str) -> int | None:
+    """The first line assigning ``self.name`` in a method of ``cls`` (``__init__`` first)."""
+    methods = [c for c in chunks.chunks if c.parent == cls and c.kind is ChunkKind.METHOD]
+    methods.sort(key=lambda c: (c.qualname != f"{cls}.__init__", c.start_line))
+    for method in methods:
+        found = _self_assignments(method.source).get(name)
+        if found is not None:
+            return method.start_line + found
+    return None
+
+
+#: The targets of an assignment statement (``self.a, self.b: T =``), not ``==``.
+_ASSIGNMENT = re.compile(r"^[ \t]*([\w.\t ,]+?)\s*(?::[^=]*)?=(?!=)", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _self_assignments(source: str) -> dict[str, int]:
+    """``self.name`` assigned in a method's source: name → 0-based line offset of the first."""
+    out: dict[str, int] = {}
+    for match in _ASSIGNMENT.finditer(source):
+        for target in match.group(1).split(","):
+            parts = target.strip().split(".")
+            if len(parts) == 2 and parts[0] == "self" and parts[1].isidentifier():
+                out.setdefault(parts[1], source.count("\n", 0, match.start()))
+    return out
+
+
+def class_attribute(source: str, name: str) -> int | None:
+    """0-based line offset of ``name = ...`` / ``name: T`` directly in a class body."""
+    return _class_attributes(source).get(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _class_attributes(source: str) -> dict[str, int]:
+    lines = source.split("\n")
+    out: dict[str, int] = {}
+    if len(lines) < 2:
+        return out
+    body = lines[1:]
+    indent = next((len(ln) - len(ln.lstrip()) for ln in body if ln.strip()), 0)
+    for i, line in enumerate(body, start=1):
+        if len(line) - len(line.lstrip()) != indent:
+            continue
+        rest = line[indent:]
+        match = _ATTRIBUTE.match(rest)
+        if match is not None:
+            out.setdefault(match.group(1), i)
+    return out
+
+
+#: ``name = ...``, ``name: T`` (not ``name == ...``) at the start of a class-body line.
+_ATTRIBUTE = re.compile(r"(\w+)\s*(?::|=(?!=))")
