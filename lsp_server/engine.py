@@ -107,8 +107,14 @@ class Engine:
         return await asyncio.to_thread(read_disk, path)
 
     def document_changed(self, path: Path | None) -> None:
-        """An editor buffer changed or was saved: forget what was derived from it."""
+        """A buffer or file changed (also opened, closed, created, deleted): forget what
+        was derived from it."""
         self.symbols.invalidate(path)
+        self.assembler.document_changed(path)
+
+    def watch_files(self) -> None:
+        """The client reports changes to workspace files: no need to poll mtimes."""
+        self.assembler.words.watched = True
 
     def in_workspace(self, path: Path) -> bool:
         """Whether `path` lies inside the workspace root."""
@@ -184,8 +190,9 @@ class Engine:
         await service.aclose()
 
     async def warm_up(self) -> None:
-        """Load the tokenizer for the configured model off the event loop."""
+        """Load the tokenizer, then index and chunk the workspace (background; cancellable)."""
         await self.counter(self._settings.model)
+        await self.assembler.warm_workspace()
 
     async def counter(self, model: str) -> TokenCounter:
         """The token counter for `model`, loaded once."""
@@ -297,6 +304,7 @@ class Engine:
             await service.aclose()
         self._retired.clear()
         await self.llm.aclose()
+        self.assembler.close()
         self.symbols.close()
         if self._summaries is not None:
             self._summaries.close()

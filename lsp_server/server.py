@@ -12,8 +12,11 @@ answers RequestCancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -48,6 +51,8 @@ class LlmLanguageServer(LanguageServer):
         self.root: Path | None = None
         self.pending_problems: list[SettingsProblem] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._buffers: dict[Path, str] = {}  # open documents by normalised absolute path
+        self._buffers_lock = threading.Lock()
 
     @property
     def lsp_protocol(self) -> LlmProtocol:
@@ -61,12 +66,43 @@ class LlmLanguageServer(LanguageServer):
         return Path(path) if path else None
 
     def read_buffer(self, path: Path) -> str | None:
-        """The text of `path` if the editor has it open (unsaved changes included)."""
-        for doc in list(self.workspace.text_documents.values()):
-            doc_path = self.uri_to_path(doc.uri)
-            if doc_path is not None and (doc_path == path or doc_path.resolve() == path.resolve()):
-                return str(doc.source)
-        return None
+        """The text of `path` if the editor has it open (unsaved changes included).
+
+        A dict lookup, safe from any thread (the context engine calls it from
+        worker threads, once per import hop). Buffers are filed under their
+        path and its symlink-free form, so lookups never touch the disk.
+        """
+        key = _buffer_key(path)
+        with self._buffers_lock:
+            return self._buffers.get(key)
+
+    def buffer_updated(self, uri: str) -> Path | None:
+        """Copy the workspace's text of ``uri`` into the buffer map (didOpen/didChange)."""
+        path = self.uri_to_path(uri)
+        if path is None:
+            return None
+        text = str(self.workspace.get_text_document(uri).source)
+        keys = _buffer_keys(path)
+        with self._buffers_lock:
+            for key in keys:
+                self._buffers[key] = text
+        return path
+
+    def buffer_closed(self, uri: str) -> Path | None:
+        """Forget the buffer of ``uri`` (didClose): its disk text counts again."""
+        path = self.uri_to_path(uri)
+        if path is None:
+            return None
+        keys = _buffer_keys(path)
+        with self._buffers_lock:
+            for key in keys:
+                self._buffers.pop(key, None)
+        return path
+
+    def cancel_background(self) -> None:
+        """Cancel background work (the workspace warm-up) at shutdown."""
+        for task in list(self._background):
+            task.cancel()
 
     def report_problems(self, problems: list[SettingsProblem]) -> None:
         """Tell the user about each invalid setting."""
@@ -108,6 +144,18 @@ class LlmLanguageServer(LanguageServer):
             self.engine = Engine(settings, self.root, self.read_buffer)
         else:
             await self.engine.update_settings(settings)
+
+
+def _buffer_key(path: Path) -> Path:
+    return Path(os.path.normpath(path.absolute()))
+
+
+def _buffer_keys(path: Path) -> set[Path]:
+    """Where a buffer is filed: its path as given and without symlinks."""
+    keys = {_buffer_key(path)}
+    with contextlib.suppress(OSError, RuntimeError):
+        keys.add(_buffer_key(path.resolve()))
+    return keys
 
 
 def _set_log_level(level: str) -> None:
@@ -159,6 +207,8 @@ def create_server() -> LlmLanguageServer:
         await _pull_configuration(ls)
         if ls.engine is not None:
             ls.spawn(ls.engine.warm_up(), "warm-up")
+            if await _watch_files(ls):
+                ls.engine.watch_files()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_did_change_configuration(
@@ -170,10 +220,30 @@ def create_server() -> LlmLanguageServer:
 
     no_hover: types.Hover | None = None
 
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def on_did_open(ls: LlmLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+        path = ls.buffer_updated(params.text_document.uri)
+        if ls.engine is not None:
+            ls.engine.document_changed(path)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_did_change(ls: LlmLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+        path = ls.buffer_updated(params.text_document.uri)
         if ls.engine is not None:
-            ls.engine.document_changed(ls.uri_to_path(params.text_document.uri))
+            ls.engine.document_changed(path)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def on_did_close(ls: LlmLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+        path = ls.buffer_closed(params.text_document.uri)
+        if ls.engine is not None:
+            ls.engine.document_changed(path)  # unsaved edits are gone: the disk counts again
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def on_watched_files(ls: LlmLanguageServer, params: types.DidChangeWatchedFilesParams) -> None:
+        if ls.engine is None:
+            return
+        for change in params.changes:
+            ls.engine.document_changed(ls.uri_to_path(change.uri))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def on_did_save(ls: LlmLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -233,6 +303,7 @@ def create_server() -> LlmLanguageServer:
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: LlmLanguageServer, params: None) -> None:
+        ls.cancel_background()
         if ls.engine is not None:
             await ls.engine.aclose()
 
@@ -267,6 +338,31 @@ async def _run_doctor(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
     kind = types.MessageType.Info if report.ok else types.MessageType.Error
     ls.window_show_message(types.ShowMessageParams(type=kind, message=verdict))
     return {"ok": report.ok, "report": text}
+
+
+async def _watch_files(ls: LlmLanguageServer) -> bool:
+    """Ask the client to report changes to workspace Python files; False if it cannot."""
+    caps = ls.client_capabilities.workspace
+    watched = caps.did_change_watched_files if caps is not None else None
+    if watched is None or not watched.dynamic_registration:
+        return False
+    options = types.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[types.FileSystemWatcher(glob_pattern="**/*.py")]
+    )
+    registration = types.Registration(
+        id="llm-lsp-watch-python",
+        method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+        register_options=options,
+    )
+    try:
+        await asyncio.wait_for(
+            ls.client_register_capability_async(types.RegistrationParams([registration])),
+            timeout=5.0,
+        )
+    except Exception as exc:  # optional: without it, changed files are found by mtime
+        logger.warning("registering for file changes failed: %s", exc)
+        return False
+    return True
 
 
 async def _pull_configuration(ls: LlmLanguageServer) -> bool:

@@ -10,8 +10,9 @@ of asking jedi for project-wide references (seconds on a large project).
 The lexer is one regular expression that knows Python's comments, string
 literals (prefixes, triple quotes, escapes; an f-string counts as a string, as
 in Python 3.11's own tokenizer) and numbers, so words inside them never count.
-On Django (909 files, 5.9 MB) it matches `tokenize`'s names exactly (see
-``tests/unit/test_word_index.py``) at a fraction of the cost.
+Its names equal `tokenize`'s on every file of Django 6.1.3 (909 files, 5.9 MB;
+checked once) and of this package (``tests/unit/test_word_index.py``), in about
+half the time (4.7 s against 9.4 s for Django on 2 busy cores).
 
 The index is built file by file (`index_file`, on a worker thread) and kept
 current by `mark_dirty` (an editor buffer changed, a watched file changed:
