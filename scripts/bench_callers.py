@@ -19,7 +19,8 @@ for the function enclosing each, measures in one process:
   given over all of them and over the call-like ones (name followed by ``(``
   or used as a decorator).
 
-Run: `.venv/bin/python scripts/bench_callers.py [--positions 100] [--truth 60]`.
+Run: `.venv/bin/python scripts/bench_callers.py [--positions 100] [--truth 60] [--static]`
+(``--static``: definitions from the import map only, as in `bench_context.py --static-only`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ async def main_async(args: argparse.Namespace) -> None:
     look_index: list[float] = []
     timeouts = 0
     for i, (path, line, chunk) in enumerate(targets):
-        task = ContextTask(TaskKind.EXPLAIN, texts[path], path, line, line)
+        task = ContextTask(TaskKind.EXPLAIN, texts[path], path, line, line, infer=not args.static)
         order = [(by_jedi, asm_jedi), (by_index, asm_index)]
         for asm, out in order if i % 2 else reversed(order):
             t = time.perf_counter()
@@ -110,7 +111,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
     truth_index = SymbolIndex(root)
     found = total = total_calls = found_calls = shown = shown_ok = ours_n = ours_ok = 0
-    for path, _line_no, chunk in targets[: args.truth]:
+    for path, _line_no, chunk in targets[: args.truth] if args.truth else []:
         text = texts[path]
         at = def_name(text, chunk)
         try:
@@ -143,7 +144,8 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(
         f"project: Django {args.django} wheel; {len(targets)} functions enclosing sampled call "
-        f"sites; budget {args.budget} tokens; jedi deadline {args.deadline:g} s"
+        f"sites; budget {args.budget} tokens; jedi deadline {args.deadline:g} s; definitions: "
+        f"{'import map only' if args.static else 'import map, then jedi'}"
     )
     print(
         f"warm-up (chunk + index {files} files): {warm_s:.1f} s; longest event-loop stall "
@@ -176,6 +178,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=3000)
     parser.add_argument("--deadline", type=float, default=1.0, help="jedi seconds per pack")
     parser.add_argument("--django", default="6.1.3")
+    parser.add_argument(
+        "--static", action="store_true", help="definitions from the import map only (no jedi)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
