@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from lsprotocol import types
 
 from lsp_server.ask import AskError, AskOutcome
 from lsp_server.atomic import write_text_atomic
-from lsp_server.features.progress import ActionProgress
+from lsp_server.features.progress import ActionProgress, UserCancelled
 
 if TYPE_CHECKING:
     from lsp_server.server import LlmLanguageServer
@@ -70,23 +69,14 @@ async def run_ask_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, A
     if not isinstance(raw, dict):
         return _fail(ls, 'llmLsp.ask expects [{"question": "...", "conversation": null}]')
     question = raw.get("question")
-    pressed: Future[Any] | None = None
     try:
         async with ActionProgress(ls, "llm-lsp: Ask") as progress:
-            if progress.token is not None:
-                pressed = ls.work_done_progress.tokens.get(progress.token)
             outcome = await engine.asker().ask(question, raw.get("conversation"), progress.report)
             progress.end_message = outcome.message
     except AskError as exc:
         return _fail(ls, str(exc))
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if pressed is None or not pressed.cancelled() or task is None:
-            raise  # $/cancelRequest: pygls answers the request
-        # The cancel button of the progress cancelled only this task: the request is
-        # still open, so answer it (the provider call was closed by the cancellation).
-        task.uncancel()
-        logger.info("question cancelled from its progress")
+    except UserCancelled:
+        # The progress's cancel button: the provider call is closed, the request still open.
         return {"ok": False, "cancelled": True, "error": "cancelled"}
     assert isinstance(question, str)  # validated by ask()
     target = answer_path(engine.settings.cache_dir, outcome, question)

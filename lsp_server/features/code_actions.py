@@ -21,7 +21,7 @@ from lsp_server.actions import ActionOutcome, explanation_path
 from lsp_server.agent import ProposedEdit
 from lsp_server.atomic import write_text_atomic
 from lsp_server.engine import Document
-from lsp_server.features.progress import ActionProgress
+from lsp_server.features.progress import ActionProgress, UserCancelled
 
 if TYPE_CHECKING:
     from lsp_server.server import LlmLanguageServer
@@ -172,9 +172,15 @@ async def _run_fix(ls: LlmLanguageServer, raw: Any) -> tuple[ActionOutcome, str,
     return outcome, uri, version
 
 
+CANCELLED = {"ok": False, "cancelled": True, "message": "cancelled"}
+
+
 async def resolve(ls: LlmLanguageServer, action: types.CodeAction) -> types.CodeAction:
     """Compute the fix for a stub; on failure the user gets a message and no edit."""
-    result = await _run_fix(ls, action.data)
+    try:
+        result = await _run_fix(ls, action.data)
+    except UserCancelled:
+        return action
     if result is None:
         return action
     outcome, uri, version = result
@@ -187,7 +193,10 @@ async def resolve(ls: LlmLanguageServer, action: types.CodeAction) -> types.Code
 
 async def run_fix_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
     """`llmLsp.fix`: compute the fix and ask the editor to apply it."""
-    result = await _run_fix(ls, args[0] if args else None)
+    try:
+        result = await _run_fix(ls, args[0] if args else None)
+    except UserCancelled:
+        return dict(CANCELLED)
     if result is None:
         return {"ok": False}
     outcome, uri, version = result
@@ -215,9 +224,12 @@ async def run_explain_command(ls: LlmLanguageServer, args: list[Any]) -> dict[st
         _warn(ls, f"llm-lsp: cannot read {uri}")
         return {"ok": False}
     doc, _version = found
-    async with ActionProgress(ls, "llm-lsp: Explain") as progress:
-        outcome = await engine.actions.explain(doc, start, end, progress.report)
-        progress.end_message = outcome.message
+    try:
+        async with ActionProgress(ls, "llm-lsp: Explain") as progress:
+            outcome = await engine.actions.explain(doc, start, end, progress.report)
+            progress.end_message = outcome.message
+    except UserCancelled:
+        return dict(CANCELLED)
     if outcome.markdown is None:
         _warn(ls, outcome.message)
         return {"ok": False, "message": outcome.message}

@@ -3,7 +3,11 @@
 `ActionProgress` creates a progress token (when the client supports it),
 reports each step the agent announces, and ends with a final message. When the
 user presses cancel in the editor (`window/workDoneProgress/cancel`), the task
-doing the work is cancelled, which closes any in-flight provider request.
+doing the work is cancelled, which closes any in-flight provider request; the
+request itself is still open (the editor cancelled the progress, not the
+request), so the block ends with `UserCancelled` for the handler to answer
+it. A ``$/cancelRequest`` stays a plain `asyncio.CancelledError` (pygls answers
+RequestCancelled).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class UserCancelled(Exception):
+    """The user pressed cancel on the progress: answer the request as cancelled."""
+
+
 class ActionProgress:
     """`async with ActionProgress(ls, "Explain"): ...` with `report(text)` inside."""
 
@@ -31,6 +39,7 @@ class ActionProgress:
         self.title = title
         self.token: str | None = None
         self.end_message = "Done"
+        self.user_cancelled = False
 
     def _supported(self) -> bool:
         window = self.ls.client_capabilities.window
@@ -54,6 +63,7 @@ class ActionProgress:
             def on_cancel(f: Future[Any]) -> None:
                 if f.cancelled():
                     logger.info("user cancelled %s", self.title)
+                    self.user_cancelled = True
                     loop.call_soon_threadsafe(task.cancel)
 
             future.add_done_callback(on_cancel)
@@ -81,3 +91,12 @@ class ActionProgress:
         message = "Cancelled" if exc_type is asyncio.CancelledError else self.end_message
         self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
         self.ls.work_done_progress.tokens.pop(self.token, None)
+        task = asyncio.current_task()
+        if (
+            exc_type is asyncio.CancelledError
+            and self.user_cancelled
+            and task is not None
+            and task.cancelling() == 1  # only our cancel: no $/cancelRequest, no shutdown
+        ):
+            task.uncancel()
+            raise UserCancelled(self.title) from None

@@ -277,3 +277,35 @@ async def test_doctor_command_reports_every_provider(
         "gpt-4o-mini",
     }
     assert all(r["feature"] == "doctor" for r in ai_session.usage()), ai_session.usage()
+
+
+async def test_cancel_button_on_the_progress_answers_the_explain_request(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    """The editor's cancel button cancels the progress, not the request: the request must
+    still get an answer (else the editor waits for ever), and the provider call is closed."""
+    fake.script(Step(text="too late", delay=30.0))
+    ai_session.client.progress_reports.clear()
+    shown = len(ai_session.client.shown_documents)
+    pending = asyncio.ensure_future(
+        ai_session.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command="llmLsp.explain",
+                arguments=[{"uri": ai_session.uri("shop/basket.py"), "start": 16, "end": 19}],
+            )
+        )
+    )
+    await fake.wait_for_requests_async(1, 20.0, finished=False)
+    [token] = ai_session.client.progress_reports
+    ai_session.client.protocol.notify(
+        types.WINDOW_WORK_DONE_PROGRESS_CANCEL, types.WorkDoneProgressCancelParams(token=token)
+    )
+    result = await asyncio.wait_for(pending, 10)
+    assert result == {"ok": False, "cancelled": True, "message": "cancelled"}
+    hung_up = await fake.wait_for_disconnect_async(10.0)
+    assert hung_up is not None and hung_up.client_disconnected
+    end = ai_session.client.progress_reports[token][-1]
+    assert getattr(end, "message", None) == "Cancelled"
+    usage = await ai_session.wait_for_usage()
+    assert [r["outcome"] for r in usage] == ["cancelled"]
+    assert len(ai_session.client.shown_documents) == shown  # nothing opened
