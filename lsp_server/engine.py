@@ -23,6 +23,7 @@ from lsp_server.actions import Actions
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
 from lsp_server.ask import Asker
 from lsp_server.context.assembler import Assembler, ContextPack, ContextTask, TaskKind
+from lsp_server.context.jedi_process import JediCrashed
 from lsp_server.context.memory import SummaryCache
 from lsp_server.context.symbols import Definition, SymbolIndex, SymbolInfo, read_disk
 from lsp_server.context.tokens import TokenCounter, counter_for_model
@@ -221,6 +222,9 @@ class Engine:
             symbol = await self.symbols.symbol_at(
                 doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
             )
+        except JediCrashed as exc:  # restarted on the next request
+            logger.warning("static analysis failed at %s:%d: %s", doc.path, line + 1, exc)
+            return None
         except TimeoutError:
             logger.warning("static analysis timed out at %s:%d", doc.path, line + 1)
             return None
