@@ -11,6 +11,7 @@ under the static facts. `asyncio.CancelledError` always propagates.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 import uuid
@@ -191,8 +192,12 @@ class Engine:
         await service.aclose()
 
     async def warm_up(self) -> None:
-        """Load the tokenizer, then index and chunk the workspace (background; cancellable)."""
+        """Load the tokenizer and the provider SDK, then index and chunk the workspace
+        (background; cancellable). The SDK is imported lazily (about 2 s), off the loop here
+        so the first model call does not import it on the event loop."""
         await self.counter(self._settings.model)
+        if self.llm.available:
+            await asyncio.to_thread(importlib.import_module, "openai")
         await self.assembler.warm_workspace()
 
     async def counter(self, model: str) -> TokenCounter:

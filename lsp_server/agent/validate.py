@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import libcst
-
 from lsp_server.agent.edits import count_lines
 from lsp_server.agent.lint import Diagnostic, LintUnavailable, run_ruff
 from lsp_server.agent.process import ProcessTimeout, TestRun, run_process, run_pytest, safe_env
@@ -135,6 +133,10 @@ class ValidationResult:
 
 
 def _parse_sync(text: str) -> ParseError | None:
+    # Imported on first use (on a worker thread): libcst takes ~0.6 s to import,
+    # which the server's start should not pay.
+    import libcst
+
     try:
         libcst.parse_module(text)
     except libcst.ParserSyntaxError as exc:

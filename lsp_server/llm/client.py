@@ -22,9 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import openai
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lsp_server.llm.errors import classify
 from lsp_server.llm.pricing import cost_usd
@@ -38,6 +36,9 @@ from lsp_server.llm.types import (
 )
 from lsp_server.settings_values import Secret
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
+
+if TYPE_CHECKING:
+    import openai
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +107,23 @@ class ProviderClient:
         self._usage_log = usage_log
         key = config.api_key.reveal() if config.api_key else NO_KEY
         self._secrets = (key,) if config.api_key else ()
-        self._client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=config.base_url,
-            timeout=config.timeout,
-            max_retries=0,
-        )
+        self._key = key
+        self._sdk: openai.AsyncOpenAI | None = None
+
+    @property
+    def _client(self) -> openai.AsyncOpenAI:
+        """The SDK client, made on first use: ``import openai`` alone takes about 2 s,
+        which the server's start (and the editor's ``initialize``) should not wait for."""
+        if self._sdk is None:
+            import openai
+
+            self._sdk = openai.AsyncOpenAI(
+                api_key=self._key,
+                base_url=self.config.base_url,
+                timeout=self.config.timeout,
+                max_retries=0,
+            )
+        return self._sdk
 
     @property
     def name(self) -> str:
@@ -120,7 +132,8 @@ class ProviderClient:
 
     async def aclose(self) -> None:
         """Close pooled connections."""
-        await self._client.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     async def complete(
         self,

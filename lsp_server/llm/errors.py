@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from lsp_server.llm.retry import parse_retry_after
 from lsp_server.llm.types import ErrorKind, ProviderFailure
+
+if TYPE_CHECKING:
+    import openai
 
 _KEY_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|(Bearer\s+)\S+")
 _MAX_MESSAGE = 200
@@ -76,6 +77,8 @@ def classify(
     """
     if isinstance(exc, ProviderFailure):
         return exc
+    import openai
+
     kind: ErrorKind
     status: int | None = None
     retry_after: float | None = None

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-import openai
+from typing import TYPE_CHECKING
 
 from lsp_server.llm.client import NO_KEY
 from lsp_server.llm.errors import classify
 from lsp_server.settings import Settings
 from lsp_server.settings_values import ROLES, Secret
+
+if TYPE_CHECKING:
+    import openai
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ def tier_specs(settings: Settings) -> tuple[TierSpec, ...]:
 
 def sdk_client(spec: TierSpec, timeout: float) -> openai.AsyncOpenAI:
     """A bare SDK client for `spec` with the SDK's own retries off."""
+    import openai
+
     return openai.AsyncOpenAI(
         api_key=spec.api_key.reveal() if spec.api_key else NO_KEY,
         base_url=spec.base_url,
