@@ -138,6 +138,16 @@ def _shape(use: str) -> str:
     return ".".join([head, *(["b"] * (len(parts) - 2)), "x"])
 
 
+def _row(
+    why: str, use: str, at: str, lines: list[str], line: int, truth: str, static: str
+) -> dict[str, str | int]:
+    """One line of the ``--misses`` file."""
+    code = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    shape = _shape(use) if why != "extra" else ""
+    row: dict[str, str | int] = {"why": why, "shape": shape, "use": use, "at": at}
+    return row | {"code": code, "truth": truth, "static": static}
+
+
 def _misses(
     asm: Assembler,
     path: Path,
@@ -146,7 +156,8 @@ def _misses(
     truth: list[Truth],
     static: dict[tuple[int, int], Definition],
 ) -> list[dict[str, str | int]]:
-    """Each definition of ``truth`` the pack misses, and why (by what the import map did)."""
+    """Each definition of ``truth`` the pack misses, and why (by what the import map did);
+    then the import map's definitions in pieces jedi does not give (``why`` "extra")."""
     out: list[dict[str, str | int]] = []
     lines = text.split("\n")
     for t in truth:
@@ -160,17 +171,22 @@ def _misses(
             why = "dropped"
         else:
             why = "wrong"
-        out.append(
-            {
-                "why": why,
-                "shape": _shape(t.use),
-                "use": t.use,
-                "at": f"{asm.display_path(path)}:{t.line}",
-                "code": lines[t.line - 1].strip() if 0 < t.line <= len(lines) else "",
-                "truth": f"{t.where}:{t.def_line}",
-                "static": f"{got}:{placed.line}" if placed is not None else "",
-            }
-        )
+        static_at = f"{got}:{placed.line}" if placed is not None else ""
+        where = f"{asm.display_path(path)}:{t.line}"
+        out.append(_row(why, t.use, where, lines, t.line, f"{t.where}:{t.def_line}", static_at))
+    # then each definition piece holding no definition jedi gives (a precision loss), with
+    # the import map's answers it holds and what jedi says for those names (why=extra)
+    for piece in pack.pieces:
+        if piece.role != "definition" or any(piece.covers(t.where, t.def_line) for t in truth):
+            continue
+        for (line, column), d in sorted(static.items()):
+            where = asm.display_path(d.path) if d.path is not None else ""
+            if not piece.covers(where, d.line):
+                continue
+            at = (line, column)
+            jedi = [f"{t.where}:{t.def_line}" for t in truth if (t.line, t.column) == at]
+            at_use, put = f"{asm.display_path(path)}:{line}", f"{where}:{d.line}"
+            out.append(_row("extra", d.name, at_use, lines, line, " ".join(jedi), put))
     return out
 
 
@@ -236,6 +252,7 @@ async def main_async(args: argparse.Namespace) -> None:
     found = total = perfect = over = 0
     def_pieces = def_right = 0
     misses: list[dict[str, str | int]] = []
+    extras: list[dict[str, str | int]] = []
     pack_tokens: list[int] = []
     naive_tokens: list[int] = []
     window_tokens: list[int] = []
@@ -251,7 +268,8 @@ async def main_async(args: argparse.Namespace) -> None:
         def_pieces += len(pieces)
         def_right += sum(any(p.covers(t.where, t.def_line) for t in truth) for p in pieces)
         if statics:
-            misses.extend(_misses(asm, path, texts[path], pack, truth, statics[i]))
+            for row in _misses(asm, path, texts[path], pack, truth, statics[i]):
+                (extras if row["why"] == "extra" else misses).append(row)
         perfect += hit == len(truth)
         for f in {path, *def_files}:
             if f not in file_tokens:
@@ -296,7 +314,8 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(f"over budget: {over}")
     if args.misses is not None:
-        _save(args.misses, "".join(json.dumps(m, sort_keys=True) + "\n" for m in misses))
+        listed = [*misses, *extras]
+        _save(args.misses, "".join(json.dumps(m, sort_keys=True) + "\n" for m in listed))
         why = Counter(str(m["why"]) for m in misses)
         shapes = Counter(f"{m['why']} {m['shape']}" for m in misses)
         print(
@@ -305,6 +324,7 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         for k, n in shapes.most_common():
             print(f"  {n:4d}  {k}")
+        print(f"definitions placed in pieces jedi does not give (why=extra): {len(extras)}")
 
 
 def main() -> None:
@@ -326,7 +346,10 @@ def main() -> None:
         "--static-only", action="store_true", help="the import map only, no jedi for the rest"
     )
     parser.add_argument(
-        "--misses", type=Path, help="write each missed definition and why (JSON lines) here"
+        "--misses",
+        type=Path,
+        help="write each missed definition and why (JSON lines) here, and each definition "
+        "the import map placed in a piece jedi does not give (why=extra)",
     )
     parser.add_argument(
         "--truth-cache",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from lsp_server.context.chunker import Chunk, ChunkedModule, ChunkKind
 from lsp_server.context.names import ALTERNATIVES, expression, local_types, type_name
+from lsp_server.context.resolve_convention import convention_class
 from lsp_server.context.symbols import Definition
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class TypeEvaluator:
             return None
         me = Value("instance", module, owner) if owner else None
         try:
-            base = self._chain(module, parts[:-1], me, types, MAX_DEPTH)
+            base = self._chain(module, parts[:-1], me, types, MAX_DEPTH, parts[-1].name)
             return self.attribute(base, parts[-1].name) if base is not None else None
         except (RecursionError, ValueError, OSError, SystemError) as exc:
             logger.debug("evaluating %s failed: %s", expr, exc)
@@ -125,8 +126,10 @@ class TypeEvaluator:
         me: Value | None,
         types: dict[str, str],
         depth: int,
+        then: str | None = None,
     ) -> Value | None:
-        """``me`` is what ``self`` is (the receiver's class, also in a base's method)."""
+        """``me`` is what ``self`` is (the receiver's class, also in a base's method);
+        ``then`` the attribute read on the chain's value, if any."""
         head = parts[0]
         value: Value | None = None
         if head.name in ("self", "cls") and me is not None and not head.called:
@@ -137,6 +140,10 @@ class TypeEvaluator:
                 value = self.evaluate(module, text, me, rest, depth - 1)
                 if value is not None:
                     break
+            attr = parts[1].name if len(parts) > 1 else then
+            if value is None and attr is not None:  # unannotated, or a value not followed
+                cls = convention_class(self.r, self.r.classes, module, head.name, attr)
+                value = Value("instance", cls[0], cls[1]) if cls is not None else None
         else:
             home = self.r.module_alias(module, head.name)
             if home is not None:

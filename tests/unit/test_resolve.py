@@ -114,3 +114,32 @@ def test_subscript_and_with_statement(resolver: StaticResolver) -> None:
     found = _resolve(resolver, "subscript_and_with")
     assert found["b.checkout"] == ("models.py", _line("models.py", "def checkout"))
     assert found["?.total"] == ("models.py", _line("models.py", "def total"))
+
+
+def _streams(needle: str) -> tuple[str, int]:
+    return ("streams.py", _line("streams.py", needle))
+
+
+def test_unannotated_names_typed_by_naming_convention(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "by_convention")
+    # a loop variable: `stream` is a LazyStream (not Downstream: no word boundary)
+    assert found["stream.read"] == _streams("def read(self):\n        return b")
+    assert found["stream.unget"] == _streams("def unget")
+    # every `…FormSet` inherits `forms` from one base: the same definition
+    assert found["formset.forms"] == _streams("self.forms =")
+    # the class the module imports wins over another `…Order` in the workspace
+    assert found["order.refresh"] == ("base.py", _line("base.py", "def refresh"))
+
+
+def test_naming_convention_negative_cases(resolver: StaticResolver) -> None:
+    found = _resolve(resolver, "by_convention")
+    assert found["request.method"] is None  # two request classes assign it: ambiguous
+    assert found["order.missing"] is None  # on no `…Order` class
+
+
+def test_naming_convention_word_boundary_and_short_names(resolver: StaticResolver) -> None:
+    index = resolver.classes
+    assert index.matching("stream") == ["LazyStream"]
+    assert index.matching("_formset") == ["BaseFormSet", "InlineFormSet", "OrderFormSet"]
+    assert index.matching("qs") == []
+    assert index.matching("nothing_here") == []
