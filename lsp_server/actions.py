@@ -86,7 +86,9 @@ class Actions:
         engine = self.engine
         settings = engine.settings
         counter = await engine.counter(settings.model)
-        task = ContextTask(kind, doc.text, doc.path, start, end)
+        # contextDeadline 0: the import map and evident types only (no jedi inference).
+        infer = settings.context_deadline > 0
+        task = ContextTask(kind, doc.text, doc.path, start, end, infer=infer)
         # The agent fetches more with its tools; this is what it gets up front.
         budget = (
             settings.fix_context_tokens if kind == TaskKind.FIX else settings.explain_context_tokens

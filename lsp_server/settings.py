@@ -236,7 +236,7 @@ _SPECS: tuple[_Spec, ...] = (
         _positive_int,
     ),
     _Spec("fix_context_tokens", "LLM_LSP_FIX_CONTEXT_TOKENS", "fixContextTokens", _positive_int),
-    _Spec("context_deadline", "LLM_LSP_CONTEXT_DEADLINE", "contextDeadline", _positive_float),
+    _Spec("context_deadline", "LLM_LSP_CONTEXT_DEADLINE", "contextDeadline", _backoff),
     _Spec("memory_keep_last", "LLM_LSP_MEMORY_KEEP_LAST", "memoryKeepLast", _positive_int),
     _Spec(
         "memory_window_tokens",
