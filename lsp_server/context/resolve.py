@@ -17,9 +17,9 @@ variables, dynamic tricks) is left to jedi; a failure for one name leaves it
 unresolved (logged at debug).
 
 Measured by ``scripts/bench_context.py --static-only --no-callers`` on Django
-6.1.3 (200 call sites, 3,000 tokens, 2 shared cores): 94.1 % of the workspace
+6.1.3 (200 call sites, 3,000 tokens, 2 shared cores): 94.3 % of the workspace
 definitions jedi finds for the names a target uses are in the pack (87.8 %
-with the import map alone, 93.4 % before naming conventions); 86.2 % of the
+with the import map alone, 93.4 % before naming conventions); 85.8 % of the
 definition pieces hold a definition jedi gives (93.6 % before: most of the
 new ones are for parameters jedi cannot type either, ``request.path`` →
 ``HttpRequest.path``); ``--misses FILE`` lists the misses and those pieces.
@@ -43,12 +43,8 @@ from pathlib import Path
 from lsp_server.context.chunker import ChunkedModule, ChunkKind, chunk_module
 from lsp_server.context.names import ModuleFacts, NameUse, module_facts
 from lsp_server.context.resolve_convention import ClassIndex
-from lsp_server.context.resolve_types import (
-    TypeEvaluator,
-    class_attribute,
-    instance_attribute,
-    local_binding,
-)
+from lsp_server.context.resolve_members import class_attribute, instance_attribute
+from lsp_server.context.resolve_types import TypeEvaluator, local_binding
 from lsp_server.context.symbols import Definition, read_disk
 
 logger = logging.getLogger(__name__)

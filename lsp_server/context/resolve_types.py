@@ -11,7 +11,10 @@ from the code itself, as jedi's inference would for the common cases:
   through the base classes across files;
 * a call: of a class (an instance), of a function or method (its return
   annotation, else the first ``return`` whose value is evident, ``return
-  self`` included), and ``@property`` / ``@cached_property`` getters.
+  self`` included), and ``@property`` / ``@cached_property`` getters;
+* a parameter or loop variable with no evident value (also behind
+  ``self.x = param``): the class its name suggests, judged by the attribute
+  read on it (`resolve_convention`).
 
 Everything is bounded (`MAX_DEPTH` evaluations deep per name) and never
 raises: an expression it cannot follow is simply unresolved, for jedi.
@@ -22,12 +25,11 @@ from __future__ import annotations
 import ast
 import functools
 import logging
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lsp_server.context.chunker import Chunk, ChunkedModule, ChunkKind
+from lsp_server.context.chunker import Chunk, ChunkKind
 from lsp_server.context.names import ALTERNATIVES, expression, local_types, type_name
 from lsp_server.context.resolve_convention import convention_class
 from lsp_server.context.symbols import Definition
@@ -93,7 +95,7 @@ class TypeEvaluator:
     def __init__(self, resolver: StaticResolver) -> None:
         self.r = resolver
         #: value_of's answers, by definition, call and receiver; None while in progress
-        self._values: dict[tuple[str, int, bool, str, str], Value | None] = {}
+        self._values: dict[tuple[str, int, bool, str, str, str], Value | None] = {}
 
     def definition(
         self, module: Module, expr: str, owner: str | None, types: dict[str, str]
@@ -154,7 +156,7 @@ class TypeEvaluator:
             head = _Part(head.name, False)  # the call is applied already
         if value is not None and head.called:
             value = self._call(value)
-        for part in parts[1:]:
+        for i, part in enumerate(parts[1:], start=2):
             if value is None:
                 return None
             if value.kind == "module":
@@ -166,40 +168,54 @@ class TypeEvaluator:
                     continue
             found = self.attribute(value, part.name)
             receiver = value if value.kind != "module" else None
-            value = self.value_of(found, part.called, depth - 1, receiver) if found else None
+            after = parts[i].name if i < len(parts) else then
+            value = self.value_of(found, part.called, depth - 1, receiver, after) if found else None
         return value
 
     def evaluate(
-        self, module: Module, expr: str, me: Value | None, types: dict[str, str], depth: int
+        self,
+        module: Module,
+        expr: str,
+        me: Value | None,
+        types: dict[str, str],
+        depth: int,
+        then: str | None = None,
     ) -> Value | None:
-        """The value of ``expr`` in ``module`` (``self`` being ``me``, with local ``types``)."""
+        """The value of ``expr`` in ``module`` (``self`` being ``me``, with local ``types``);
+        ``then`` is the attribute to be read on it, for `convention_class`."""
         parts = _parts(expr)
         if parts is None or depth <= 0:
             return None
-        return self._chain(module, parts, me, types, depth)
+        return self._chain(module, parts, me, types, depth, then)
 
     @staticmethod
     def _call(value: Value) -> Value | None:
         return Value("instance", value.module, value.qualname) if value.kind == "class" else None
 
     def value_of(
-        self, d: Definition, called: bool, depth: int, receiver: Value | None
+        self,
+        d: Definition,
+        called: bool,
+        depth: int,
+        receiver: Value | None,
+        then: str | None = None,
     ) -> Value | None:
         """What the name defined at ``d`` holds (called when ``called``); ``receiver`` is
-        the instance or class it was found on, which ``self`` means in its methods."""
+        the instance or class it was found on, which ``self`` means in its methods;
+        ``then`` the attribute read on the value next (``self.x = param``: its guess)."""
         if depth <= 0 or d.path is None:
             return None
         me = ("", "") if receiver is None else (receiver.module.display, receiver.qualname)
-        key = (d.path.as_posix(), d.line, called, *me)
+        key = (d.path.as_posix(), d.line, called, *me, then or "")
         if key in self._values:  # known, or a cycle (`a = b`, `b = a`)
             return self._values[key]
         self._values[key] = None
-        found = self._value_of(d, called, depth, receiver)
+        found = self._value_of(d, called, depth, receiver, then)
         self._values[key] = found
         return found
 
     def _value_of(
-        self, d: Definition, called: bool, depth: int, receiver: Value | None
+        self, d: Definition, called: bool, depth: int, receiver: Value | None, then: str | None
     ) -> Value | None:
         assert d.path is not None
         home = self.r.modules.file(d.path)
@@ -213,7 +229,7 @@ class TypeEvaluator:
             if called or _is_property(chunk):
                 return self.returns(home, chunk, depth - 1, receiver)
             return None
-        value = self._assigned(home, chunk, d, depth - 1, receiver)
+        value = self._assigned(home, chunk, d, depth - 1, receiver, None if called else then)
         if value is not None and called:
             return self._call(value)
         return value
@@ -244,7 +260,13 @@ class TypeEvaluator:
         return None
 
     def _assigned(
-        self, home: Module, chunk: Chunk, d: Definition, depth: int, receiver: Value | None
+        self,
+        home: Module,
+        chunk: Chunk,
+        d: Definition,
+        depth: int,
+        receiver: Value | None,
+        then: str | None = None,
     ) -> Value | None:
         """The value assigned at ``d`` (a statement in a module run, class body or method)."""
         tree = _tree(chunk.source)
@@ -263,9 +285,10 @@ class TypeEvaluator:
                 types: dict[str, str] = {}
                 if chunk.kind in (ChunkKind.FUNCTION, ChunkKind.METHOD):
                     types = local_types(home.lines, chunk.start_line, chunk.end_line)
-                    types.pop(d.name, None)
+                    if isinstance(node.targets[0], ast.Name):  # not `self.x = x`
+                        types.pop(d.name, None)
                 for text in _branches(node.value):
-                    found = self.evaluate(home, text, me, types, depth)
+                    found = self.evaluate(home, text, me, types, depth, then)
                     if found is not None:
                         return found
                 return None
@@ -346,57 +369,3 @@ def _returns(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
             out.append(value)
         stack.extend(ast.iter_child_nodes(item))
     return out
-
-
-def instance_attribute(chunks: ChunkedModule, cls: str, name: str) -> int | None:
-    """The first line assigning ``self.name`` in a method of ``cls`` (``__init__`` first)."""
-    methods = [c for c in chunks.chunks if c.parent == cls and c.kind is ChunkKind.METHOD]
-    methods.sort(key=lambda c: (c.qualname != f"{cls}.__init__", c.start_line))
-    for method in methods:
-        found = _self_assignments(method.source).get(name)
-        if found is not None:
-            return method.start_line + found
-    return None
-
-
-#: The targets of an assignment statement (``self.a, self.b: T =``), not ``==``.
-_ASSIGNMENT = re.compile(r"^[ \t]*([\w.\t ,]+?)\s*(?::[^=]*)?=(?!=)", re.MULTILINE)
-
-
-@functools.lru_cache(maxsize=4096)
-def _self_assignments(source: str) -> dict[str, int]:
-    """``self.name`` assigned in a method's source: name → 0-based line offset of the first."""
-    out: dict[str, int] = {}
-    for match in _ASSIGNMENT.finditer(source):
-        for target in match.group(1).split(","):
-            parts = target.strip().split(".")
-            if len(parts) == 2 and parts[0] == "self" and parts[1].isidentifier():
-                out.setdefault(parts[1], source.count("\n", 0, match.start()))
-    return out
-
-
-def class_attribute(source: str, name: str) -> int | None:
-    """0-based line offset of ``name = ...`` / ``name: T`` directly in a class body."""
-    return _class_attributes(source).get(name)
-
-
-@functools.lru_cache(maxsize=4096)
-def _class_attributes(source: str) -> dict[str, int]:
-    lines = source.split("\n")
-    out: dict[str, int] = {}
-    if len(lines) < 2:
-        return out
-    body = lines[1:]
-    indent = next((len(ln) - len(ln.lstrip()) for ln in body if ln.strip()), 0)
-    for i, line in enumerate(body, start=1):
-        if len(line) - len(line.lstrip()) != indent:
-            continue
-        rest = line[indent:]
-        match = _ATTRIBUTE.match(rest)
-        if match is not None:
-            out.setdefault(match.group(1), i)
-    return out
-
-
-#: ``name = ...``, ``name: T`` (not ``name == ...``) at the start of a class-body line.
-_ATTRIBUTE = re.compile(r"(\w+)\s*(?::|=(?!=))")

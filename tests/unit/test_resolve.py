@@ -143,3 +143,17 @@ def test_naming_convention_word_boundary_and_short_names(resolver: StaticResolve
     assert index.matching("_formset") == ["BaseFormSet", "InlineFormSet", "OrderFormSet"]
     assert index.matching("qs") == []
     assert index.matching("nothing_here") == []
+
+
+def test_naming_convention_through_a_self_attribute_set_from_a_parameter(
+    resolver: StaticResolver,
+) -> None:
+    module = resolver.modules.file(FIXTURE / "shop" / "streams.py")
+    assert module is not None
+    chunk = module.chunks.by_qualname("Reader.peek")
+    assert chunk is not None
+    uses = used_names(module.lines, chunk.start_line, chunk.end_line, module.facts.bound)
+    found = resolver.resolve(module, uses, "Reader", {})
+    placed = {u.text: _where(found.get((u.line, u.column))) for u in uses}
+    assert placed["self.stream"] == _streams("self.stream = stream")
+    assert placed["self.stream.read"] == _streams("def read(self):\n        return b")
