@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lsp_server.context.chunker import Chunk, ChunkKind
-from lsp_server.context.names import ALTERNATIVES, expression, local_types, type_name
+from lsp_server.context.names import (
+    ALTERNATIVES,
+    MAX_ALTERNATIVES,
+    expression,
+    local_types,
+    type_name,
+)
 from lsp_server.context.resolve_convention import convention_class
 from lsp_server.context.symbols import Definition
 
@@ -96,21 +102,45 @@ class TypeEvaluator:
         self.r = resolver
         #: value_of's answers, by definition, call and receiver; None while in progress
         self._values: dict[tuple[str, int, bool, str, str, str], Value | None] = {}
+        #: the other values of a value assigned ``A() if c else B()``, by the first's key
+        self._also: dict[tuple[str, str, str], list[Value]] = {}
 
     def definition(
         self, module: Module, expr: str, owner: str | None, types: dict[str, str]
     ) -> Definition | None:
         """The definition ``expr``'s last attribute refers to, if its base's value is evident."""
+        found = self.definitions(module, expr, owner, types)
+        return found[0] if found else None
+
+    def definitions(
+        self, module: Module, expr: str, owner: str | None, types: dict[str, str]
+    ) -> list[Definition]:
+        """`definition`, then those of the base's other values (``A() if c else B()``),
+        at most `MAX_ALTERNATIVES` in all."""
         parts = _parts(expr)
         if parts is None or len(parts) < 2 or parts[-1].called:
-            return None
+            return []
         me = Value("instance", module, owner) if owner else None
+        out: list[Definition] = []
         try:
             base = self._chain(module, parts[:-1], me, types, MAX_DEPTH, parts[-1].name)
-            return self.attribute(base, parts[-1].name) if base is not None else None
+            for value in [base, *self._also.get(_key(base), ())] if base is not None else ():
+                found = self.attribute(value, parts[-1].name)
+                if found is not None and found not in out and len(out) < MAX_ALTERNATIVES:
+                    out.append(found)
         except (RecursionError, ValueError, OSError, SystemError) as exc:
             logger.debug("evaluating %s failed: %s", expr, exc)
+        return out
+
+    def _first(self, values: list[Value]) -> Value | None:
+        """The first of a name's possible values; the others are remembered for it."""
+        if not values:
             return None
+        rest = self._also.setdefault(_key(values[0]), [])
+        for value in values[1:]:
+            if _key(value) != _key(values[0]) and value not in rest:
+                rest.append(value)
+        return values[0]
 
     def attribute(self, value: Value, name: str) -> Definition | None:
         """Where ``name`` is defined on ``value`` (a module's top level, a class's members)."""
@@ -287,11 +317,9 @@ class TypeEvaluator:
                     types = local_types(home.lines, chunk.start_line, chunk.end_line)
                     if isinstance(node.targets[0], ast.Name):  # not `self.x = x`
                         types.pop(d.name, None)
-                for text in _branches(node.value):
-                    found = self.evaluate(home, text, me, types, depth, then)
-                    if found is not None:
-                        return found
-                return None
+                branches = _branches(node.value)[:MAX_ALTERNATIVES]
+                values = [self.evaluate(home, text, me, types, depth, then) for text in branches]
+                return self._first([v for v in values if v is not None])
         return None
 
 
@@ -331,6 +359,10 @@ def _bindings(source: str) -> dict[str, list[tuple[int, int]]]:
     for places in out.values():
         places.sort()
     return out
+
+
+def _key(value: Value) -> tuple[str, str, str]:
+    return (value.kind, value.module.display, value.qualname)
 
 
 def _me(home: Module, chunk: Chunk, receiver: Value | None) -> Value | None:

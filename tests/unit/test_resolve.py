@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.context.names import local_types, used_names
-from lsp_server.context.resolve import ModuleCache, StaticResolver
+from lsp_server.context.names import NameUse, local_types, used_names
+from lsp_server.context.resolve import Module, ModuleCache, StaticResolver
 from lsp_server.context.symbols import Definition
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "infer"
@@ -120,6 +120,15 @@ def _streams(needle: str) -> tuple[str, int]:
     return ("streams.py", _line("streams.py", needle))
 
 
+def _method_uses(resolver: StaticResolver, qualname: str) -> tuple[Module, list[NameUse]]:
+    """shop/streams.py and the names its function ``qualname`` uses."""
+    module = resolver.modules.file(FIXTURE / "shop" / "streams.py")
+    assert module is not None
+    chunk = module.chunks.by_qualname(qualname)
+    assert chunk is not None
+    return module, used_names(module.lines, chunk.start_line, chunk.end_line, module.facts.bound)
+
+
 def test_unannotated_names_typed_by_naming_convention(resolver: StaticResolver) -> None:
     found = _resolve(resolver, "by_convention")
     # a loop variable: `stream` is a LazyStream (not Downstream: no word boundary)
@@ -148,12 +157,26 @@ def test_naming_convention_word_boundary_and_short_names(resolver: StaticResolve
 def test_naming_convention_through_a_self_attribute_set_from_a_parameter(
     resolver: StaticResolver,
 ) -> None:
-    module = resolver.modules.file(FIXTURE / "shop" / "streams.py")
-    assert module is not None
-    chunk = module.chunks.by_qualname("Reader.peek")
-    assert chunk is not None
-    uses = used_names(module.lines, chunk.start_line, chunk.end_line, module.facts.bound)
+    module, uses = _method_uses(resolver, "Reader.peek")
     found = resolver.resolve(module, uses, "Reader", {})
     placed = {u.text: _where(found.get((u.line, u.column))) for u in uses}
     assert placed["self.stream"] == _streams("self.stream = stream")
     assert placed["self.stream.read"] == _streams("def read(self):\n        return b")
+
+
+def test_resolve_all_gives_each_value_of_a_conditional_assignment(
+    resolver: StaticResolver,
+) -> None:
+    module, uses = _method_uses(resolver, "Runner.run")
+    found = resolver.resolve_all(module, uses, "Runner", {})
+    record = next(u for u in uses if u.text == "self.keeper.record")
+    assert [_where(d) for d in found[(record.line, record.column)]] == [
+        _streams("def record(self):\n        return 1"),
+        _streams("def record(self):\n        return 0"),
+    ]
+    keeper = next(u for u in uses if u.text == "self.keeper")
+    assert [_where(d) for d in found[(keeper.line, keeper.column)]] == [_streams("self.keeper =")]
+    first = resolver.resolve(module, uses, "Runner", {})
+    assert _where(first[(record.line, record.column)]) == _streams(
+        "def record(self):\n        return 1"
+    )
