@@ -154,7 +154,7 @@ def _misses(
     text: str,
     pack: ContextPack,
     truth: list[Truth],
-    static: dict[tuple[int, int], Definition],
+    static: dict[tuple[int, int], list[Definition]],
 ) -> list[dict[str, str | int]]:
     """Each definition of ``truth`` the pack misses, and why (by what the import map did);
     then the import map's definitions in pieces jedi does not give (``why`` "extra")."""
@@ -163,15 +163,18 @@ def _misses(
     for t in truth:
         if any(p.covers(t.where, t.def_line) for p in pack.pieces):
             continue
-        placed = static.get((t.line, t.column))
-        got = "" if placed is None or placed.path is None else asm.display_path(placed.path)
-        if placed is None:
+        placed = [
+            f"{asm.display_path(d.path)}:{d.line}"
+            for d in static.get((t.line, t.column), ())
+            if d.path is not None
+        ]
+        if not placed:
             why = "unresolved"
-        elif (got, placed.line) == (t.where, t.def_line):
+        elif f"{t.where}:{t.def_line}" in placed:
             why = "dropped"
         else:
             why = "wrong"
-        static_at = f"{got}:{placed.line}" if placed is not None else ""
+        static_at = " ".join(placed)
         where = f"{asm.display_path(path)}:{t.line}"
         out.append(_row(why, t.use, where, lines, t.line, f"{t.where}:{t.def_line}", static_at))
     # then each definition piece holding no definition jedi gives (a precision loss), with
@@ -179,7 +182,7 @@ def _misses(
     for piece in pack.pieces:
         if piece.role != "definition" or any(piece.covers(t.where, t.def_line) for t in truth):
             continue
-        for (line, column), d in sorted(static.items()):
+        for (line, column), d in ((p, d) for p, ds in sorted(static.items()) for d in ds):
             where = asm.display_path(d.path) if d.path is not None else ""
             if not piece.covers(where, d.line):
                 continue
@@ -205,7 +208,7 @@ async def main_async(args: argparse.Namespace) -> None:
     index = SymbolIndex(root)
     asm = Assembler(index)
     packs: list[ContextPack] = []
-    statics: list[dict[tuple[int, int], Definition]] = []
+    statics: list[dict[tuple[int, int], list[Definition]]] = []
     first_visit: list[float] = []
     warm_ms = 0.0
     for i, (path, line, _col) in enumerate(positions):

@@ -176,7 +176,7 @@ class Assembler:
 
     def _static(
         self, task: ContextTask, counter: TokenCounter, budget: int
-    ) -> tuple[Module, Candidate, list[NameUse], dict[tuple[int, int], Definition]]:
+    ) -> tuple[Module, Candidate, list[NameUse], dict[tuple[int, int], list[Definition]]]:
         """Worker-thread part: chunk the target, find its names, resolve what imports can.
 
         The target keeps at most `TARGET_SHARE` of the budget (the lines around
@@ -193,7 +193,7 @@ class Assembler:
         owner = enclosing.parent if enclosing is not None else None
         scope = (enclosing.start_line, enclosing.end_line) if enclosing else region
         types = local_types(target.lines, *scope)
-        return target, first, uses, self.resolver.resolve(target, uses, owner, types)
+        return target, first, uses, self.resolver.resolve_all(target, uses, owner, types)
 
     async def assemble(
         self, task: ContextTask, counter: TokenCounter, budget: int, *, deadline: float = 1.0
@@ -207,7 +207,7 @@ class Assembler:
         enclosing = target.chunks.enclosing(task.start_line)
         positions = [(u.line, u.column) for u in uses]
         rest = [p for p in positions if p not in static]
-        resolved: dict[tuple[int, int], list[Definition]] = {p: [d] for p, d in static.items()}
+        resolved: dict[tuple[int, int], list[Definition]] = dict(static)
         if rest and task.infer:
             resolved.update(
                 await self.symbols.definitions_batch(
