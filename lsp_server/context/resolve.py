@@ -17,10 +17,10 @@ variables, dynamic tricks) is left to jedi; a failure for one name leaves it
 unresolved (logged at debug).
 
 Measured by ``scripts/bench_context.py --static-only --no-callers`` on Django
-6.1.3 (200 call sites, 3,000 tokens, 2 shared cores): 94.7 % of the workspace
+6.1.3 (200 call sites, 3,000 tokens, 2 shared cores): 94.6 % of the workspace
 definitions jedi finds for the names a target uses are in the pack (87.8 %
 with the import map alone, 93.4 % before naming conventions and
-`StaticResolver.resolve_all`'s alternatives); 85.8 % of the
+`StaticResolver.resolve_all`'s alternatives); 86.1 % of the
 definition pieces hold a definition jedi gives (93.6 % before: most of the
 new ones are for parameters jedi cannot type either, ``request.path`` →
 ``HttpRequest.path``); ``--misses FILE`` lists the misses and those pieces.
@@ -340,7 +340,7 @@ class StaticResolver:
                 if found is None:
                     continue
                 place = [found]
-                if use.is_attribute and (use.expr or "?") != "?":
+                if use.is_attribute and (use.expr or "?") != "?" and evaluator.forked:
                     more = evaluator.definitions(module, use.expr, enclosing_class, types)
                     place += [d for d in more if d != found][: MAX_ALTERNATIVES - 1]
             except (RecursionError, ValueError, OSError, SystemError) as exc:

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: Variable names shorter than this (``qs``, ``db``) are not guessed.
 MIN_LENGTH = 3
 #: A name matching more classes than this is too generic to guess from.
-MAX_CANDIDATES = 12
+MAX_CANDIDATES = 6
 #: How many variable names' candidates are remembered.
 MAX_MEMO = 4096
 _CLASS = re.compile(r"^[ \t]*class[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
@@ -150,7 +150,11 @@ def _classes(resolver: StaticResolver, index: ClassIndex, name: str) -> list[tup
         home = resolver.modules.file(path)
         if home is None:
             continue
-        for chunk in home.chunks.chunks:
-            if chunk.kind is ChunkKind.CLASS and chunk.qualname.rsplit(".", 1)[-1] == name:
+        chunk = home.chunks.by_qualname(name)
+        if chunk is not None and chunk.kind is ChunkKind.CLASS:
+            out.append((home, name))
+            continue
+        for chunk in home.chunks.chunks:  # a nested class: `Outer.Name`
+            if chunk.kind is ChunkKind.CLASS and chunk.qualname.endswith(f".{name}"):
                 out.append((home, chunk.qualname))
     return out

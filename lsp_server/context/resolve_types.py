@@ -132,6 +132,11 @@ class TypeEvaluator:
             logger.debug("evaluating %s failed: %s", expr, exc)
         return out
 
+    @property
+    def forked(self) -> bool:
+        """Whether some value evaluated so far had alternatives (`definitions` may give more)."""
+        return any(self._also.values())
+
     def _first(self, values: list[Value]) -> Value | None:
         """The first of a name's possible values; the others are remembered for it."""
         if not values:
