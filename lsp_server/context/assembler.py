@@ -142,6 +142,8 @@ class Assembler:
             chunk = i < self._cache_size
             indexed += await asyncio.to_thread(warm_one, self.words, self.modules, path, chunk)
         self.words.mark_ready()
+        # The class-name index of naming-convention guesses (~0.25 s on Django), once.
+        await asyncio.to_thread(self.resolver.classes.names)
         self._scanned_at = time.monotonic()
         return indexed
 

@@ -12,9 +12,10 @@ settles it (`resolve_convention`: ``app_config.get_model``). Following these
 through the workspace's files
 finds the definition jedi's ``goto`` would, in microseconds once the files
 are chunked, instead of the 0.1-2 s jedi's inference takes per name on a large
-project. What it cannot place (parameters without annotations, loop
-variables, dynamic tricks) is left to jedi; a failure for one name leaves it
-unresolved (logged at debug).
+project. What it cannot place (a parameter whose name suggests no single
+class, metaclass-made attributes such as ``_meta``, dynamic tricks) is left to
+jedi when the caller allows it; a failure for one name leaves it unresolved
+(logged at debug).
 
 Measured by ``scripts/bench_context.py --static-only --no-callers`` on Django
 6.1.3 (200 call sites, 3,000 tokens, 2 shared cores): 94.6 % of the workspace
