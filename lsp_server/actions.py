@@ -28,8 +28,7 @@ from lsp_server.agent import (
     run_agent,
 )
 from lsp_server.context.assembler import ContextTask, TaskKind
-from lsp_server.context.memory import ConversationMemory
-from lsp_server.conversation import summariser, window_for
+from lsp_server.conversation import engine_memory
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
@@ -126,24 +125,15 @@ class Actions:
         tools = engine.agent_tools()
         counter = await engine.counter(settings.model)
         summaries: list[Completion] = []
-        memory = ConversationMemory(
+        memory = engine_memory(
+            engine,
             counter,
-            window_for(
-                settings.memory_window_tokens,
-                tools.openai_tools(),
-                bounds.max_tokens_per_step + FIX_TOOL_TOKENS,
-                counter,
-            ),
-            keep_last=settings.memory_keep_last,
-            summarise=summariser(
-                lambda: engine.llm,
-                counter,
-                deadline=lambda: call_deadline,
-                request_id=request_id,
-                on_completion=summaries.append,
-                metadata={"for": task.kind},
-            ),
-            cache=engine.summaries(),
+            tools=tools.openai_tools(),
+            answer_tokens=bounds.max_tokens_per_step + FIX_TOOL_TOKENS,
+            deadline=lambda: call_deadline,
+            request_id=request_id,
+            purpose=task.kind,
+            on_completion=summaries.append,
         )
         result = await run_agent(
             task, complete, tools, bounds, on_progress=progress, fit=memory.fit

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsp_server.context.hybrid import Retriever, select
-from lsp_server.context.memory import ConversationMemory, Message
+from lsp_server.context.memory import Message
 from lsp_server.context.pack import ContextPack
 from lsp_server.context.retrieval import ChunkRef, Embed, Hit
-from lsp_server.conversation import summariser, window_for
+from lsp_server.conversation import engine_memory
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.prompts import ask_message, ask_system
 from lsp_server.render import answer_notes, footer
@@ -283,19 +283,15 @@ class Asker:
         request_id = _REQUEST.get()
         deadline = time.monotonic() + settings.action_deadline
         summaries: list[Completion] = []
-        memory = ConversationMemory(
+        memory = engine_memory(
+            engine,
             counter,
-            window_for(settings.memory_window_tokens, None, ANSWER_MAX_TOKENS, counter),
-            keep_last=settings.memory_keep_last,
-            summarise=summariser(
-                lambda: engine.llm,
-                counter,
-                deadline=lambda: deadline,
-                request_id=request_id,
-                on_completion=summaries.append,
-                metadata={"for": "ask"},
-            ),
-            cache=engine.summaries(),
+            tools=None,
+            answer_tokens=ANSWER_MAX_TOKENS,
+            deadline=lambda: deadline,
+            request_id=request_id,
+            purpose="ask",
+            on_completion=summaries.append,
         )
         request = ChatRequest(
             messages=await memory.fit(messages),

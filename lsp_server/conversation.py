@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lsp_server.context.memory import Message, Summarise
+from lsp_server.context.memory import ConversationMemory, Message, Summarise
 from lsp_server.context.tokens import TokenCounter
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest, Completion
+
+if TYPE_CHECKING:
+    from lsp_server.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +119,33 @@ def window_for(
     """The room for messages: ``total`` less the tool specs and the answer's tokens."""
     specs = counter.count(json.dumps(tools, ensure_ascii=False)) if tools else 0
     return max(MIN_WINDOW, total - specs - answer_tokens)
+
+
+def engine_memory(
+    engine: Engine,
+    counter: TokenCounter,
+    *,
+    tools: list[dict[str, Any]] | None,
+    answer_tokens: int,
+    deadline: Callable[[], float],
+    request_id: str,
+    purpose: str,
+    on_completion: OnCompletion | None = None,
+) -> ConversationMemory:
+    """The engine's memory for one run: its settings' window and ``keep_last``, its
+    summary cache, and the cheap tier of its current `LlmService` as summariser."""
+    settings = engine.settings
+    return ConversationMemory(
+        counter,
+        window_for(settings.memory_window_tokens, tools, answer_tokens, counter),
+        keep_last=settings.memory_keep_last,
+        summarise=summariser(
+            lambda: engine.llm,
+            counter,
+            deadline=deadline,
+            request_id=request_id,
+            on_completion=on_completion,
+            metadata={"for": purpose},
+        ),
+        cache=engine.summaries(),
+    )

@@ -26,7 +26,7 @@ from lsp_server.ask import Asker
 from lsp_server.context.assembler import Assembler, ContextPack, ContextTask, TaskKind
 from lsp_server.context.jedi_process import JediCrashed
 from lsp_server.context.memory import SummaryCache
-from lsp_server.context.symbols import Definition, SymbolIndex, SymbolInfo, read_disk
+from lsp_server.context.symbols import Definition, SymbolIndex, SymbolInfo
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.llm.queue import RequestQueue
 from lsp_server.llm.service import LlmService
@@ -100,13 +100,6 @@ class Engine:
         self._counters: dict[str, TokenCounter] = {}
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
-
-    async def read_file(self, path: Path) -> str | None:
-        """Unsaved editor buffers are the source of truth; disk (off the loop) otherwise."""
-        text = self.read_buffer(path)
-        if text is not None:
-            return text
-        return await asyncio.to_thread(read_disk, path)
 
     def document_changed(self, path: Path | None) -> None:
         """A buffer or file changed (also opened, closed, created, deleted): forget what

@@ -207,6 +207,19 @@ async def main_async(args: argparse.Namespace) -> None:
     counter = await asyncio.to_thread(counter_for_model, "gpt-4o")
     index = SymbolIndex(root)
     asm = Assembler(index)
+
+    def task_for(path: Path, line: int) -> ContextTask:
+        """An "explain this line" task at 0-based ``line`` of ``path``."""
+        return ContextTask(
+            TaskKind.EXPLAIN,
+            texts[path],
+            path,
+            line + 1,
+            line + 1,
+            callers=args.callers,
+            infer=not args.static_only,
+        )
+
     packs: list[ContextPack] = []
     statics: list[dict[tuple[int, int], list[Definition]]] = []
     first_visit: list[float] = []
@@ -216,15 +229,7 @@ async def main_async(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             await asm.warm(sorted((root / "django").rglob("*.py")))
             warm_ms = (time.perf_counter() - t0) * 1000
-        task = ContextTask(
-            TaskKind.EXPLAIN,
-            texts[path],
-            path,
-            line + 1,
-            line + 1,
-            callers=args.callers,
-            infer=not args.static_only,
-        )
+        task = task_for(path, line)
         t0 = time.perf_counter()
         pack = await asm.assemble(task, counter, args.budget, deadline=args.deadline)
         first_visit.append((time.perf_counter() - t0) * 1000)
@@ -235,15 +240,7 @@ async def main_async(args: argparse.Namespace) -> None:
     cold_total = (time.perf_counter() - started) * 1000 - sum(first_visit[1:]) - warm_ms
     repeat: list[float] = []
     for path, line, _col in positions:
-        task = ContextTask(
-            TaskKind.EXPLAIN,
-            texts[path],
-            path,
-            line + 1,
-            line + 1,
-            callers=args.callers,
-            infer=not args.static_only,
-        )
+        task = task_for(path, line)
         t0 = time.perf_counter()
         await asm.assemble(task, counter, args.budget, deadline=args.deadline)
         repeat.append((time.perf_counter() - t0) * 1000)

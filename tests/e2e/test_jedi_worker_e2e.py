@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from lsprotocol import types
 
 from lsp_server.testing.fake_provider import FakeProvider, Step
 from tests.conftest import TEST_KEY, server_env, start_session
+from tests.unit.test_jedi_process import alive, until
 
 APPLY_DISCOUNT = ("shop/basket.py", 18, 17)
 SIGNATURE = "def apply_discount(total: float, percent: float) -> float"
@@ -33,7 +31,7 @@ def _jedi_child(server: int) -> int | None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"jedi_child" in cmdline and _alive(pid):
+        if b"jedi_child" in cmdline and alive(pid):
             found.append(pid)
     assert len(found) <= 1, f"more than one jedi worker: {found}"
     return found[0] if found else None
@@ -61,7 +59,7 @@ async def test_jedi_runs_in_a_child_that_restarts_after_being_killed(
         assert first is not None  # jedi answered from a child process of the server
 
         os.kill(first, signal.SIGKILL)
-        await _until(lambda: not _alive(first))
+        await until(lambda: not alive(first))
         # a new text, so the answer cannot come from the parent's cache
         uri = session.open(APPLY_DISCOUNT[0], (workspace / APPLY_DISCOUNT[0]).read_text() + "\n")
         value = _value(await session.hover(*APPLY_DISCOUNT))
@@ -72,23 +70,4 @@ async def test_jedi_runs_in_a_child_that_restarts_after_being_killed(
         session.close(uri)
     finally:
         await session.stop()
-    assert await _until(lambda: not Path(f"/proc/{second}").exists())
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs: a zombie leader whose other threads are still exiting counts
-    (its sockets are closed only when the last thread is gone)."""
-    try:
-        zombie = "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
-        return not zombie or len(os.listdir(f"/proc/{pid}/task")) > 1
-    except OSError:
-        return False
-
-
-async def _until(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
-    end = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        await asyncio.sleep(0.05)
-    return True
+    assert await until(lambda: not Path(f"/proc/{second}").exists())

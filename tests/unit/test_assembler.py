@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,19 +15,10 @@ from lsp_server.context.pack import Candidate, Role, build_pack, piece
 from lsp_server.context.symbols import SymbolIndex
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "proj"
-
 
 @pytest.fixture(scope="module")
 def counter(tmp_path_factory: pytest.TempPathFactory) -> TokenCounter:
     return counter_for_model("gpt-4o", tmp_path_factory.mktemp("tiktoken"))
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    target = tmp_path / "proj"
-    shutil.copytree(FIXTURE, target)
-    return target
 
 
 @pytest_asyncio.fixture

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -73,10 +73,11 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def until(predicate: object, seconds: float = 10.0) -> bool:
+async def until(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Whether ``predicate()`` becomes true within ``seconds`` (polled)."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         await asyncio.sleep(0.02)
     return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,6 @@ from lsp_server.context.corpus import Corpus, discover
 from lsp_server.context.hybrid import select
 from lsp_server.context.lexical import RRF_K, Bm25, fuse, split_identifier, stem, tokens
 from lsp_server.context.retrieval import ChunkRef
-
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "proj"
 
 
 @pytest.mark.parametrize(
@@ -98,9 +95,9 @@ def test_select_keeps_the_best_files_and_caps_chunks_per_file() -> None:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    target = tmp_path / "proj"
-    shutil.copytree(FIXTURE, target)
+def root(root: Path) -> Path:
+    """The context project, with a virtualenv and a cache directory to skip."""
+    target = root
     (target / ".venv" / "lib").mkdir(parents=True)
     (target / ".venv" / "lib" / "ignored.py").write_text("def retry(): ...\n")
     (target / "app" / "__pycache__").mkdir()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,15 +16,7 @@ from lsp_server.context.symbols import SymbolIndex
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.testing.fake_provider import FakeProvider, fake_embedding
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "proj"
 FILES = ["app/pricing.py", "app/retry.py", "app/service.py", "app/models.py"]
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    target = tmp_path / "proj"
-    shutil.copytree(FIXTURE, target)
-    return target
 
 
 @pytest_asyncio.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,15 +16,7 @@ from lsp_server.context.jedi_child import JobContext, Stop
 from lsp_server.context.jedi_queries import Definition
 from lsp_server.context.symbols import SymbolIndex
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "proj"
 DEADLINE = 30.0
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    target = tmp_path / "proj"
-    shutil.copytree(FIXTURE, target)
-    return target
 
 
 @pytest_asyncio.fixture
