@@ -27,7 +27,7 @@ from lsp_server.agent import (
     ProposedEdit,
     run_agent,
 )
-from lsp_server.context.assembler import ContextTask, TaskKind
+from lsp_server.context.pack.assembler import ContextTask, TaskKind
 from lsp_server.conversation import engine_memory
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.queue import QueuedJob, worth_queueing

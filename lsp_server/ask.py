@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lsp_server.context.hybrid import Retriever, select
 from lsp_server.context.memory import Message
-from lsp_server.context.pack import ContextPack
-from lsp_server.context.retrieval import ChunkRef, Embed, Hit
+from lsp_server.context.pack.pieces import ContextPack
+from lsp_server.context.retrieval.embeddings import ChunkRef, Embed, Hit
+from lsp_server.context.retrieval.hybrid import Retriever, select
 from lsp_server.conversation import engine_memory
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.prompts import ask_message, ask_system

@@ -92,7 +92,7 @@ def _err(message: str) -> None:
 
 
 async def _open(location: Location) -> tuple[Engine, Document] | None:
-    from lsp_server.context.chunker import decode_source
+    from lsp_server.context.source.chunker import decode_source
     from lsp_server.engine import Document, Engine
     from lsp_server.settings import build_settings
 
@@ -170,7 +170,7 @@ async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
     print(f"# {outcome.edit.explanation}\n# {outcome.summary}", file=sys.stderr)
     if apply:
         current = doc.path.read_bytes()
-        from lsp_server.context.chunker import decode_source
+        from lsp_server.context.source.chunker import decode_source
 
         if decode_source(current) != doc.text:
             _err(f"{rel} changed while the fix was computed; not written")

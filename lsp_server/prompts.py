@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsp_server.context.assembler import ContextPack
-from lsp_server.context.symbols import SymbolInfo
+from lsp_server.context.jedi.symbols import SymbolInfo
+from lsp_server.context.pack.assembler import ContextPack
 
 HOVER_SYSTEM = (
     "You are llm-lsp, explaining Python code to a developer inside their editor.\n"

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine, percentile, wheel_project_for
 
-from lsp_server.context.hybrid import select
+from lsp_server.context.retrieval.hybrid import select
 from lsp_server.engine import Engine
 from lsp_server.settings import build_settings
 from lsp_server.testing.fake_provider import FakeProvider

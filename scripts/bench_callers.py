@@ -35,11 +35,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import call_positions, machine, rss_mb, summary, wheel_project_for
 
-from lsp_server.context.assembler import MAX_CALLERS, MAX_TESTS, Assembler, ContextTask, TaskKind
-from lsp_server.context.callers import def_name
-from lsp_server.context.chunker import Chunk, decode_source
-from lsp_server.context.snippets import is_test_path
-from lsp_server.context.symbols import SymbolIndex
+from lsp_server.context.index.callers import def_name
+from lsp_server.context.jedi.symbols import SymbolIndex
+from lsp_server.context.pack.assembler import (
+    MAX_CALLERS,
+    MAX_TESTS,
+    Assembler,
+    ContextTask,
+    TaskKind,
+)
+from lsp_server.context.pack.snippets import is_test_path
+from lsp_server.context.source.chunker import Chunk, decode_source
 from lsp_server.context.tokens import counter_for_model
 
 

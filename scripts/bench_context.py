@@ -37,11 +37,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import BENCH_DIR, call_positions, machine, percentile, summary, wheel_project_for
 
-from lsp_server.context.assembler import Assembler, ContextTask, TaskKind
-from lsp_server.context.chunker import decode_source
-from lsp_server.context.names import used_names
-from lsp_server.context.pack import ContextPack
-from lsp_server.context.symbols import Definition, SymbolIndex
+from lsp_server.context.jedi.symbols import Definition, SymbolIndex
+from lsp_server.context.pack.assembler import Assembler, ContextTask, TaskKind
+from lsp_server.context.pack.pieces import ContextPack
+from lsp_server.context.source.chunker import decode_source
+from lsp_server.context.static.names import used_names
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 
 WINDOW_TOKENS = 1024

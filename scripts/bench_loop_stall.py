@@ -28,9 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import call_positions, machine, percentile, rss_mb, wheel_project_for
 
-from lsp_server.context.chunker import decode_source
-from lsp_server.context.jedi_process import ProcessWorker
-from lsp_server.context.symbols import SymbolIndex
+from lsp_server.context.jedi.process import ProcessWorker
+from lsp_server.context.jedi.symbols import SymbolIndex
+from lsp_server.context.source.chunker import decode_source
 
 BEAT = 0.010
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.agent.workspace import ToolError
-from lsp_server.context.jedi_child import JobContext
-from lsp_server.context.jedi_process import JediCrashed, JediWorker, ThreadWorker
-from lsp_server.context.jedi_queries import JEDI_ERRORS as _JEDI_ERRORS
-from lsp_server.context.jedi_queries import project_for, script
+from lsp_server.context.jedi.child import JobContext
+from lsp_server.context.jedi.process import JediCrashed, JediWorker, ThreadWorker
+from lsp_server.context.jedi.queries import JEDI_ERRORS as _JEDI_ERRORS
+from lsp_server.context.jedi.queries import project_for, script
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from lsp_server.agent.navigate import JediNavigator
 from lsp_server.agent.process import run_pytest
 from lsp_server.agent.registry import Tool, ToolRegistry, object_schema
 from lsp_server.agent.workspace import ToolError, Workspace
-from lsp_server.context.chunker import MODULE_QUALNAME, chunk_module
+from lsp_server.context.source.chunker import MODULE_QUALNAME, chunk_module
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lsp_server.context.chunker import decode_source
+from lsp_server.context.source.chunker import decode_source
 
 logger = logging.getLogger(__name__)
 

@@ -1,17 +1,14 @@
 """The context engine: what code a model sees for a task, under an exact token budget.
 
-* `chunker`: structure-aware chunks of a module (skeletons, hashes, fingerprints).
-* `tokens`, `o200k`: exact offline token counting in the model's encoding.
-* `symbols` (+ `jedi_queries`): jedi with deadlines: facts at the cursor,
-  definitions, project-wide references, callers; cached per text.
-* `jedi_process`, `jedi_child`: where jedi runs: one child process per workspace
-  (restarted after a crash or a badly overrun job), or a thread.
-* `names`, `resolve`: the names a target uses and the import map that places most
-  of them without jedi.
-* `snippets`, `pack`: pieces cut from chunks; fitting them to the budget.
-* `assembler`: packs for hover, explain and fix (and for retrieved chunks).
-* `memory`: multi-turn conversations kept within a budget (summaries cached).
-* `retrieval`: embedding search over chunk skeletons, stored in diskcache.
-* `lexical`, `corpus`, `hybrid`: workspace questions: identifier-aware BM25 over
-  every chunk (kept current by stat and hash), fused with embedding search.
+Sub-packages, one per subsystem:
+
+* `source`: decoding, piecewise parsing and chunking of Python modules.
+* `jedi`: jedi with deadlines, in a child process; the only place that imports jedi.
+* `static`: the import map and evident types, which place most names without jedi.
+* `index`: the workspace identifier index, callers, and the background warm-up.
+* `pack`: packs for hover, explain and fix: pieces cut from chunks, fitted to the budget.
+* `retrieval`: workspace questions: BM25 over every chunk fused with embedding search.
+
+At the top: `tokens` and `o200k` (exact offline token counting in the model's
+encoding) and `memory` (multi-turn conversations kept within a budget).
 """

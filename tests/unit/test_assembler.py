@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from lsp_server.context.assembler import Assembler, ContextTask, TaskKind
-from lsp_server.context.pack import Candidate, Role, build_pack, piece
-from lsp_server.context.symbols import SymbolIndex
+from lsp_server.context.jedi.symbols import SymbolIndex
+from lsp_server.context.pack.assembler import Assembler, ContextTask, TaskKind
+from lsp_server.context.pack.pieces import Candidate, Role, build_pack, piece
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.context import chunker
-from lsp_server.context.chunker import (
+from lsp_server.context.source import chunker
+from lsp_server.context.source.chunker import (
     ChunkKind,
     chunk_module,
     decode_source,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from lsp_server.context.jedi_child import JobContext
-from lsp_server.context.jedi_process import JediCrashed, ProcessWorker
+from lsp_server.context.jedi.child import JobContext
+from lsp_server.context.jedi.process import JediCrashed, ProcessWorker
 
 # -- job functions: module level, so the child imports them by reference ------------------
 
@@ -204,7 +204,7 @@ def test_child_exits_when_the_parent_dies(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import asyncio, os, sys
-        from lsp_server.context.jedi_process import ProcessWorker
+        from lsp_server.context.jedi.process import ProcessWorker
         from tests.unit.test_jedi_process import pid_job
 
         async def main():

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.context import corpus as corpus_module
-from lsp_server.context.corpus import Corpus, discover
-from lsp_server.context.hybrid import select
-from lsp_server.context.lexical import RRF_K, Bm25, fuse, split_identifier, stem, tokens
-from lsp_server.context.retrieval import ChunkRef
+from lsp_server.context.retrieval import corpus as corpus_module
+from lsp_server.context.retrieval.corpus import Corpus, discover
+from lsp_server.context.retrieval.embeddings import ChunkRef
+from lsp_server.context.retrieval.hybrid import select
+from lsp_server.context.retrieval.lexical import RRF_K, Bm25, fuse, split_identifier, stem, tokens
 
 
 @pytest.mark.parametrize(

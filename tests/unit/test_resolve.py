@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.context.names import NameUse, local_types, used_names
-from lsp_server.context.resolve import Module, ModuleCache, StaticResolver
-from lsp_server.context.symbols import Definition
+from lsp_server.context.jedi.symbols import Definition
+from lsp_server.context.static.names import NameUse, local_types, used_names
+from lsp_server.context.static.resolver import Module, ModuleCache, StaticResolver
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "infer"
 

@@ -9,10 +9,10 @@ import openai
 import pytest
 import pytest_asyncio
 
-from lsp_server.context.assembler import Assembler
-from lsp_server.context.chunker import chunk_module
-from lsp_server.context.retrieval import Embed, EmbeddingIndex, embed_text
-from lsp_server.context.symbols import SymbolIndex
+from lsp_server.context.jedi.symbols import SymbolIndex
+from lsp_server.context.pack.assembler import Assembler
+from lsp_server.context.retrieval.embeddings import Embed, EmbeddingIndex, embed_text
+from lsp_server.context.source.chunker import chunk_module
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.testing.fake_provider import FakeProvider, fake_embedding
 

@@ -11,10 +11,10 @@ import pytest
 import pytest_asyncio
 
 from lsp_server.agent.navigate import JediNavigator
-from lsp_server.context import jedi_queries
-from lsp_server.context.jedi_child import JobContext, Stop
-from lsp_server.context.jedi_queries import Definition
-from lsp_server.context.symbols import SymbolIndex
+from lsp_server.context.jedi import queries as jedi_queries
+from lsp_server.context.jedi.child import JobContext, Stop
+from lsp_server.context.jedi.queries import Definition
+from lsp_server.context.jedi.symbols import SymbolIndex
 
 DEADLINE = 30.0
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.context.callers import RANK_OURS, CallerFinder
-from lsp_server.context.resolve import ModuleCache, StaticResolver
-from lsp_server.context.word_index import WordIndex, scan, sites_in
+from lsp_server.context.index.callers import RANK_OURS, CallerFinder
+from lsp_server.context.index.words import WordIndex, scan, sites_in
+from lsp_server.context.static.resolver import ModuleCache, StaticResolver
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lsp_server"
 

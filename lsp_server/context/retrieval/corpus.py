@@ -28,9 +28,9 @@ from pathlib import Path
 
 import diskcache
 
-from lsp_server.context.chunker import chunk_module, decode_source
-from lsp_server.context.lexical import Bm25, tokens
-from lsp_server.context.retrieval import ChunkRef, embed_text
+from lsp_server.context.retrieval.embeddings import ChunkRef, embed_text
+from lsp_server.context.retrieval.lexical import Bm25, tokens
+from lsp_server.context.source.chunker import chunk_module, decode_source
 
 logger = logging.getLogger(__name__)
 

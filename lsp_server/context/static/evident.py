@@ -29,19 +29,19 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lsp_server.context.chunker import Chunk, ChunkKind
-from lsp_server.context.names import (
+from lsp_server.context.jedi.symbols import Definition
+from lsp_server.context.source.chunker import Chunk, ChunkKind
+from lsp_server.context.static.convention import convention_class
+from lsp_server.context.static.names import (
     ALTERNATIVES,
     MAX_ALTERNATIVES,
     expression,
     local_types,
     type_name,
 )
-from lsp_server.context.resolve_convention import convention_class
-from lsp_server.context.symbols import Definition
 
 if TYPE_CHECKING:
-    from lsp_server.context.resolve import Module, StaticResolver
+    from lsp_server.context.static.resolver import Module, StaticResolver
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from lsp_server.context.callers import (
+from lsp_server.context.index.callers import (
     MAX_CALLERS,
     MAX_TESTS,
     CallerFinder,
@@ -36,9 +36,10 @@ from lsp_server.context.callers import (
     caller_candidates,
     def_name,
 )
-from lsp_server.context.chunker import Chunk
-from lsp_server.context.names import NameUse, local_types, used_names
-from lsp_server.context.pack import (
+from lsp_server.context.index.warmup import log_rescan, memo_display, warm_one
+from lsp_server.context.index.words import WordIndex
+from lsp_server.context.jedi.symbols import Definition, SymbolIndex
+from lsp_server.context.pack.pieces import (
     Candidate,
     ContextPack,
     ContextPiece,
@@ -47,13 +48,12 @@ from lsp_server.context.pack import (
     fit,
     piece,
 )
-from lsp_server.context.resolve import Module, ModuleCache, StaticResolver
-from lsp_server.context.retrieval import Hit
-from lsp_server.context.snippets import definition_candidate, target_candidate
-from lsp_server.context.symbols import Definition, SymbolIndex
+from lsp_server.context.pack.snippets import definition_candidate, target_candidate
+from lsp_server.context.retrieval.embeddings import Hit
+from lsp_server.context.source.chunker import Chunk
+from lsp_server.context.static.names import NameUse, local_types, used_names
+from lsp_server.context.static.resolver import Module, ModuleCache, StaticResolver
 from lsp_server.context.tokens import TokenCounter
-from lsp_server.context.warmup import log_rescan, memo_display, warm_one
-from lsp_server.context.word_index import WordIndex
 
 logger = logging.getLogger(__name__)
 

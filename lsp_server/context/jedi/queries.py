@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsp_server.context.jedi_child import JobContext
+from lsp_server.context.jedi.child import JobContext
 
 logger = logging.getLogger(__name__)
 

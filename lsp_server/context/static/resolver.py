@@ -42,12 +42,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsp_server.context.chunker import ChunkedModule, ChunkKind, chunk_module
-from lsp_server.context.names import MAX_ALTERNATIVES, ModuleFacts, NameUse, module_facts
-from lsp_server.context.resolve_convention import ClassIndex
-from lsp_server.context.resolve_members import class_attribute, instance_attribute
-from lsp_server.context.resolve_types import TypeEvaluator, local_binding
-from lsp_server.context.symbols import Definition, read_disk
+from lsp_server.context.jedi.symbols import Definition, read_disk
+from lsp_server.context.source.chunker import ChunkedModule, ChunkKind, chunk_module
+from lsp_server.context.static.convention import ClassIndex
+from lsp_server.context.static.evident import TypeEvaluator, local_binding
+from lsp_server.context.static.members import class_attribute, instance_attribute
+from lsp_server.context.static.names import MAX_ALTERNATIVES, ModuleFacts, NameUse, module_facts
 
 logger = logging.getLogger(__name__)
 

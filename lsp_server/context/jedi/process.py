@@ -46,7 +46,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from lsp_server.context.jedi_child import Emit, JobContext, JobFn, Stop
+from lsp_server.context.jedi.child import Emit, JobContext, JobFn, Stop
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def thread_or_process(isolate: bool, warm: JobFn | None, *args: Any) -> JediWork
 
 _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[3]); "
-    "from lsp_server.context.jedi_child import child_main; child_main()"
+    "from lsp_server.context.jedi.child import child_main; child_main()"
 )
 
 

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from lsp_server.context.pysource import (
+from lsp_server.context.source.pysource import (
     ParseFailure,
     SourceText,
     decode_source,

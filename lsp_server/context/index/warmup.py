@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from lsp_server.context.resolve import ModuleCache
-from lsp_server.context.word_index import WordIndex, paused_gc
+from lsp_server.context.index.words import WordIndex, paused_gc
+from lsp_server.context.static.resolver import ModuleCache
 
 logger = logging.getLogger(__name__)
 

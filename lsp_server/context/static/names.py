@@ -28,7 +28,7 @@ import tokenize
 import warnings
 from dataclasses import dataclass, field
 
-from lsp_server.context.chunker import MODULE_QUALNAME, ChunkedModule
+from lsp_server.context.source.chunker import MODULE_QUALNAME, ChunkedModule
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import logging
 import warnings
 from pathlib import PurePosixPath
 
-from lsp_server.context.chunker import MODULE_QUALNAME, Chunk, ChunkedModule
-from lsp_server.context.pack import Candidate, Role, piece
-from lsp_server.context.symbols import Definition
+from lsp_server.context.jedi.symbols import Definition
+from lsp_server.context.pack.pieces import Candidate, Role, piece
+from lsp_server.context.source.chunker import MODULE_QUALNAME, Chunk, ChunkedModule
 
 logger = logging.getLogger(__name__)
 

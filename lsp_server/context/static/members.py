@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 
-from lsp_server.context.chunker import ChunkedModule, ChunkKind
+from lsp_server.context.source.chunker import ChunkedModule, ChunkKind
 
 
 def instance_attribute(chunks: ChunkedModule, cls: str, name: str) -> int | None:

@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsp_server.context.chunker import Chunk, ChunkKind
-from lsp_server.context.names import NameUse, local_types
-from lsp_server.context.pack import Candidate, Role
-from lsp_server.context.resolve import Module, ModuleCache, StaticResolver
-from lsp_server.context.snippets import is_test_path, use_candidate
-from lsp_server.context.symbols import Definition
-from lsp_server.context.word_index import Site, WordIndex, sites_in
+from lsp_server.context.index.words import Site, WordIndex, sites_in
+from lsp_server.context.jedi.symbols import Definition
+from lsp_server.context.pack.pieces import Candidate, Role
+from lsp_server.context.pack.snippets import is_test_path, use_candidate
+from lsp_server.context.source.chunker import Chunk, ChunkKind
+from lsp_server.context.static.names import NameUse, local_types
+from lsp_server.context.static.resolver import Module, ModuleCache, StaticResolver
 
 logger = logging.getLogger(__name__)
 

@@ -34,16 +34,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lsp_server.context import jedi_queries as q
-from lsp_server.context.chunker import decode_source
-from lsp_server.context.jedi_process import JediCrashed, JediWorker, thread_or_process
-from lsp_server.context.jedi_queries import (
+from lsp_server.context.jedi import queries as q
+from lsp_server.context.jedi.process import JediCrashed, JediWorker, thread_or_process
+from lsp_server.context.jedi.queries import (
     Callers,
     Definition,
     Reference,
     SymbolInfo,
     first_paragraph,
 )
+from lsp_server.context.source.chunker import decode_source
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import diskcache
 
-from lsp_server.context.chunker import Chunk, ChunkKind, chunk_module
+from lsp_server.context.source.chunker import Chunk, ChunkKind, chunk_module
 
 logger = logging.getLogger(__name__)
 

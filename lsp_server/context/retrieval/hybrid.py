@@ -22,9 +22,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from lsp_server.context.corpus import Corpus, Report
-from lsp_server.context.lexical import fuse
-from lsp_server.context.retrieval import ChunkRef, Embed, EmbeddingIndex, Hit
+from lsp_server.context.retrieval.corpus import Corpus, Report
+from lsp_server.context.retrieval.embeddings import ChunkRef, Embed, EmbeddingIndex, Hit
+from lsp_server.context.retrieval.lexical import fuse
 
 logger = logging.getLogger(__name__)
 

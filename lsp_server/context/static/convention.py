@@ -29,12 +29,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lsp_server.context.chunker import ChunkKind
-from lsp_server.context.symbols import Definition, read_disk
-from lsp_server.context.word_index import MAX_FILE_BYTES, MAX_FILES, SKIP_DIRS
+from lsp_server.context.index.words import MAX_FILE_BYTES, MAX_FILES, SKIP_DIRS
+from lsp_server.context.jedi.symbols import Definition, read_disk
+from lsp_server.context.source.chunker import ChunkKind
 
 if TYPE_CHECKING:
-    from lsp_server.context.resolve import Module, StaticResolver
+    from lsp_server.context.static.resolver import Module, StaticResolver
 
 logger = logging.getLogger(__name__)
 
