@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsp_server.context.jedi.symbols import SymbolInfo
+from lsp_server.context.model import SymbolInfo
 from lsp_server.context.pack.assembler import ContextPack
 
 HOVER_SYSTEM = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from lsp_server.context.jedi.symbols import SymbolInfo
+from lsp_server.context.model import SymbolInfo
 from lsp_server.llm.types import Completion
 
 

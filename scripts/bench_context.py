@@ -37,7 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import BENCH_DIR, call_positions, machine, percentile, summary, wheel_project_for
 
-from lsp_server.context.jedi.symbols import Definition, SymbolIndex
+from lsp_server.context.jedi.symbols import SymbolIndex
+from lsp_server.context.model import Definition
 from lsp_server.context.pack.assembler import Assembler, ContextTask, TaskKind
 from lsp_server.context.pack.pieces import ContextPack
 from lsp_server.context.source.chunker import decode_source

@@ -61,7 +61,7 @@ async def one_run(isolate: bool, django: str, count: int) -> dict[str, float]:
         text = texts[path]
         for query in (
             index.symbol_at(text, path, line + 1, col, deadline=5.0),
-            index.definitions(text, path, line + 1, col, deadline=5.0),
+            index.definitions_batch(text, path, [(line + 1, col)], deadline=5.0, partial=False),
             index.callers(text, path, line + 1, col, deadline=5.0),
         ):
             try:

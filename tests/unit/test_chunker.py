@@ -15,7 +15,6 @@ from lsp_server.context.source.chunker import (
     ChunkKind,
     chunk_module,
     decode_source,
-    window_chunk,
 )
 
 SAMPLE = textwrap.dedent(
@@ -285,10 +284,11 @@ def test_warnings_from_the_parser_do_not_break_valid_code() -> None:
     assert [c.qualname for c in module.chunks] == ["<module>", "f"]
 
 
-def test_window_chunk_clamps() -> None:
-    chunk = window_chunk("a\nb\nc\n", "m.py", 50, window=1)
+def test_window_around_the_cursor_clamps() -> None:
+    [chunk] = chunk_module("a\nb\nc(\n", "m.py", cursor_line=50, window=1).chunks
     assert (chunk.start_line, chunk.end_line, chunk.is_fallback) == (4, 4, True)
-    assert window_chunk("a\nb\nc", "m.py", 2, window=5).source == "a\nb\nc"
+    [chunk] = chunk_module("a\nb\nc(", "m.py", cursor_line=2, window=5).chunks
+    assert chunk.source == "a\nb\nc("
 
 
 def test_crlf_and_cr_keep_editor_line_numbers() -> None:

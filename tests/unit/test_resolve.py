@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.context.jedi.symbols import Definition
+from lsp_server.context.model import Definition
 from lsp_server.context.static.names import NameUse, local_types, used_names
 from lsp_server.context.static.resolver import Module, ModuleCache, StaticResolver
 
@@ -26,6 +26,13 @@ def resolver() -> StaticResolver:
     return StaticResolver(root, ModuleCache(lambda _: None, display))
 
 
+def _first(
+    found: dict[tuple[int, int], list[Definition]],
+) -> dict[tuple[int, int], Definition]:
+    """Each use's first definition (the one jedi's goto would give)."""
+    return {position: definitions[0] for position, definitions in found.items()}
+
+
 def _resolve(resolver: StaticResolver, function: str) -> dict[str, tuple[str, int] | None]:
     """What each name used in ``function`` of app.py resolves to: (file, line text)."""
     module = resolver.modules.file(FIXTURE / "app.py")
@@ -34,7 +41,7 @@ def _resolve(resolver: StaticResolver, function: str) -> dict[str, tuple[str, in
     assert chunk is not None
     uses = used_names(module.lines, chunk.start_line, chunk.end_line, module.facts.bound)
     types = local_types(module.lines, chunk.start_line, chunk.end_line)
-    found = resolver.resolve(module, uses, None, types)
+    found = _first(resolver.resolve_all(module, uses, None, types))
     return {u.text: _where(found.get((u.line, u.column))) for u in uses}
 
 
@@ -95,7 +102,9 @@ def test_odd_code_never_raises(resolver: StaticResolver, tmp_path: Path) -> None
     )
     uses = used_names(module.lines, 1, 5, module.facts.bound)
     types = local_types(module.lines, 2, 4)
-    assert resolver.resolve(module, uses, "A", types) is not None
+    found = resolver.resolve_all(module, uses, "A", types)
+    # ``self.x`` is its assignment; the self-inheriting class and ``a = a.b()`` place nothing
+    assert [(d.name, d.line) for place in found.values() for d in place] == [("x", 3)]
 
 
 def test_cut_target_name_bound_above_it_in_the_function(resolver: StaticResolver) -> None:
@@ -104,7 +113,7 @@ def test_cut_target_name_bound_above_it_in_the_function(resolver: StaticResolver
     text = (FIXTURE / "app.py").read_text()
     line = text.count("\n", 0, text.index("return total")) + 1
     uses = used_names(module.lines, line, line, module.facts.bound)
-    found = resolver.resolve(module, uses, None, {})
+    found = _first(resolver.resolve_all(module, uses, None, {}))
     assert [(u.text, _where(found.get((u.line, u.column)))) for u in uses] == [
         ("total", ("app.py", text.count("\n", 0, text.index("total = order.refresh")) + 1))
     ]
@@ -158,7 +167,7 @@ def test_naming_convention_through_a_self_attribute_set_from_a_parameter(
     resolver: StaticResolver,
 ) -> None:
     module, uses = _method_uses(resolver, "Reader.peek")
-    found = resolver.resolve(module, uses, "Reader", {})
+    found = _first(resolver.resolve_all(module, uses, "Reader", {}))
     placed = {u.text: _where(found.get((u.line, u.column))) for u in uses}
     assert placed["self.stream"] == _streams("self.stream = stream")
     assert placed["self.stream.read"] == _streams("def read(self):\n        return b")
@@ -176,7 +185,3 @@ def test_resolve_all_gives_each_value_of_a_conditional_assignment(
     ]
     keeper = next(u for u in uses if u.text == "self.keeper")
     assert [_where(d) for d in found[(keeper.line, keeper.column)]] == [_streams("self.keeper =")]
-    first = resolver.resolve(module, uses, "Runner", {})
-    assert _where(first[(record.line, record.column)]) == _streams(
-        "def record(self):\n        return 1"
-    )

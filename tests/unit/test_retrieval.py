@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.pack.assembler import Assembler
+from lsp_server.context.retrieval.corpus import Corpus
 from lsp_server.context.retrieval.embeddings import Embed, EmbeddingIndex, embed_text
 from lsp_server.context.source.chunker import chunk_module
 from lsp_server.context.tokens import TokenCounter, counter_for_model
@@ -97,9 +98,17 @@ async def test_vectors_persist_across_instances(
         assert all(len(group) <= 2 for group in files)
         assert len(fake.requests) == 1  # only the query was embedded
         assert await again.update_file("app/retry.py", (root / "app/retry.py").read_text()) == 0
-        await again.remove_file("app/retry.py")
+        # a deleted file leaves the index when it syncs to the workspace's chunks
+        (root / "app/retry.py").unlink()
+        corpus = Corpus(root, tmp_path / "corpus")
+        try:
+            await corpus.refresh()
+            await again.sync(await corpus.chunks())
+        finally:
+            corpus.close()
         hits = await again.search("retries", k=100)
         assert "app/retry.py" not in {h.path for h in hits}
+        assert "app/pricing.py" in {h.path for h in hits}
     finally:
         again.close()
 

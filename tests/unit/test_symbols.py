@@ -13,8 +13,8 @@ import pytest_asyncio
 from lsp_server.agent.navigate import JediNavigator
 from lsp_server.context.jedi import queries as jedi_queries
 from lsp_server.context.jedi.child import JobContext, Stop
-from lsp_server.context.jedi.queries import Definition
 from lsp_server.context.jedi.symbols import SymbolIndex
+from lsp_server.context.model import Definition
 
 DEADLINE = 30.0
 
@@ -51,6 +51,16 @@ def slow_batch(
         jedi_queries.definitions_batch(one, root, source, path, [position], limit)
 
 
+async def _definitions(
+    index: SymbolIndex, text: str, path: Path, line: int, column: int, *, deadline: float
+) -> list[Definition]:
+    """One name's definitions through the assembler's path (a batch of one, no partial)."""
+    found = await index.definitions_batch(
+        text, path, [(line, column)], deadline=deadline, partial=False
+    )
+    return found.get((line, column), [])
+
+
 def _position(text: str, needle: str, nth: int = 0) -> tuple[int, int]:
     """1-based line and 0-based column of the ``nth`` occurrence of ``needle``."""
     at = -1
@@ -64,7 +74,7 @@ async def test_cross_file_definition(index: SymbolIndex, root: Path) -> None:
     path = root / "app/service.py"
     text = path.read_text()
     line, col = _position(text, "apply_tax(subtotal)")
-    [found] = await index.definitions(text, path, line, col, deadline=DEADLINE)
+    [found] = await _definitions(index, text, path, line, col, deadline=DEADLINE)
     assert found.path == root / "app/pricing.py"
     assert (found.line, found.kind, found.in_workspace) == (16, "function", True)
     assert found.full_name == "app.pricing.apply_tax"
@@ -74,7 +84,7 @@ async def test_method_far_from_the_cursor(index: SymbolIndex, root: Path) -> Non
     path = root / "app/models.py"
     text = path.read_text()
     line, col = _position(text, "total()")
-    [found] = await index.definitions(text, path, line, col, deadline=DEADLINE)
+    [found] = await _definitions(index, text, path, line, col, deadline=DEADLINE)
     assert (found.path, found.line, found.name) == (path, 253, "total")
 
 
@@ -82,7 +92,7 @@ async def test_locally_shadowed_name_resolves_to_the_local(index: SymbolIndex, r
     path = root / "app/service.py"
     text = path.read_text()
     line, col = _position(text, "apply_tax(subtotal)", nth=1)
-    [found] = await index.definitions(text, path, line, col, deadline=DEADLINE)
+    [found] = await _definitions(index, text, path, line, col, deadline=DEADLINE)
     assert found.path == path
     assert found.line == line - 1  # the lambda assignment, not app.pricing
 
@@ -91,9 +101,9 @@ async def test_syntax_error_file_still_resolves(index: SymbolIndex, root: Path) 
     path = root / "app/broken.py"
     text = path.read_text()
     line, col = _position(text, "apply_tax(amount)")
-    [found] = await index.definitions(text, path, line, col, deadline=DEADLINE)
+    [found] = await _definitions(index, text, path, line, col, deadline=DEADLINE)
     assert found.path == root / "app/pricing.py"
-    assert await index.definitions(text, path, 10, 20, deadline=DEADLINE) == []
+    assert await _definitions(index, text, path, 10, 20, deadline=DEADLINE) == []
 
 
 async def test_batch_resolves_several_names_in_one_job(index: SymbolIndex, root: Path) -> None:
@@ -108,13 +118,14 @@ async def test_project_wide_references_capped(index: SymbolIndex, root: Path) ->
     path = root / "app/pricing.py"
     text = path.read_text()
     line, col = _position(text, "apply_tax")
-    refs, truncated = await index.references(text, path, line, col, deadline=DEADLINE)
+    job = (root, text, path, line, col)
+    refs, truncated = await index.worker.run(jedi_queries.references, *job, 50, deadline=DEADLINE)
     where = {(r.path.relative_to(root).as_posix(), r.is_definition) for r in refs}
     assert ("app/pricing.py", True) in where
     assert ("app/service.py", False) in where
     assert ("app/broken.py", False) in where
     assert not truncated
-    few, truncated = await index.references(text, path, line, col, deadline=DEADLINE, limit=1)
+    few, truncated = await index.worker.run(jedi_queries.references, *job, 1, deadline=DEADLINE)
     assert len(few) == 1 and truncated
 
 
@@ -150,14 +161,14 @@ async def test_deadline_partial_batch_and_timeout(
     assert await threaded.definitions_batch(text, path, [first, second], deadline=0.2) == {}
     assert time.monotonic() - started < 0.4  # the caller does not wait for jedi
     with pytest.raises(TimeoutError):
-        await threaded.definitions(text, path, *second, deadline=0.0)
+        await _definitions(threaded, text, path, *second, deadline=0.0)
     # the name in flight at the deadline is cached when the worker finishes it;
     # the next one is not started
     for _ in range(100):
         if await threaded.definitions_batch(text, path, [first], deadline=0.0):
             break
         await asyncio.sleep(0.05)
-    expected = await threaded.definitions(text, path, *first, deadline=DEADLINE)
+    expected = await _definitions(threaded, text, path, *first, deadline=DEADLINE)
     found = await threaded.definitions_batch(text, path, [first, second], deadline=0.0)
     assert found == {first: expected}
 
@@ -169,7 +180,7 @@ async def test_child_streams_names_resolved_after_the_caller_gave_up(
     text = path.read_text()
     first = _position(text, "apply_tax(subtotal)")
     second = _position(text, "Money(int")
-    expected: list[Definition] = await index.definitions(text, path, *first, deadline=DEADLINE)
+    expected: list[Definition] = await _definitions(index, text, path, *first, deadline=DEADLINE)
     index.invalidate()
     # the child imports this module on first use: do that before the clock matters
     await index.worker.run(slow_batch, root, text, path, [], 1, deadline=DEADLINE)
@@ -199,15 +210,15 @@ async def test_cache_per_text_and_invalidate(
     path = root / "app/service.py"
     text = path.read_text()
     position = _position(text, "apply_tax(subtotal)")
-    first = await threaded.definitions(text, path, *position, deadline=DEADLINE)
-    assert await threaded.definitions(text, path, *position, deadline=DEADLINE) == first
+    first = await _definitions(threaded, text, path, *position, deadline=DEADLINE)
+    assert await _definitions(threaded, text, path, *position, deadline=DEADLINE) == first
     assert len(calls) == 1
     edited = text.replace("taxed = apply_tax", "taxed  = apply_tax")
     moved = _position(edited, "apply_tax(subtotal)")
-    await threaded.definitions(edited, path, *moved, deadline=DEADLINE)  # a new version
+    await _definitions(threaded, edited, path, *moved, deadline=DEADLINE)  # a new version
     assert len(calls) == 2
     threaded.invalidate(root / "app/pricing.py")  # the definition's file changed
-    await threaded.definitions(text, path, *position, deadline=DEADLINE)
+    await _definitions(threaded, text, path, *position, deadline=DEADLINE)
     assert len(calls) == 3
 
 
@@ -228,6 +239,11 @@ async def test_agent_navigator_shares_the_jedi_worker(index: SymbolIndex, root: 
     [found] = await navigator.definitions("apply_tax", root / "app/service.py", None, None)
     assert found.path == "app/pricing.py"
     navigator.close()  # does not close the shared worker
-    assert await index.definitions(
-        (root / "app/service.py").read_text(), root / "app/service.py", 8, 12, deadline=DEADLINE
+    assert await _definitions(
+        index,
+        (root / "app/service.py").read_text(),
+        root / "app/service.py",
+        8,
+        12,
+        deadline=DEADLINE,
     )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsp_server.context.index.words import Site, WordIndex, sites_in
-from lsp_server.context.jedi.symbols import Definition
+from lsp_server.context.model import Definition
 from lsp_server.context.pack.pieces import Candidate, Role
 from lsp_server.context.pack.snippets import is_test_path, use_candidate
 from lsp_server.context.source.chunker import Chunk, ChunkKind
@@ -200,7 +200,8 @@ class _Judge:
         if recv and head.isidentifier() and head not in home.facts.bound and chunk is not None:
             types = self._local_types(home, chunk, head)
         use = NameUse(text, line, column, attribute)
-        found = self.resolver.resolve(home, [use], owner, types).get((line, column))
+        placed = self.resolver.resolve_all(home, [use], owner, types).get((line, column))
+        found = placed[0] if placed else None
         if found is not None:
             return RANK_OURS if self.ours(found) else None
         if head != "?" and self._foreign(home, head):

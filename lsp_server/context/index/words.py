@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsp_server.context.jedi.symbols import read_disk
+from lsp_server.context.source.pysource import read_disk
 
 logger = logging.getLogger(__name__)
 

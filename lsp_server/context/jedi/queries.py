@@ -16,65 +16,16 @@ from __future__ import annotations
 import keyword
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lsp_server.context.jedi.child import JobContext
+from lsp_server.context.model import Callers, Definition, Reference, SymbolInfo
 
 logger = logging.getLogger(__name__)
 
 #: What jedi raises on code it cannot make sense of.
 JEDI_ERRORS = (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError)
-
-
-@dataclass(frozen=True, slots=True)
-class Definition:
-    """Where a name is defined; ``line`` 1-based, ``column`` 0-based (jedi's)."""
-
-    name: str
-    full_name: str | None
-    kind: str  # jedi's type: "function", "class", "statement", "param", "module", ...
-    path: Path | None
-    line: int
-    column: int
-    in_workspace: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """One occurrence of a name; ``line`` 1-based, ``column`` 0-based."""
-
-    path: Path
-    line: int
-    column: int
-    code: str  # the stripped source line, capped
-    is_definition: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Callers:
-    """The function enclosing a position, and the places that use it (definitions excluded)."""
-
-    function: str  # its name; qualified when jedi knows it
-    definition: Definition
-    references: tuple[Reference, ...]
-    truncated: bool  # the cap or the deadline cut the list short
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolInfo:
-    """Static facts about one name, ready to show in a hover."""
-
-    name: str
-    kind: str
-    full_name: str | None
-    signatures: tuple[str, ...]
-    doc_summary: str | None
-    type_names: tuple[str, ...]
-    definition_path: Path | None
-    definition_line: int | None  # 1-based
-    in_workspace: bool
 
 
 _projects: dict[str, Any] = {}

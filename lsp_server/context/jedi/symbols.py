@@ -35,27 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.context.jedi import queries as q
-from lsp_server.context.jedi.process import JediCrashed, JediWorker, thread_or_process
-from lsp_server.context.jedi.queries import (
-    Callers,
-    Definition,
-    Reference,
-    SymbolInfo,
-    first_paragraph,
-)
-from lsp_server.context.source.chunker import decode_source
+from lsp_server.context.jedi.process import JediWorker, thread_or_process
+from lsp_server.context.model import Callers, Definition, SymbolInfo
+from lsp_server.context.source.pysource import read_disk
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "Callers",
-    "Definition",
-    "JediCrashed",
-    "Reference",
-    "SymbolIndex",
-    "SymbolInfo",
-    "first_paragraph",
-]
 
 ReadText = Callable[[Path], str | None]
 
@@ -63,15 +47,6 @@ ReadText = Callable[[Path], str | None]
 DEFINITION_LIMIT = 5
 REFERENCE_LIMIT = 50
 CACHE_ENTRIES = 4096
-
-
-def read_disk(path: Path) -> str | None:
-    """A file's text as the chunker expects it; None when it cannot be read."""
-    try:
-        return decode_source(path.read_bytes())
-    except OSError as exc:
-        logger.debug("cannot read %s: %s", path, exc)
-        return None
 
 
 def _no_buffers(path: Path) -> str | None:
@@ -161,10 +136,6 @@ class SymbolIndex:
             return text
         return await asyncio.to_thread(read_disk, path)
 
-    def in_workspace(self, path: Path | None) -> bool:
-        """Whether ``path`` lies inside the workspace root."""
-        return q.in_root(self.root, path)
-
     def _key(self, op: str, path: Path | None, source: str, *args: Any) -> tuple[Any, ...]:
         digest = hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
         return (op, _key_path(path), digest, *args)
@@ -191,25 +162,6 @@ class SymbolIndex:
             paths.add(_key_path(info.definition_path))
         self._cache.put(key, frozenset(paths), info)
         return info
-
-    async def definitions(
-        self,
-        source: str,
-        path: Path | None,
-        line: int,
-        column: int,
-        *,
-        deadline: float,
-        limit: int = DEFINITION_LIMIT,
-    ) -> list[Definition]:
-        """Where the name at 1-based `line`, 0-based `column` is defined (goto, else infer).
-
-        Raises `TimeoutError` after `deadline` seconds.
-        """
-        found = await self.definitions_batch(
-            source, path, [(line, column)], deadline=deadline, limit=limit, partial=False
-        )
-        return found.get((line, column), [])
 
     async def definitions_batch(
         self,
@@ -258,31 +210,6 @@ class SymbolIndex:
             )
         result.update(dict(list(done.items())))
         return result
-
-    async def references(
-        self,
-        source: str,
-        path: Path | None,
-        line: int,
-        column: int,
-        *,
-        deadline: float,
-        limit: int = REFERENCE_LIMIT,
-    ) -> tuple[list[Reference], bool]:
-        """Project-wide references to the name (workspace files only, sorted, capped).
-
-        Returns the references and whether the cap cut them short. Raises
-        `TimeoutError` after `deadline` seconds.
-        """
-        key = self._key("references", path, source, line, column, limit)
-        hit, value = self._cache.get(key)
-        if hit:
-            refs, truncated = value
-            return list(refs), truncated
-        job = (self.root, source, path, line, column, limit)
-        refs, truncated = await self._worker.run(q.references, *job, deadline=deadline)
-        self._cache.put(key, None, (tuple(refs), truncated))
-        return refs, truncated
 
     async def callers(
         self,

@@ -38,7 +38,8 @@ from lsp_server.context.index.callers import (
 )
 from lsp_server.context.index.warmup import log_rescan, memo_display, warm_one
 from lsp_server.context.index.words import WordIndex
-from lsp_server.context.jedi.symbols import Definition, SymbolIndex
+from lsp_server.context.jedi.symbols import SymbolIndex
+from lsp_server.context.model import Definition
 from lsp_server.context.pack.pieces import (
     Candidate,
     ContextPack,

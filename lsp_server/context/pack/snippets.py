@@ -14,7 +14,7 @@ import logging
 import warnings
 from pathlib import PurePosixPath
 
-from lsp_server.context.jedi.symbols import Definition
+from lsp_server.context.model import Definition
 from lsp_server.context.pack.pieces import Candidate, Role, piece
 from lsp_server.context.source.chunker import MODULE_QUALNAME, Chunk, ChunkedModule
 

@@ -124,12 +124,6 @@ class EmbeddingIndex:
         logger.debug("indexed %s: %d chunks, %d embedded", path, len(refs), embedded)
         return embedded
 
-    async def remove_file(self, path: str) -> None:
-        """Forget ``path`` (deleted or renamed); shared vectors stay for other chunks."""
-        async with self._lock:
-            self._files.pop(path, None)
-            await asyncio.to_thread(self._store.delete, f"file:{self.model}:{path}")
-
     async def sync(
         self, files: Mapping[str, Sequence[tuple[ChunkRef, str]]], progress: Progress | None = None
     ) -> int:

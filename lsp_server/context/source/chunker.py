@@ -61,7 +61,6 @@ __all__ = [
     "chunk_module",
     "decode_source",
     "normalise_text",
-    "window_chunk",
 ]
 
 MODULE_QUALNAME = "<module>"
@@ -344,11 +343,6 @@ def _window(lines: list[str], path: str, line: int, radius: int) -> Chunk:
     kind, fingerprint = ChunkKind.WINDOW, _text_fingerprint(text)
     chunk = _new(WINDOW_QUALNAME, kind, path, (start, end), text, text, fingerprint)
     return replace(chunk, is_fallback=True)
-
-
-def window_chunk(source: str, path: str, line: int, *, window: int = 40) -> Chunk:
-    """A fallback chunk of the lines ``line ± window`` (clamped) of ``source``."""
-    return _window(normalise_text(source).split("\n"), path, line, window)
 
 
 def chunk_module(

@@ -17,6 +17,7 @@ import logging
 import tokenize
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,15 @@ def decode_source(data: bytes) -> str:
     except LookupError:
         text = data.decode("utf-8", errors="replace")
     return normalise_text(text)
+
+
+def read_disk(path: Path) -> str | None:
+    """A file's text as the chunker expects it; None when it cannot be read."""
+    try:
+        return decode_source(path.read_bytes())
+    except OSError as exc:
+        logger.debug("cannot read %s: %s", path, exc)
+        return None
 
 
 class SourceText:

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsp_server.context.index.words import MAX_FILE_BYTES, MAX_FILES, SKIP_DIRS
-from lsp_server.context.jedi.symbols import Definition, read_disk
+from lsp_server.context.model import Definition
 from lsp_server.context.source.chunker import ChunkKind
+from lsp_server.context.source.pysource import read_disk
 
 if TYPE_CHECKING:
     from lsp_server.context.static.resolver import Module, StaticResolver

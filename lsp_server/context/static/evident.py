@@ -29,7 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lsp_server.context.jedi.symbols import Definition
+from lsp_server.context.model import Definition
 from lsp_server.context.source.chunker import Chunk, ChunkKind
 from lsp_server.context.static.convention import convention_class
 from lsp_server.context.static.names import (

@@ -42,8 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsp_server.context.jedi.symbols import Definition, read_disk
+from lsp_server.context.model import Definition
 from lsp_server.context.source.chunker import ChunkedModule, ChunkKind, chunk_module
+from lsp_server.context.source.pysource import read_disk
 from lsp_server.context.static.convention import ClassIndex
 from lsp_server.context.static.evident import TypeEvaluator, local_binding
 from lsp_server.context.static.members import class_attribute, instance_attribute
@@ -305,23 +306,6 @@ class StaticResolver:
         cls = self.class_of(home, match.group(2))
         return self.member(cls[0], cls[1], attr) if cls is not None else None
 
-    def resolve(
-        self,
-        module: Module,
-        uses: list[NameUse],
-        enclosing_class: str | None,
-        types: dict[str, str] | None = None,
-    ) -> dict[tuple[int, int], Definition]:
-        """Definitions of the uses this resolver can place, by (line, column).
-
-        ``types`` maps local names to the class expression they evidently hold
-        (`names.local_types`), for ``name.attr``.
-        """
-        return {
-            p: found[0]
-            for p, found in self.resolve_all(module, uses, enclosing_class, types).items()
-        }
-
     def resolve_all(
         self,
         module: Module,
@@ -329,9 +313,13 @@ class StaticResolver:
         enclosing_class: str | None,
         types: dict[str, str] | None = None,
     ) -> dict[tuple[int, int], list[Definition]]:
-        """`resolve`, with the other definitions a name may have when its base holds one
-        of several values (``self.keeper = A() if c else B()``: ``A.f`` and ``B.f``), at
-        most `MAX_ALTERNATIVES` per name, the first being `resolve`'s."""
+        """Definitions of the uses this resolver can place, by (line, column).
+
+        ``types`` maps local names to the class expression they evidently hold
+        (`names.local_types`), for ``name.attr``. The first definition of a use is
+        the one jedi's ``goto`` would give; the others are those a name may have
+        when its base holds one of several values (``self.keeper = A() if c else
+        B()``: ``A.f`` and ``B.f``), at most `MAX_ALTERNATIVES` per name."""
         types = types or {}
         evaluator = TypeEvaluator(self)
         out: dict[tuple[int, int], list[Definition]] = {}
