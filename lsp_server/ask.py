@@ -2,7 +2,7 @@
 
 `Asker.ask` answers a question that is not about the code under the cursor:
 
-1. the workspace's retrieval index (`context.hybrid.Retriever`) is brought up
+1. the workspace's retrieval index (`context.retrieval.hybrid.Retriever`) is brought up
    to date, reporting "Indexing N files…" (chunks are re-read only for files
    that changed since the last question, in this or an earlier session);
 2. the question is ranked against every chunk by keywords (BM25) and, when an

@@ -23,8 +23,8 @@ from pathlib import Path
 from lsp_server.actions import Actions
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
 from lsp_server.ask import Asker
-from lsp_server.context.jedi.process import JediCrashed
 from lsp_server.context.jedi.symbols import SymbolIndex
+from lsp_server.context.jedi.worker import JediCrashed
 from lsp_server.context.memory import SummaryCache
 from lsp_server.context.model import Definition, SymbolInfo
 from lsp_server.context.pack.assembler import Assembler, ContextPack, ContextTask, TaskKind

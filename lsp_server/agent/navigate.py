@@ -16,7 +16,7 @@ from typing import Any
 
 from lsp_server.agent.workspace import ToolError
 from lsp_server.context.jedi.by_name import Location, LookupFailed, navigate_job
-from lsp_server.context.jedi.process import JediCrashed, JediWorker, ThreadWorker
+from lsp_server.context.jedi.worker import JediCrashed, JediWorker, ThreadWorker
 
 #: Seconds a query may take; the registry's own tool limit (15 s) usually comes first.
 DEADLINE = 15.0

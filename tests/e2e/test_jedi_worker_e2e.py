@@ -31,7 +31,7 @@ def _jedi_child(server: int) -> int | None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"jedi_child" in cmdline and alive(pid):
+        if b"lsp_server.context.jedi.child" in cmdline and alive(pid):
             found.append(pid)
     assert len(found) <= 1, f"more than one jedi worker: {found}"
     return found[0] if found else None

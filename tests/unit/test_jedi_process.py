@@ -18,7 +18,8 @@ import pytest
 import pytest_asyncio
 
 from lsp_server.context.jedi.child import JobContext
-from lsp_server.context.jedi.process import JediCrashed, ProcessWorker
+from lsp_server.context.jedi.process import ProcessWorker
+from lsp_server.context.jedi.worker import JediCrashed
 
 # -- job functions: module level, so the child imports them by reference ------------------
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from lsp_server.context.model import Definition
+from lsp_server.context.static.modules import Module, ModuleCache
 from lsp_server.context.static.names import NameUse, local_types, used_names
-from lsp_server.context.static.resolver import Module, ModuleCache, StaticResolver
+from lsp_server.context.static.resolver import StaticResolver
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "infer"
 

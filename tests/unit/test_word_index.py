@@ -12,7 +12,8 @@ import pytest
 
 from lsp_server.context.index.callers import RANK_OURS, CallerFinder
 from lsp_server.context.index.words import WordIndex, scan, sites_in
-from lsp_server.context.static.resolver import ModuleCache, StaticResolver
+from lsp_server.context.static.modules import ModuleCache
+from lsp_server.context.static.resolver import StaticResolver
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lsp_server"
 

@@ -32,8 +32,9 @@ from lsp_server.context.model import Definition
 from lsp_server.context.pack.pieces import Candidate, Role
 from lsp_server.context.pack.snippets import is_test_path, use_candidate
 from lsp_server.context.source.chunker import Chunk, ChunkKind
+from lsp_server.context.static.modules import Module, ModuleCache
 from lsp_server.context.static.names import NameUse, local_types
-from lsp_server.context.static.resolver import Module, ModuleCache, StaticResolver
+from lsp_server.context.static.resolver import StaticResolver
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 `warm_one` is the per-file job of `Assembler.warm`: it reads a file once,
 adds it to the identifier index and chunks it into the module cache, with the
-cyclic GC paused around the parse (see `word_index.paused_gc`).
+cyclic GC paused around the parse (see `words.paused_gc`).
 `memo_display` remembers display paths; `log_rescan` reports a background
 rescan's outcome.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lsp_server.context.index.words import WordIndex, paused_gc
-from lsp_server.context.static.resolver import ModuleCache
+from lsp_server.context.static.modules import ModuleCache
 
 logger = logging.getLogger(__name__)
 

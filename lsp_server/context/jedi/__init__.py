@@ -2,5 +2,7 @@
 
 * `symbols`: `SymbolIndex`, the facade the rest of the server calls (cached per text).
 * `queries`: the job functions run where jedi runs (facts, definitions, references, callers).
-* `process`, `child`: where jedi runs: one child process per workspace, or a thread.
+* `by_name`: the agent's lookups by symbol name (definitions, references).
+* `worker`: the worker interface and the thread worker; `process`, `child`: the
+  child process per workspace that the server runs jedi in.
 """

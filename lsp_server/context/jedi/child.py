@@ -1,6 +1,6 @@
 """The jedi child process's side, and what every jedi job function receives.
 
-`child_main` is the entry point of the process `jedi_process.ProcessWorker`
+`child_main` is the entry point of the process `process.ProcessWorker`
 starts: it reads jobs from its socket on one thread and runs them one at a time
 on the main thread, answering with pickles. Its stdout already is the parent's
 stderr; its log records are forwarded to the parent, which logs them as its

@@ -29,9 +29,6 @@ it; parso's disk cache stays) when another job is waiting, and regardless at
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import itertools
 import json
 import logging
 import os
@@ -42,122 +39,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any
 
-from lsp_server.context.jedi.child import Emit, JobContext, JobFn, Stop
+from lsp_server.context.jedi.child import JobFn
+from lsp_server.context.jedi.worker import (
+    DEFAULT_DEADLINE,
+    JediCrashed,
+    JediWorker,
+    Job,
+    ThreadWorker,
+    job_name,
+)
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 #: Seconds a job may run past its deadline before it is killed when work is waiting.
 GRACE = 2.0
 #: Seconds past its deadline after which a job is killed even when nothing waits.
 HARD_LIMIT = 30.0
-#: Deadline of a job that names none (so the kill policy always has a bound).
-DEFAULT_DEADLINE = 60.0
-
-
-class JediCrashed(TimeoutError):
-    """The jedi worker died (killed, crashed, out of memory) before answering.
-
-    A `TimeoutError`: for every caller it means the same as a missed deadline,
-    "no static facts this time".
-    """
-
-
-def _name(fn: JobFn) -> str:
-    return str(getattr(fn, "__name__", fn))
-
-
-class _Job:
-    ids = itertools.count(1)
-
-    def __init__(self, fn: JobFn, args: tuple[Any, ...], at: float, on_part: Emit | None) -> None:
-        self.id = next(self.ids)
-        self.fn = fn
-        self.args = args
-        self.at = at
-        self.on_part = on_part
-        self.cancelled = threading.Event()
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self.on_cancel: Callable[[_Job], None] | None = None
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-        if self.on_cancel is not None:
-            self.on_cancel(self)
-
-    def part(self, value: Any) -> None:
-        if self.on_part is None:
-            return
-        try:
-            self.on_part(value)
-        except Exception:  # a bug in the receiver must not take the worker down
-            logger.exception("jedi job %s: handling a partial result failed", _name(self.fn))
-
-
-class JediWorker:
-    """Runs jedi jobs one at a time, off the event loop, each with a deadline."""
-
-    async def run(
-        self,
-        fn: Callable[..., _T],
-        *args: Any,
-        deadline: float | None = None,
-        on_part: Emit | None = None,
-    ) -> _T:
-        """``fn(ctx, *args)``'s result; `TimeoutError` after ``deadline`` seconds.
-
-        ``on_part`` receives each ``ctx.emit`` value on a worker thread, even
-        after the caller gave up (until the job stops).
-        """
-        wait = DEFAULT_DEADLINE if deadline is None else max(0.0, deadline)
-        job = _Job(fn, args, time.monotonic() + wait, on_part)
-        self._submit(job)
-        try:
-            result: _T = await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=wait)
-            return result
-        except (TimeoutError, asyncio.CancelledError):
-            job.cancel()
-            raise
-
-    def _submit(self, job: _Job) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Stop the worker; pending jobs are abandoned."""
-        raise NotImplementedError
-
-
-class ThreadWorker(JediWorker):
-    """Jobs on one thread of this process (jedi's GIL use competes with the event loop)."""
-
-    def __init__(self, name: str = "jedi") -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=name
-        )
-
-    def _submit(self, job: _Job) -> None:
-        def execute() -> None:
-            if not job.future.set_running_or_notify_cancel():
-                return
-            try:
-                ctx = JobContext(Stop(job.at, job.cancelled), job.part)
-                job.future.set_result(job.fn(ctx, *job.args))
-            except BaseException as exc:
-                job.future.set_exception(exc)
-
-        def abandoned(started: concurrent.futures.Future[None]) -> None:
-            if started.cancelled():  # closed before the job started: its caller must not hang
-                job.future.cancel()
-
-        self._executor.submit(execute).add_done_callback(abandoned)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def thread_or_process(isolate: bool, warm: JobFn | None, *args: Any) -> JediWorker:
@@ -192,16 +92,16 @@ class ProcessWorker(JediWorker):
         self.grace = grace
         self.hard_limit = hard_limit
         self.starts = 0
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._send_lock = threading.Lock()
-        self._current: _Job | None = None
+        self._current: Job | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="jedi-dispatch", daemon=True)
         self._thread.start()
         if warm is not None:  # starts the child now, so the first request does not wait
-            self._queue.put(_Job(warm, warm_args, time.monotonic() + DEFAULT_DEADLINE, None))
+            self._queue.put(Job(warm, warm_args, time.monotonic() + DEFAULT_DEADLINE, None))
 
     @property
     def pid(self) -> int | None:
@@ -209,7 +109,7 @@ class ProcessWorker(JediWorker):
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    def _submit(self, job: _Job) -> None:
+    def _submit(self, job: Job) -> None:
         if self._closed:
             job.future.set_exception(JediCrashed("the jedi worker is closed"))
             return
@@ -239,18 +139,18 @@ class ProcessWorker(JediWorker):
             if not job.future.set_running_or_notify_cancel():
                 continue
             if job.cancelled.is_set() or time.monotonic() >= job.at:
-                job.future.set_exception(TimeoutError(f"{_name(job.fn)}: deadline passed"))
+                job.future.set_exception(TimeoutError(f"{job_name(job.fn)}: deadline passed"))
                 continue
             try:
                 self._execute(job)
             except Exception as exc:  # never let the dispatcher die: fail the job instead
-                logger.exception("jedi worker: %s failed in the dispatcher", _name(job.fn))
+                logger.exception("jedi worker: %s failed in the dispatcher", job_name(job.fn))
                 if not job.future.done():
                     job.future.set_exception(JediCrashed(f"jedi worker failure: {exc}"))
             finally:
                 self._current = None
 
-    def _shut_down(self, job: _Job | None) -> None:
+    def _shut_down(self, job: Job | None) -> None:
         """Fail what is still queued, then stop the child (on the dispatcher thread)."""
         while job is not None or not self._queue.empty():
             if job is not None and job.future.set_running_or_notify_cancel():
@@ -258,7 +158,7 @@ class ProcessWorker(JediWorker):
             job = None if self._queue.empty() else self._queue.get()
         self._stop_child()
 
-    def _execute(self, job: _Job) -> None:
+    def _execute(self, job: Job) -> None:
         message = ("call", job.id, job.fn, job.args, job.at)
         try:
             payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -281,8 +181,8 @@ class ProcessWorker(JediWorker):
                     return
         self._await_answer(job, conn)
 
-    def _await_answer(self, job: _Job, conn: Connection) -> None:
-        name = _name(job.fn)
+    def _await_answer(self, job: Job, conn: Connection) -> None:
+        name = job_name(job.fn)
         kill_at = job.at + self.grace
         hard_at = job.at + self.hard_limit
         while True:
@@ -394,7 +294,7 @@ class ProcessWorker(JediWorker):
             proc.kill()
             proc.wait()
 
-    def _send_cancel(self, job: _Job) -> None:
+    def _send_cancel(self, job: Job) -> None:
         if self._current is not job:
             return
         with self._send_lock:

@@ -1,10 +1,10 @@
 """What jedi knows about code: facts at the cursor, definitions, references, callers.
 
-Every jedi call runs in a worker (`jedi_process`): by default one child
+Every jedi call runs in a worker (`jedi.process`): by default one child
 process per workspace, started in the background when the index is created,
 so jedi's GIL use (cyclic GC over its large heap, parso loading its pickled
 parse cache) never stalls the event loop; ``isolate=False`` runs the same jobs
-(`jedi_queries`) on one thread instead. The agent's `JediNavigator` shares the
+(`jedi.queries`) on one thread instead. The agent's `JediNavigator` shares the
 worker (`SymbolIndex.worker`). Each call has a deadline: the caller never
 waits longer (TimeoutError, or the names resolved so far for a batch); a
 crashed worker fails that call with `JediCrashed` (a TimeoutError: "no static
@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.context.jedi import queries as q
-from lsp_server.context.jedi.process import JediWorker, thread_or_process
+from lsp_server.context.jedi.process import thread_or_process
+from lsp_server.context.jedi.worker import JediWorker
 from lsp_server.context.model import Callers, Definition, SymbolInfo
 from lsp_server.context.source.pysource import read_disk
 

@@ -9,7 +9,7 @@ skeleton; the module's imports in use; snippets of the callers of the
 enclosing function; related tests (callers in test files). The names come from
 `names.used_names`; their definitions from jedi, in one batched job on its
 worker thread under a deadline (names not resolved by then are left out).
-`pack.build_pack` then fits the pieces to the budget and renders them in a
+`pieces.build_pack` then fits the pieces to the budget and renders them in a
 stable order. Every piece is labelled ``path:start-end``; same inputs give a
 byte-identical pack.
 
@@ -52,8 +52,9 @@ from lsp_server.context.pack.pieces import (
 from lsp_server.context.pack.snippets import definition_candidate, target_candidate
 from lsp_server.context.retrieval.embeddings import Hit
 from lsp_server.context.source.chunker import Chunk
+from lsp_server.context.static.modules import Module, ModuleCache
 from lsp_server.context.static.names import NameUse, local_types, used_names
-from lsp_server.context.static.resolver import Module, ModuleCache, StaticResolver
+from lsp_server.context.static.resolver import StaticResolver
 from lsp_server.context.tokens import TokenCounter
 
 logger = logging.getLogger(__name__)

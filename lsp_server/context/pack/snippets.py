@@ -2,7 +2,7 @@
 
 Each function takes a `ChunkedModule` (for labels and structure) plus the
 module's text lines, and returns a `Candidate`: the piece in full, with the
-skeleton and cutting rules `pack.fit` may fall back to. A definition is the
+skeleton and cutting rules `pieces.build_pack` may fall back to. A definition is the
 chunk that encloses its line (a function, method or class), or for a name
 bound by module-level code the one top-level statement that binds it.
 """

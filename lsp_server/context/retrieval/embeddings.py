@@ -11,7 +11,7 @@ other editor windows share the store, and `update_file` (call it on save)
 embeds only chunks whose text changed. A per-file manifest lists the file's
 chunks; `search` ranks every chunk by cosine similarity to the query, and
 `top_files` keeps each file's best chunks. `sync` brings a whole workspace's
-chunk list (from `context.corpus`) up to date at once: it drops files no longer
+chunk list (from `retrieval.corpus`) up to date at once: it drops files no longer
 listed and embeds every missing vector in batches that span files, reporting
 its progress.
 

@@ -27,15 +27,13 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lsp_server.context.index.words import MAX_FILE_BYTES, MAX_FILES, SKIP_DIRS
 from lsp_server.context.model import Definition
 from lsp_server.context.source.chunker import ChunkKind
 from lsp_server.context.source.pysource import read_disk
-
-if TYPE_CHECKING:
-    from lsp_server.context.static.resolver import Module, StaticResolver
+from lsp_server.context.static.modules import Module
+from lsp_server.context.static.protocol import Resolver
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +113,7 @@ def _suggests(key: str, name: str) -> bool:
 
 
 def convention_class(
-    resolver: StaticResolver, index: ClassIndex, module: Module, variable: str, attr: str
+    resolver: Resolver, index: ClassIndex, module: Module, variable: str, attr: str
 ) -> tuple[Module, str] | None:
     """The class ``variable`` evidently holds by its name, judged by the ``attr`` used on it."""
     key = variable.strip("_").replace("_", "").lower()
@@ -144,7 +142,7 @@ def convention_class(
     return chosen
 
 
-def _classes(resolver: StaticResolver, index: ClassIndex, name: str) -> list[tuple[Module, str]]:
+def _classes(resolver: Resolver, index: ClassIndex, name: str) -> list[tuple[Module, str]]:
     """The (module, qualname) of each workspace class called ``name``."""
     out: list[tuple[Module, str]] = []
     for path in index.names().get(name, ()):

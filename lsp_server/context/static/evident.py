@@ -14,7 +14,7 @@ from the code itself, as jedi's inference would for the common cases:
   self`` included), and ``@property`` / ``@cached_property`` getters;
 * a parameter or loop variable with no evident value (also behind
   ``self.x = param``): the class its name suggests, judged by the attribute
-  read on it (`resolve_convention`).
+  read on it (`convention`).
 
 Everything is bounded (`MAX_DEPTH` evaluations deep per name) and never
 raises: an expression it cannot follow is simply unresolved, for jedi.
@@ -23,31 +23,26 @@ raises: an expression it cannot follow is simply unresolved, for jedi.
 from __future__ import annotations
 
 import ast
-import functools
 import logging
-import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from lsp_server.context.model import Definition
 from lsp_server.context.source.chunker import Chunk, ChunkKind
-from lsp_server.context.static.convention import convention_class
+from lsp_server.context.static.convention import ClassIndex, convention_class
+from lsp_server.context.static.modules import Module
 from lsp_server.context.static.names import (
     ALTERNATIVES,
     MAX_ALTERNATIVES,
-    expression,
     local_types,
     type_name,
 )
-
-if TYPE_CHECKING:
-    from lsp_server.context.static.resolver import Module, StaticResolver
+from lsp_server.context.static.protocol import Resolver
+from lsp_server.context.static.syntax import branches, chunk_tree, is_property, returns_of
 
 logger = logging.getLogger(__name__)
 
 #: How many values deep one name's evaluation may go (``a.b().c.d`` through assignments).
 MAX_DEPTH = 16
-_PROPERTIES = ("property", "cached_property", "functools.cached_property")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,27 +74,13 @@ def _parts(expr: str) -> list[_Part] | None:
     return out or None
 
 
-@functools.lru_cache(maxsize=2048)
-def _tree(source: str) -> ast.Module | None:
-    """``source`` (a chunk, dedented by its first line's indentation) parsed, or None."""
-    lines = source.split("\n")
-    first = next((ln for ln in lines if ln.strip()), "")
-    indent = len(first) - len(first.lstrip(" \t"))
-    text = "\n".join(ln[indent:] if not ln[:indent].strip() else ln.lstrip() for ln in lines)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, SystemError) as exc:
-            logger.debug("chunk does not parse alone: %s", exc)
-            return None
-
-
 class TypeEvaluator:
-    """Evaluates dotted expressions to `Value` through a `StaticResolver` (per request)."""
+    """Evaluates dotted expressions to `Value` through a `Resolver` (per request)."""
 
-    def __init__(self, resolver: StaticResolver) -> None:
+    def __init__(self, resolver: Resolver, classes: ClassIndex) -> None:
         self.r = resolver
+        #: workspace class names, for `convention_class`'s guesses
+        self.classes = classes
         #: value_of's answers, by definition, call and receiver; None while in progress
         self._values: dict[tuple[str, int, bool, str, str, str], Value | None] = {}
         #: the other values of a value assigned ``A() if c else B()``, by the first's key
@@ -179,7 +160,7 @@ class TypeEvaluator:
                     break
             attr = parts[1].name if len(parts) > 1 else then
             if value is None and attr is not None:  # unannotated, or a value not followed
-                cls = convention_class(self.r, self.r.classes, module, head.name, attr)
+                cls = convention_class(self.r, self.classes, module, head.name, attr)
                 value = Value("instance", cls[0], cls[1]) if cls is not None else None
         else:
             home = self.r.module_alias(module, head.name)
@@ -261,7 +242,7 @@ class TypeEvaluator:
             cls = Value("class", home, chunk.qualname)
             return self._call(cls) if called else cls
         if chunk.start_line == d.line and chunk.kind in (ChunkKind.FUNCTION, ChunkKind.METHOD):
-            if called or _is_property(chunk):
+            if called or is_property(chunk):
                 return self.returns(home, chunk, depth - 1, receiver)
             return None
         value = self._assigned(home, chunk, d, depth - 1, receiver, None if called else then)
@@ -273,7 +254,7 @@ class TypeEvaluator:
         self, home: Module, chunk: Chunk, depth: int, receiver: Value | None = None
     ) -> Value | None:
         """The value a function returns: its annotation, else its first evident ``return``."""
-        tree = _tree(chunk.source)
+        tree = chunk_tree(chunk.source)
         node = tree.body[0] if tree is not None and tree.body else None
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or depth <= 0:
             return None
@@ -285,8 +266,8 @@ class TypeEvaluator:
             found = self.evaluate(home, annotated, me, {}, depth)
             return self._call(found) if found is not None else None
         types: dict[str, str] | None = None
-        for ret in _returns(node):
-            for text in _branches(ret):
+        for ret in returns_of(node):
+            for text in branches(ret):
                 if types is None:
                     types = local_types(home.lines, chunk.start_line, chunk.end_line)
                 found = self.evaluate(home, text, me, types, depth)
@@ -304,7 +285,7 @@ class TypeEvaluator:
         then: str | None = None,
     ) -> Value | None:
         """The value assigned at ``d`` (a statement in a module run, class body or method)."""
-        tree = _tree(chunk.source)
+        tree = chunk_tree(chunk.source)
         if tree is None:
             return None
         line = d.line - chunk.start_line + 1
@@ -322,48 +303,10 @@ class TypeEvaluator:
                     types = local_types(home.lines, chunk.start_line, chunk.end_line)
                     if isinstance(node.targets[0], ast.Name):  # not `self.x = x`
                         types.pop(d.name, None)
-                branches = _branches(node.value)[:MAX_ALTERNATIVES]
-                values = [self.evaluate(home, text, me, types, depth, then) for text in branches]
+                arms = branches(node.value)[:MAX_ALTERNATIVES]
+                values = [self.evaluate(home, text, me, types, depth, then) for text in arms]
                 return self._first([v for v in values if v is not None])
         return None
-
-
-def local_binding(module: Module, line: int, name: str) -> Definition | None:
-    """Where the function enclosing ``line`` last binds ``name`` above it (parameter, assignment).
-
-    For a name a cut target uses but does not bind: the lines that bind it are
-    outside the target, in the function around it.
-    """
-    chunk = module.chunks.enclosing(line)
-    if chunk is None or module.path is None:
-        return None
-    if chunk.kind not in (ChunkKind.FUNCTION, ChunkKind.METHOD):
-        return None
-    rel = line - chunk.start_line + 1
-    before = [at for at in _bindings(chunk.source).get(name, ()) if at[0] <= rel]
-    if not before:
-        return None
-    last = before[-1]  # the nearest binding above the use, as jedi's flow analysis picks
-    found = chunk.start_line + last[0] - 1
-    return Definition(name, None, "statement", module.path, found, last[1], True)
-
-
-@functools.lru_cache(maxsize=1024)
-def _bindings(source: str) -> dict[str, list[tuple[int, int]]]:
-    """Each name a function's source binds: where, (line, column) in order."""
-    tree = _tree(source)
-    out: dict[str, list[tuple[int, int]]] = {}
-    for node in ast.walk(tree) if tree is not None else ():
-        if isinstance(node, ast.arg):
-            name = node.arg
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            name = node.id
-        else:
-            continue
-        out.setdefault(name, []).append((node.lineno, node.col_offset))
-    for places in out.values():
-        places.sort()
-    return out
 
 
 def _key(value: Value) -> tuple[str, str, str]:
@@ -376,33 +319,3 @@ def _me(home: Module, chunk: Chunk, receiver: Value | None) -> Value | None:
         return receiver
     owner = chunk.qualname if chunk.kind is ChunkKind.CLASS else chunk.parent
     return Value("instance", home, owner) if owner else None
-
-
-def _branches(node: ast.expr) -> list[str]:
-    """The expressions a value may come from: both arms of ``a if c else b``, of ``a or b``."""
-    if isinstance(node, ast.IfExp):
-        return [*_branches(node.body), *_branches(node.orelse)]
-    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
-        return [text for value in node.values for text in _branches(value)]
-    text = expression(node)
-    return [] if "?" in text else [text]
-
-
-def _is_property(chunk: Chunk) -> bool:
-    head = chunk.source.split("def ", 1)[0]
-    return any(f"@{name}" in head for name in _PROPERTIES)
-
-
-def _returns(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
-    """The values of ``return`` statements of the function itself (not nested defs)."""
-    out: list[ast.expr] = []
-    stack: list[ast.AST] = list(node.body)
-    while stack:
-        item = stack.pop(0)
-        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
-            continue
-        value = item.value if isinstance(item, ast.Return) else None
-        if value is not None and not (isinstance(value, ast.Constant) and value.value is None):
-            out.append(value)
-        stack.extend(ast.iter_child_nodes(item))
-    return out

@@ -277,7 +277,7 @@ def local_types(lines: list[str], start_line: int, end_line: int) -> dict[str, s
     Annotated parameters and variables (``order: Order``) and assignments of a
     call to a capitalised name (``q = Query(model)``, ``x = forms.Field()``)
     give a class; other assignments of a dotted expression with calls give that
-    expression (``page = paginator.page()``), for `resolve_types` to evaluate.
+    expression (``page = paginator.page()``), for `evident` to evaluate.
     A name given several values has them joined by `ALTERNATIVES`, in order.
     Other names bound there (parameters, loop targets) map to `UNKNOWN`: local,
     so never the module-level name they shadow.

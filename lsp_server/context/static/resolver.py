@@ -5,10 +5,10 @@ imported at module level (``from django.db.models import Q``, through package
 re-exports and star imports), attributes of an imported module
 (``timezone.now``), members of the enclosing class or its bases in other files
 (``self.save``, ``super().m``), or attributes of values whose class the code
-makes evident (`resolve_types`: ``self.x = Cls()``, ``q = self.get_query()``,
+makes evident (`evident`: ``self.x = Cls()``, ``q = self.get_query()``,
 return annotations, properties), or, for a parameter or loop variable with
 no evident value, the class its name suggests when the attribute used on it
-settles it (`resolve_convention`: ``app_config.get_model``). Following these
+settles it (`convention`: ``app_config.get_model``). Following these
 through the workspace's files
 finds the definition jedi's ``goto`` would, in microseconds once the files
 are chunked, instead of the 0.1-2 s jedi's inference takes per name on a large
@@ -26,29 +26,25 @@ definition pieces hold a definition jedi gives (93.6 % before: most of the
 new ones are for parameters jedi cannot type either, ``request.path`` →
 ``HttpRequest.path``); ``--misses FILE`` lists the misses and those pieces.
 
-`ModuleCache` holds chunked modules keyed by path and content hash, and is safe
-to use from a worker thread: open editor buffers (``read_text``) win over the
-disk, and a file on disk is read again only when it changed.
+The modules it reads come from a `modules.ModuleCache`. The helpers that
+follow values (`evident`, `convention`) see the resolver through the small
+`protocol.Resolver` interface, so none of them imports this module.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from lsp_server.context.model import Definition
-from lsp_server.context.source.chunker import ChunkedModule, ChunkKind, chunk_module
-from lsp_server.context.source.pysource import read_disk
+from lsp_server.context.source.chunker import ChunkKind
 from lsp_server.context.static.convention import ClassIndex
-from lsp_server.context.static.evident import TypeEvaluator, local_binding
+from lsp_server.context.static.evident import TypeEvaluator
 from lsp_server.context.static.members import class_attribute, instance_attribute
-from lsp_server.context.static.names import MAX_ALTERNATIVES, ModuleFacts, NameUse, module_facts
+from lsp_server.context.static.modules import Module, ModuleCache
+from lsp_server.context.static.names import MAX_ALTERNATIVES, NameUse
+from lsp_server.context.static.syntax import local_binding
 
 logger = logging.getLogger(__name__)
 
@@ -60,83 +56,6 @@ _INSTANCE = re.compile(r"^\s*(\w+)\s*(?::[^=]*)?=\s*([\w.]+)\(")
 MAX_BASES = 6
 
 
-@dataclass(frozen=True, slots=True)
-class Module:
-    """A file's text lines, its chunks and its top-level facts."""
-
-    path: Path | None
-    display: str
-    chunks: ChunkedModule
-    facts: ModuleFacts
-    lines: list[str]
-
-
-def load_module(path: Path | None, display: str, text: str) -> Module:
-    """Chunk ``text`` and collect its facts (pure; can be slow for big files)."""
-    chunks = chunk_module(text, display)
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return Module(path, display, chunks, module_facts(chunks), lines)
-
-
-class ModuleCache:
-    """Chunked modules by (display path, sha256 of text), LRU-bounded, thread-safe."""
-
-    def __init__(
-        self,
-        read_text: Callable[[Path], str | None],
-        display_path: Callable[[Path | None], str],
-        size: int = 256,
-    ) -> None:
-        self.read_text = read_text
-        self.display_path = display_path
-        self._size = size
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], Module] = OrderedDict()
-        self._disk: OrderedDict[Path, tuple[tuple[int, int], Module]] = OrderedDict()
-
-    def get(self, path: Path | None, text: str) -> Module:
-        display = self.display_path(path)
-        key = (display, hashlib.sha256(text.encode("utf-8", "replace")).hexdigest())
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                return found
-        found = load_module(path, display, text)
-        with self._lock:
-            self._entries[key] = found
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-        return found
-
-    def file(self, path: Path) -> Module | None:
-        """The module of a file: its open buffer if any, else its text on disk.
-
-        A file on disk is read again only when its size or modification time changed.
-        """
-        text = self.read_text(path)
-        if text is not None:
-            return self.get(path, text)
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        stamp = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            known = self._disk.get(path)
-        if known is not None and known[0] == stamp:
-            return known[1]
-        text = read_disk(path)
-        if text is None:
-            return None
-        found = self.get(path, text)
-        with self._lock:
-            self._disk[path] = (stamp, found)
-            while len(self._disk) > self._size:
-                self._disk.popitem(last=False)
-        return found
-
-
 class StaticResolver:
     """Follows module-level imports through workspace files (call it on a worker thread)."""
 
@@ -144,7 +63,7 @@ class StaticResolver:
         self.root = root.resolve() if root is not None else None
         self.modules = modules
         self._files: dict[str, Path | None] = {}
-        #: workspace class names, for `resolve_convention`'s guesses (built on first use)
+        #: workspace class names, for `convention`'s guesses (built on first use)
         self.classes = ClassIndex(self.root)
 
     def module_file(self, dotted: str) -> Path | None:
@@ -321,7 +240,7 @@ class StaticResolver:
         when its base holds one of several values (``self.keeper = A() if c else
         B()``: ``A.f`` and ``B.f``), at most `MAX_ALTERNATIVES` per name."""
         types = types or {}
-        evaluator = TypeEvaluator(self)
+        evaluator = TypeEvaluator(self, self.classes)
         out: dict[tuple[int, int], list[Definition]] = {}
         for use in uses:
             try:
