@@ -8,8 +8,9 @@ away at once (`CircuitOpen`) and goes to the next tier without waiting.
 `run_chain` walks a `Route`. Each tier gets the request's deadline less a reserve kept
 for the tiers after it (`reserve` of the remaining time, when a later tier's breaker
 is closed), so a hanging primary still leaves time for the cheap and local models.
-Within a tier, `call_with_retry` retries retryable failures and gives up at once when
-a wait would pass the tier's deadline or the breaker opens. An auth or quota failure
+Within a tier, `Tier.attempt` (the one retry-behind-breaker, used by `Tier.complete` and
+`Tier.embed`) retries retryable failures and gives up at once when a wait would pass the
+tier's deadline or the breaker opens. An auth or quota failure
 skips later tiers on the same account (same endpoint, same key). Every skipped step is
 written to the usage log (outcome "skipped") next to the client's per-attempt records.
 
@@ -25,11 +26,12 @@ import dataclasses
 import logging
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from lsp_server.llm.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitOpen
-from lsp_server.llm.client import ProviderClient, ProviderConfig
+from lsp_server.llm.client import Embeddings, ProviderClient, ProviderConfig
 from lsp_server.llm.providers import TierSpec, list_models
 from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy, call_with_retry
 from lsp_server.llm.router import Route, RouteStep
@@ -37,6 +39,8 @@ from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFai
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 HARD_TIMEOUT_GRACE = 0.25
 """Seconds past an attempt's timeout before we stop waiting ourselves (slow streams)."""
@@ -72,6 +76,7 @@ class Tier:
             spec.name, breaker_config, probe=self.probe, on_transition=self._on_transition
         )
         self._model = spec.default_model
+        self._route = ""  # of the latest call: the probe's usage records carry it
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[bool]] = set()
         self._closed = False
@@ -98,36 +103,32 @@ class Tier:
             logger.info("provider %s: using discovered model %s", self.spec.name, self._model)
         return self._model
 
-    async def complete(
+    async def attempt(
         self,
-        request: ChatRequest,
-        model: str,
+        call: Callable[[float, int], Awaitable[T]],
         *,
-        request_id: str,
         deadline: Deadline,
         policy: RetryPolicy,
-    ) -> Completion:
-        """Retry within `deadline`, every attempt behind the breaker.
+        route: str,
+        model: str = "",
+    ) -> T:
+        """``call(budget, attempt)`` retried within `deadline`, every attempt behind the
+        breaker and cut at its budget: the one retry-behind-breaker for every kind of call.
 
-        Raises `CircuitOpen` (not admitted), `RetryGaveUp` (failed) or `CancelledError`.
+        A half-open breaker starts its probe (user traffic is rejected meanwhile). Raises
+        `CircuitOpen` (not admitted), `RetryGaveUp` (failed) or `CancelledError`.
         """
+        self._route = route
         if self.breaker.state is BreakerState.HALF_OPEN:
             self.start_probe()  # rejected below; the probe decides when traffic returns
         attempts = 0
 
-        async def once(budget: float) -> Completion:
+        async def once(budget: float) -> T:
             nonlocal attempts
             attempts += 1
             try:
                 async with self.breaker.call(), asyncio.timeout(budget + HARD_TIMEOUT_GRACE):
-                    name = model or await self.model(budget)
-                    return await self.client.complete(
-                        request,
-                        name,
-                        request_id=request_id,
-                        attempt_timeout=budget,
-                        attempt=attempts,
-                    )
+                    return await call(budget, attempts)
             except TimeoutError:
                 raise ProviderFailure(
                     ErrorKind.TIMEOUT,
@@ -143,6 +144,57 @@ class Tier:
             attempt_timeout=self.spec.timeout,
             give_up_when=self._breaker_not_closed,
         )
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        model: str,
+        *,
+        request_id: str,
+        deadline: Deadline,
+        policy: RetryPolicy,
+        route: str = "",
+    ) -> Completion:
+        """A completion from this tier (`attempt`); ``model`` "" means discover it."""
+
+        async def call(budget: float, attempt: int) -> Completion:
+            name = model or await self.model(budget)
+            return await self.client.complete(
+                request,
+                name,
+                request_id=request_id,
+                attempt_timeout=budget,
+                attempt=attempt,
+                route=route,
+            )
+
+        return await self.attempt(call, deadline=deadline, policy=policy, route=route, model=model)
+
+    async def embed(
+        self,
+        texts: list[str],
+        model: str,
+        *,
+        request_id: str,
+        deadline: Deadline,
+        policy: RetryPolicy,
+        dimensions: int | None = None,
+        route: str = "",
+    ) -> Embeddings:
+        """Vectors for ``texts`` from this tier, in one request (`attempt`)."""
+
+        async def call(budget: float, attempt: int) -> Embeddings:
+            return await self.client.embed(
+                texts,
+                model,
+                request_id=request_id,
+                dimensions=dimensions,
+                attempt_timeout=budget,
+                attempt=attempt,
+                route=route,
+            )
+
+        return await self.attempt(call, deadline=deadline, policy=policy, route=route)
 
     def _breaker_not_closed(self) -> str | None:
         if self.breaker.state is BreakerState.CLOSED:
@@ -166,6 +218,7 @@ class Tier:
                 await self.model(timeout),
                 request_id=f"probe-{uuid.uuid4().hex[:12]}",
                 attempt_timeout=timeout,
+                route=self._route,
             )
         except ProviderFailure as failure:
             if not _is_empty_answer(failure):
@@ -296,7 +349,12 @@ def notice(outcomes: Sequence[StepOutcome], answered: RouteStep) -> str | None:
 
 
 def _skip_record(
-    usage_log: UsageLog, request: ChatRequest, request_id: str, step: RouteStep, cls: str
+    usage_log: UsageLog,
+    request: ChatRequest,
+    request_id: str,
+    step: RouteStep,
+    route: str,
+    cls: str,
 ) -> None:
     usage_log.write(
         UsageRecord(
@@ -308,6 +366,7 @@ def _skip_record(
             latency_ms=0.0,
             error_class=cls,
             tier=step.spec.role,
+            route=route,
         )
     )
 
@@ -336,7 +395,7 @@ async def run_chain(
             outcomes.append(
                 StepOutcome(step.spec.name, step.spec.role, label, reason, skipped=True)
             )
-            _skip_record(usage_log, request, request_id, step, "same_account")
+            _skip_record(usage_log, request, request_id, step, route.reason, "same_account")
             continue
         if deadline.expired:
             outcomes.append(
@@ -349,7 +408,7 @@ async def run_chain(
                     skipped=True,
                 )
             )
-            _skip_record(usage_log, request, request_id, step, "deadline")
+            _skip_record(usage_log, request, request_id, step, route.reason, "deadline")
             continue
         later = any(tiers[s.spec.name].viable for s in steps[i + 1 :])
         tier_deadline = deadline
@@ -358,7 +417,12 @@ async def run_chain(
             tier_deadline = Deadline(deadline.clock() + budget, deadline.clock)
         try:
             completion = await tier.complete(
-                request, step.model, request_id=request_id, deadline=tier_deadline, policy=policy
+                request,
+                step.model,
+                request_id=request_id,
+                deadline=tier_deadline,
+                policy=policy,
+                route=route.reason,
             )
         except CircuitOpen as exc:
             outcomes.append(
@@ -371,7 +435,7 @@ async def run_chain(
                     skipped=True,
                 )
             )
-            _skip_record(usage_log, request, request_id, step, "circuit_open")
+            _skip_record(usage_log, request, request_id, step, route.reason, "circuit_open")
             logger.info("request %s: %s skipped: %s", request_id, step.spec.name, exc)
             continue
         except RetryGaveUp as exc:
