@@ -41,7 +41,6 @@ class AnswerSource(StrEnum):
     """Where the AI part of an answer came from."""
 
     PROVIDER = "provider"
-    CACHE = "cache"
     FALLBACK = "fallback"
     OFFLINE = "offline"
 
