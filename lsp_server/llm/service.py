@@ -26,7 +26,6 @@ import time
 from lsp_server.llm.breaker import BreakerConfig, CircuitOpen
 from lsp_server.llm.chain import (
     AllTiersFailed,
-    Tier,
     describe_gave_up,
     describe_open,
     run_chain,
@@ -35,6 +34,7 @@ from lsp_server.llm.client import Embeddings
 from lsp_server.llm.providers import TierSpec, tier_specs
 from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy
 from lsp_server.llm.router import Router
+from lsp_server.llm.tier import Tier
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure, Usage
 from lsp_server.settings import Settings
 from lsp_server.telemetry.usage import UsageLog
