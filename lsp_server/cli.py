@@ -27,7 +27,8 @@ from lsp_server import __version__
 from lsp_server.atomic import write_text_atomic
 
 if TYPE_CHECKING:
-    from lsp_server.engine import Document, Engine
+    from lsp_server.engine import Engine
+    from lsp_server.pipeline.runtime import Document
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def _err(message: str) -> None:
 
 async def _open(location: Location) -> tuple[Engine, Document] | None:
     from lsp_server.context.source.chunker import decode_source
-    from lsp_server.engine import Document, Engine
+    from lsp_server.engine import Engine
+    from lsp_server.pipeline.runtime import Document
     from lsp_server.settings import build_settings
 
     path = location.path.resolve()
@@ -181,8 +183,8 @@ async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
 
 
 async def _ask(question: str, root: Path) -> int:
-    from lsp_server.ask import AskError
     from lsp_server.engine import Engine
+    from lsp_server.pipeline.ask import AskError
     from lsp_server.settings import build_settings
 
     settings, problems = build_settings()

@@ -1,11 +1,11 @@
-"""The pipeline behind every feature, independent of LSP: hover today.
+"""The wiring: one `Engine` per workspace root builds the parts and lends them out.
 
-The engine takes plain values (a document snapshot and a position), gathers
-static facts with jedi, assembles context with the chunker under a token
-budget, asks the model through `LlmService`, and returns markdown with a
-footer that says who answered, what it cost and how long it took. It never
-raises to its caller for provider trouble: failures become a one-line notice
-under the static facts. `asyncio.CancelledError` always propagates.
+The engine owns what lives as long as the workspace (the jedi-backed symbol
+index, the context assembler, the agent's tools, the provider service and its
+usage log, token counters, conversation summaries, the request queue) and
+implements the small `Runtime` protocols (`pipeline/runtime.py`) the pipelines
+ask for: `hover` (`pipeline/hover.py`), `actions` (`pipeline/actions.py`) and
+`asker()` (`pipeline/ask.py`). It holds no feature logic of its own.
 """
 
 from __future__ import annotations
@@ -13,69 +13,26 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
-from lsp_server.actions import Actions
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
-from lsp_server.ask import Asker
 from lsp_server.context.jedi.symbols import SymbolIndex
-from lsp_server.context.jedi.worker import JediCrashed
-from lsp_server.context.memory import SummaryCache
-from lsp_server.context.model import Definition, SymbolInfo
-from lsp_server.context.pack.assembler import Assembler, ContextPack, ContextTask, TaskKind
+from lsp_server.context.pack.assembler import Assembler
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.llm.queue import RequestQueue
 from lsp_server.llm.service import LlmService
-from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
-from lsp_server.prompts import hover_messages
-from lsp_server.render import (
-    answer_notes,
-    footer,
-    offline_notice,
-    static_markdown,
-    unavailable_notice,
-)
+from lsp_server.pipeline.actions import Actions
+from lsp_server.pipeline.ask import Asker
+from lsp_server.pipeline.hover import HoverAnswer, HoverPipeline
+from lsp_server.pipeline.memory import SummaryCache
+from lsp_server.pipeline.runtime import Document
 from lsp_server.settings import Settings
 from lsp_server.telemetry.usage import UsageLog
 
+__all__ = ["Document", "Engine", "HoverAnswer"]
+
 logger = logging.getLogger(__name__)
-
-#: How long static analysis may take before a hover gives up on it.
-STATIC_DEADLINE = 5.0
-
-
-class AnswerSource(StrEnum):
-    """Where the AI part of an answer came from."""
-
-    PROVIDER = "provider"
-    CACHE = "cache"
-    FALLBACK = "fallback"
-    OFFLINE = "offline"
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """A snapshot of one file as the editor has it."""
-
-    path: Path | None
-    text: str
-    version: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HoverAnswer:
-    """What a hover shows, and what produced it."""
-
-    markdown: str
-    source: AnswerSource
-    symbol: SymbolInfo
-    completion: Completion | None = None
-    pack: ContextPack | None = None
 
 
 ReadBuffer = Callable[[Path], str | None]
@@ -92,6 +49,7 @@ class Engine:
         self.symbols = SymbolIndex(root, read_text=self.read_buffer)
         self.assembler = Assembler(self.symbols, self.display_path)
         self.actions = Actions(self)
+        self._hover = HoverPipeline(self)
         self._tools: ToolRegistry | None = None
         self._queue: RequestQueue | None = None
         self._retired: dict[LlmService, asyncio.Task[None]] = {}
@@ -217,86 +175,7 @@ class Engine:
 
     async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
-        try:
-            symbol = await self.symbols.symbol_at(
-                doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
-            )
-        except JediCrashed as exc:  # restarted on the next request
-            logger.warning("static analysis failed at %s:%d: %s", doc.path, line + 1, exc)
-            return None
-        except TimeoutError:
-            logger.warning("static analysis timed out at %s:%d", doc.path, line + 1)
-            return None
-        if symbol is None:
-            return None
-        static = static_markdown(symbol, self.display_path)
-        settings = self._settings
-        if not settings.ai_hover:
-            return HoverAnswer(static, AnswerSource.OFFLINE, symbol)
-        if not self.llm.available:
-            return HoverAnswer(
-                static + "\n\n---\n" + offline_notice(), AnswerSource.OFFLINE, symbol
-            )
-        deadline = time.monotonic() + settings.hover_deadline
-        request_id = uuid.uuid4().hex[:16]
-        pack = await self._hover_pack(doc, line + 1, symbol, settings)
-        where = f"{self.display_path(doc.path)}:{line + 1}"
-        request = ChatRequest(
-            messages=hover_messages(symbol, pack, where),
-            feature="hover",
-            max_tokens=settings.hover_max_tokens,
-            metadata={"context_tokens": str(pack.tokens)},
-        )
-        try:
-            completion = await asyncio.wait_for(
-                self.llm.complete(request, deadline=deadline, request_id=request_id),
-                timeout=max(0.0, deadline - time.monotonic()),
-            )
-        except ProviderFailure as failure:
-            return self._static_fallback(static, symbol, pack, failure.kind.value, failure.message)
-        except TimeoutError:
-            message = f"no answer within {settings.hover_deadline:g} s"
-            return self._static_fallback(static, symbol, pack, "timeout", message)
-        notes = answer_notes(completion.notice, self.llm.breaker_states())
-        parts = [static, "---", completion.text.strip(), *notes]
-        parts.append(footer(completion, completion.tier, pack.tokens))
-        markdown = "\n\n".join(parts)
-        return HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack)
-
-    def _static_fallback(
-        self, static: str, symbol: SymbolInfo, pack: ContextPack, kind: str, message: str
-    ) -> HoverAnswer:
-        notice = unavailable_notice(self._settings.model, kind, message)
-        notes = answer_notes(None, self.llm.breaker_states())
-        markdown = "\n\n".join([static, "---", notice, *notes])
-        return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
-
-    async def _hover_pack(
-        self, doc: Document, line: int, symbol: SymbolInfo, settings: Settings
-    ) -> ContextPack:
-        """The hovered line's chunk, the symbol's definition first, then what the chunk uses.
-
-        Only the import map places the other names (no jedi inference, no callers):
-        a hover must stay fast; Explain and Fix get the full search.
-        """
-        counter = await self.counter(settings.model)
-        focus: Definition | None = None
-        if symbol.definition_path is not None and symbol.definition_line is not None:
-            focus = Definition(
-                symbol.name,
-                symbol.full_name,
-                symbol.kind,
-                symbol.definition_path,
-                symbol.definition_line,
-                0,
-                symbol.in_workspace,
-            )
-        task = ContextTask(
-            TaskKind.HOVER, doc.text, doc.path, line, line, focus=focus, callers=False, infer=False
-        )
-        return await self.assembler.assemble(
-            task, counter, settings.hover_context_tokens, deadline=0.0
-        )
+        return await self._hover.hover(doc, line, column)
 
     async def aclose(self) -> None:
         """Release clients and threads."""

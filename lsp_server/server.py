@@ -1,27 +1,28 @@
 """The language server: state on a LanguageServer subclass, thin handlers.
 
-Handlers translate LSP to plain values and call the engine (`engine.py`).
-Settings are built at `initialize` (environment ← initializationOptions),
+Handlers hand their params to `features/` (which translate LSP to plain values
+and call the pipelines through the engine) and answer through
+`features.base.guarded`. Settings are built at `initialize` (environment ← initializationOptions),
 refined from `workspace/configuration` once initialized and on every
 `workspace/didChangeConfiguration`; invalid values are shown to the user as
 warnings and replaced by defaults. No handler lets an exception reach the
-editor as a stack trace; `asyncio.CancelledError` is left to pygls, which
-answers RequestCancelled.
+editor as a stack trace (`guarded`); `asyncio.CancelledError` is left to
+pygls, which answers RequestCancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from lsprotocol import types
+from pygls.capabilities import get_capability
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
@@ -30,14 +31,15 @@ from lsp_server.engine import Engine
 from lsp_server.features import ask as ask_feature
 from lsp_server.features import code_actions
 from lsp_server.features import hover as hover_feature
+from lsp_server.features.base import guarded
 from lsp_server.protocol import LlmProtocol
 from lsp_server.settings import SECTION, Settings, SettingsProblem, build_settings
 
 logger = logging.getLogger(__name__)
 
 CMD_DOCTOR = "llmLsp.doctor"
-P = ParamSpec("P")
-R = TypeVar("R")
+#: What a command answers when it failed unexpectedly (the user got a message).
+COMMAND_FAILED = "llm-lsp: the command failed; see the server log"
 
 
 class LlmLanguageServer(LanguageServer):
@@ -111,12 +113,6 @@ class LlmLanguageServer(LanguageServer):
                 types.ShowMessageParams(type=types.MessageType.Warning, message=problem.message())
             )
 
-    def report_failure(self, message: str) -> None:
-        """An error the user should see, as one line."""
-        self.window_show_message(
-            types.ShowMessageParams(type=types.MessageType.Error, message=message)
-        )
-
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run background work, keeping a reference and logging its failure."""
 
@@ -162,25 +158,6 @@ def _set_log_level(level: str) -> None:
     logging.getLogger("lsp_server").setLevel(level)
 
 
-def guarded(
-    fallback: R,
-) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Turn an unexpected exception into `fallback` plus an error log (never a traceback)."""
-
-    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        @functools.wraps(fn)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return await fn(*args, **kwargs)
-            except Exception:
-                logger.exception("%s failed; answering %r", fn.__name__, fallback)
-                return fallback
-
-        return wrapper
-
-    return decorate
-
-
 def create_server() -> LlmLanguageServer:
     """A server with every feature registered."""
     server = LlmLanguageServer()
@@ -218,8 +195,6 @@ def create_server() -> LlmLanguageServer:
             pushed = params.settings if isinstance(params.settings, dict) else None
             await ls.apply_settings(pushed)
 
-    no_hover: types.Hover | None = None
-
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_did_open(ls: LlmLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
         path = ls.buffer_updated(params.text_document.uri)
@@ -254,9 +229,8 @@ def create_server() -> LlmLanguageServer:
                 ls.spawn(ls.engine.file_saved(path), "question index update")
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
-    @guarded(no_hover)
     async def on_hover(ls: LlmLanguageServer, params: types.HoverParams) -> types.Hover | None:
-        return await hover_feature.hover(ls, params)
+        return await guarded(ls, hover_feature.hover(ls, params), None, name="hover")
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -265,41 +239,36 @@ def create_server() -> LlmLanguageServer:
             resolve_provider=True,
         ),
     )
-    def on_code_action(
+    async def on_code_action(
         ls: LlmLanguageServer, params: types.CodeActionParams
     ) -> list[types.CodeAction | types.Command]:
-        try:
-            return code_actions.list_actions(ls, params)
-        except Exception:  # listing must never fail the editor: log it, offer nothing
-            logger.exception("listing code actions failed")
-            return []
+        # Listing must never fail the editor: on a bug, offer nothing.
+        listing = code_actions.list_actions(ls, params)
+        return await guarded(ls, listing, [], name="listing code actions")
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def on_code_action_resolve(
         ls: LlmLanguageServer, action: types.CodeAction
     ) -> types.CodeAction:
-        try:
-            return await code_actions.resolve(ls, action)
-        except Exception:  # the user gets a message, never a traceback
-            logger.exception("resolving %r failed", action.title)
-            ls.report_failure(f"llm-lsp: '{action.title}' failed; see the server log")
-            return action
+        failure = f"llm-lsp: '{action.title}' failed; see the server log"
+        work = code_actions.resolve(ls, action)
+        return await guarded(ls, work, action, name=f"resolving {action.title!r}", failure=failure)
 
     @server.command(code_actions.CMD_EXPLAIN)
     async def on_explain(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
-        return await _command(ls, code_actions.run_explain_command, list(args))
+        return await _command(ls, code_actions.run_explain_command(ls, list(args)), "explain")
 
     @server.command(code_actions.CMD_FIX)
     async def on_fix(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
-        return await _command(ls, code_actions.run_fix_command, list(args))
+        return await _command(ls, code_actions.run_fix_command(ls, list(args)), "fix")
 
     @server.command(ask_feature.CMD_ASK)
     async def on_ask(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
-        return await _command(ls, ask_feature.run_ask_command, list(args))
+        return await _command(ls, ask_feature.run_ask_command(ls, list(args)), "ask")
 
     @server.command(CMD_DOCTOR)
     async def on_doctor(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
-        return await _command(ls, _run_doctor, list(args))
+        return await _command(ls, _run_doctor(ls, list(args)), "doctor")
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: LlmLanguageServer, params: None) -> None:
@@ -311,17 +280,12 @@ def create_server() -> LlmLanguageServer:
 
 
 async def _command(
-    ls: LlmLanguageServer,
-    fn: Callable[[LlmLanguageServer, list[Any]], Awaitable[dict[str, Any]]],
-    args: list[Any],
+    ls: LlmLanguageServer, work: Awaitable[dict[str, Any]], name: str
 ) -> dict[str, Any]:
-    try:
-        with ls.lsp_protocol.track_request_task():
-            return await fn(ls, args)
-    except Exception:  # the user gets a message, never a traceback
-        logger.exception("command %s failed", fn.__name__)
-        ls.report_failure("llm-lsp: the command failed; see the server log")
-        return {"ok": False}
+    """A command's answer; ``$/cancelRequest`` cancels it; never a traceback."""
+    return await guarded(
+        ls, work, {"ok": False}, name=f"command {name}", failure=COMMAND_FAILED, track=True
+    )
 
 
 async def _run_doctor(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
@@ -342,9 +306,8 @@ async def _run_doctor(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
 
 async def _watch_files(ls: LlmLanguageServer) -> bool:
     """Ask the client to report changes to workspace Python files; False if it cannot."""
-    caps = ls.client_capabilities.workspace
-    watched = caps.did_change_watched_files if caps is not None else None
-    if watched is None or not watched.dynamic_registration:
+    caps = ls.client_capabilities
+    if not get_capability(caps, "workspace.did_change_watched_files.dynamic_registration", False):
         return False
     options = types.DidChangeWatchedFilesRegistrationOptions(
         watchers=[types.FileSystemWatcher(glob_pattern="**/*.py")]
@@ -367,8 +330,7 @@ async def _watch_files(ls: LlmLanguageServer) -> bool:
 
 async def _pull_configuration(ls: LlmLanguageServer) -> bool:
     """Ask the client for the `llmLsp` section; False if it cannot answer."""
-    caps = ls.client_capabilities.workspace
-    if caps is None or not caps.configuration:
+    if not get_capability(ls.client_capabilities, "workspace.configuration", False):
         return False
     try:
         result = await asyncio.wait_for(

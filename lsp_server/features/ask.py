@@ -14,53 +14,25 @@ button closes the provider call and answers ``{"ok": false, "cancelled": true}``
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lsprotocol import types
-
-from lsp_server.ask import AskError, AskOutcome
-from lsp_server.atomic import write_text_atomic
+from lsp_server.features.base import FeatureServer, warn
+from lsp_server.features.documents import answer_path, publish
 from lsp_server.features.progress import ActionProgress, UserCancelled
-
-if TYPE_CHECKING:
-    from lsp_server.server import LlmLanguageServer
+from lsp_server.pipeline.ask import AskError
 
 logger = logging.getLogger(__name__)
 
 CMD_ASK = "llmLsp.ask"
 
 
-def answer_path(cache_dir: Path, outcome: AskOutcome, question: str) -> Path:
-    """Where an answer's document goes: one file per conversation turn or question."""
-    if outcome.conversation is not None:
-        name = f"ask-{outcome.conversation}.md"
-    else:
-        name = f"ask-{hashlib.sha256(question.encode()).hexdigest()[:12]}.md"
-    return cache_dir / "answers" / name
-
-
-def _fail(ls: LlmLanguageServer, message: str) -> dict[str, Any]:
-    text = f"llm-lsp: {message}"
-    ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=text))
+def _fail(ls: FeatureServer, message: str) -> dict[str, Any]:
+    warn(ls, f"llm-lsp: {message}")
     return {"ok": False, "error": message}
 
 
-async def _show(ls: LlmLanguageServer, target: Path, message: str) -> None:
-    """Open ``target`` beside the code; say where it is when the editor cannot."""
-    window = ls.client_capabilities.window
-    if window is not None and window.show_document is not None and window.show_document.support:
-        params = types.ShowDocumentParams(uri=target.as_uri(), take_focus=True)
-        if (await ls.window_show_document_async(params)).success:
-            return
-    info = types.ShowMessageParams(type=types.MessageType.Info, message=f"{message}: {target}")
-    ls.window_show_message(info)
-
-
-async def run_ask_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
+async def run_ask_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
     """`llmLsp.ask`: answer the question and open the answer beside the code."""
     engine = ls.engine
     if engine is None:
@@ -79,9 +51,8 @@ async def run_ask_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, A
         # The progress's cancel button: the provider call is closed, the request still open.
         return {"ok": False, "cancelled": True, "error": "cancelled"}
     assert isinstance(question, str)  # validated by ask()
-    target = answer_path(engine.settings.cache_dir, outcome, question)
-    await asyncio.to_thread(write_text_atomic, target, outcome.markdown)
-    await _show(ls, target, outcome.message)
+    target = answer_path(engine.settings.cache_dir, outcome.conversation, question)
+    await publish(ls, target, outcome.markdown, outcome.message)
     return {
         "ok": True,
         "markdown": outcome.markdown,

@@ -11,20 +11,18 @@ a proposal the editor applies; the server never writes a user file.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
+from pygls.capabilities import get_capability
 
-from lsp_server.actions import ActionOutcome, explanation_path
 from lsp_server.agent import ProposedEdit
-from lsp_server.atomic import write_text_atomic
-from lsp_server.engine import Document
+from lsp_server.features.base import FeatureServer, warn
+from lsp_server.features.documents import explanation_path, publish
 from lsp_server.features.progress import ActionProgress, UserCancelled
-
-if TYPE_CHECKING:
-    from lsp_server.server import LlmLanguageServer
+from lsp_server.pipeline.actions import ActionOutcome
+from lsp_server.pipeline.runtime import Document
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +42,11 @@ def _line_span(rng: types.Range) -> tuple[int, int]:
     return start, max(start, end)
 
 
-def _resolves_edits(ls: LlmLanguageServer) -> bool:
-    doc = ls.client_capabilities.text_document
-    action = doc.code_action if doc is not None else None
-    support = action.resolve_support if action is not None else None
-    return support is not None and "edit" in support.properties
+def _resolves_edits(ls: FeatureServer) -> bool:
+    caps = ls.client_capabilities
+    return "edit" in get_capability(
+        caps, "text_document.code_action.resolve_support.properties", []
+    )
 
 
 def _args(uri: str, start: int, end: int, diagnostic: str | None) -> dict[str, Any]:
@@ -56,7 +54,7 @@ def _args(uri: str, start: int, end: int, diagnostic: str | None) -> dict[str, A
 
 
 def _fix_action(
-    ls: LlmLanguageServer,
+    ls: FeatureServer,
     title: str,
     args: dict[str, Any],
     diagnostics: list[types.Diagnostic] | None,
@@ -71,10 +69,10 @@ def _fix_action(
     )
 
 
-def list_actions(
-    ls: LlmLanguageServer, params: types.CodeActionParams
+async def list_actions(
+    ls: FeatureServer, params: types.CodeActionParams
 ) -> list[types.CodeAction | types.Command]:
-    """The action stubs for a range; costs no model call."""
+    """The action stubs for a range; costs no model call (and awaits nothing)."""
     only = params.context.only
     uri = params.text_document.uri
     start, end = _line_span(params.range)
@@ -112,7 +110,7 @@ def _parse_args(raw: Any) -> tuple[str, int, int, str | None] | None:
     return uri, start, end, diag
 
 
-def _document(ls: LlmLanguageServer, uri: str) -> tuple[Document, int | None] | None:
+def _document(ls: FeatureServer, uri: str) -> tuple[Document, int | None] | None:
     doc = ls.workspace.get_text_document(uri)
     try:
         text = doc.source
@@ -122,25 +120,16 @@ def _document(ls: LlmLanguageServer, uri: str) -> tuple[Document, int | None] | 
     return Document(path=ls.uri_to_path(uri), text=text, version=doc.version), doc.version
 
 
-def _warn(ls: LlmLanguageServer, message: str) -> None:
-    ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=message))
-
-
 def workspace_edit(
-    ls: LlmLanguageServer, uri: str, version: int | None, edit: ProposedEdit
+    ls: FeatureServer, uri: str, version: int | None, edit: ProposedEdit
 ) -> types.WorkspaceEdit:
     """The proposed edit as a versioned WorkspaceEdit (plain `changes` for old clients)."""
     (sl, sc), (el, ec) = edit.lsp_range
     text_edit = types.TextEdit(
         range=types.Range(types.Position(sl, sc), types.Position(el, ec)), new_text=edit.new_text
     )
-    caps = ls.client_capabilities.workspace
-    doc_changes = (
-        caps is not None
-        and caps.workspace_edit is not None
-        and bool(caps.workspace_edit.document_changes)
-    )
-    if doc_changes:
+    caps = ls.client_capabilities
+    if get_capability(caps, "workspace.workspace_edit.document_changes", False):
         return types.WorkspaceEdit(
             document_changes=[
                 types.TextDocumentEdit(
@@ -154,16 +143,16 @@ def workspace_edit(
     return types.WorkspaceEdit(changes={uri: [text_edit]})
 
 
-async def _run_fix(ls: LlmLanguageServer, raw: Any) -> tuple[ActionOutcome, str, int | None] | None:
+async def _run_fix(ls: FeatureServer, raw: Any) -> tuple[ActionOutcome, str, int | None] | None:
     parsed = _parse_args(raw)
     engine = ls.engine
     if parsed is None or engine is None:
-        _warn(ls, "llm-lsp: this fix action is malformed or out of date; ask for it again")
+        warn(ls, "llm-lsp: this fix action is malformed or out of date; ask for it again")
         return None
     uri, start, end, diagnostic = parsed
     found = _document(ls, uri)
     if found is None:
-        _warn(ls, f"llm-lsp: cannot read {uri}")
+        warn(ls, f"llm-lsp: cannot read {uri}")
         return None
     doc, version = found
     async with ActionProgress(ls, "llm-lsp: Fix") as progress:
@@ -175,7 +164,7 @@ async def _run_fix(ls: LlmLanguageServer, raw: Any) -> tuple[ActionOutcome, str,
 CANCELLED = {"ok": False, "cancelled": True, "message": "cancelled"}
 
 
-async def resolve(ls: LlmLanguageServer, action: types.CodeAction) -> types.CodeAction:
+async def resolve(ls: FeatureServer, action: types.CodeAction) -> types.CodeAction:
     """Compute the fix for a stub; on failure the user gets a message and no edit."""
     try:
         result = await _run_fix(ls, action.data)
@@ -185,13 +174,13 @@ async def resolve(ls: LlmLanguageServer, action: types.CodeAction) -> types.Code
         return action
     outcome, uri, version = result
     if outcome.edit is None:
-        _warn(ls, outcome.message)
+        warn(ls, outcome.message)
         return action
     action.edit = workspace_edit(ls, uri, version, outcome.edit)
     return action
 
 
-async def run_fix_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
+async def run_fix_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
     """`llmLsp.fix`: compute the fix and ask the editor to apply it."""
     try:
         result = await _run_fix(ls, args[0] if args else None)
@@ -201,7 +190,7 @@ async def run_fix_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, A
         return {"ok": False}
     outcome, uri, version = result
     if outcome.edit is None:
-        _warn(ls, outcome.message)
+        warn(ls, outcome.message)
         return {"ok": False, "message": outcome.message}
     applied = await ls.workspace_apply_edit_async(
         types.ApplyWorkspaceEditParams(
@@ -211,17 +200,17 @@ async def run_fix_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, A
     return {"ok": bool(applied.applied), "message": outcome.message}
 
 
-async def run_explain_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
+async def run_explain_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
     """`llmLsp.explain`: explain the range and open the answer beside the code."""
     parsed = _parse_args(args[0] if args else None)
     engine = ls.engine
     if parsed is None or engine is None:
-        _warn(ls, "llm-lsp: this explain action is malformed or out of date; ask for it again")
+        warn(ls, "llm-lsp: this explain action is malformed or out of date; ask for it again")
         return {"ok": False}
     uri, start, end, _ = parsed
     found = _document(ls, uri)
     if found is None:
-        _warn(ls, f"llm-lsp: cannot read {uri}")
+        warn(ls, f"llm-lsp: cannot read {uri}")
         return {"ok": False}
     doc, _version = found
     try:
@@ -231,26 +220,8 @@ async def run_explain_command(ls: LlmLanguageServer, args: list[Any]) -> dict[st
     except UserCancelled:
         return dict(CANCELLED)
     if outcome.markdown is None:
-        _warn(ls, outcome.message)
+        warn(ls, outcome.message)
         return {"ok": False, "message": outcome.message}
     target = explanation_path(engine.settings.cache_dir, engine.display_path(doc.path), start, end)
-    await asyncio.to_thread(write_text_atomic, target, outcome.markdown)
-    window = ls.client_capabilities.window
-    can_show = (
-        window is not None and window.show_document is not None and window.show_document.support
-    )
-    shown = (
-        can_show
-        and (
-            await ls.window_show_document_async(
-                types.ShowDocumentParams(uri=target.as_uri(), take_focus=True)
-            )
-        ).success
-    )
-    if not shown:
-        ls.window_show_message(
-            types.ShowMessageParams(
-                type=types.MessageType.Info, message=f"{outcome.message}: {target}"
-            )
-        )
+    await publish(ls, target, outcome.markdown, outcome.message)
     return {"ok": True, "uri": target.as_uri(), "message": outcome.message}

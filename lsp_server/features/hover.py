@@ -1,21 +1,18 @@
-"""textDocument/hover: translate LSP types to the engine's and back."""
+"""textDocument/hover: translate LSP types to the hover pipeline's and back."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from lsp_server.engine import Document
-
-if TYPE_CHECKING:
-    from lsp_server.server import LlmLanguageServer
+from lsp_server.features.base import FeatureServer
+from lsp_server.pipeline.runtime import Document
 
 logger = logging.getLogger(__name__)
 
 
-async def hover(ls: LlmLanguageServer, params: types.HoverParams) -> types.Hover | None:
+async def hover(ls: FeatureServer, params: types.HoverParams) -> types.Hover | None:
     """Static facts plus the model's grounded explanation; None where there is no symbol."""
     engine = ls.engine
     if engine is None:

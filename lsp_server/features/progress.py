@@ -17,12 +17,12 @@ import logging
 import uuid
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
+from pygls.capabilities import get_capability
 
-if TYPE_CHECKING:
-    from lsp_server.server import LlmLanguageServer
+from lsp_server.features.base import FeatureServer
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class UserCancelled(Exception):
 class ActionProgress:
     """`async with ActionProgress(ls, "Explain"): ...` with `report(text)` inside."""
 
-    def __init__(self, ls: LlmLanguageServer, title: str) -> None:
+    def __init__(self, ls: FeatureServer, title: str) -> None:
         self.ls = ls
         self.title = title
         self.token: str | None = None
@@ -42,8 +42,7 @@ class ActionProgress:
         self.user_cancelled = False
 
     def _supported(self) -> bool:
-        window = self.ls.client_capabilities.window
-        return bool(window is not None and window.work_done_progress)
+        return get_capability(self.ls.client_capabilities, "window.work_done_progress", False)
 
     async def __aenter__(self) -> ActionProgress:
         if not self._supported():

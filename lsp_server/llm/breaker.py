@@ -290,19 +290,6 @@ class CircuitBreaker:
         self._probe_task = task  # keep a strong reference while it runs
         return task
 
-    async def probe_if_due(self) -> bool:
-        """Run the configured probe now if one is due and none is in flight.
-
-        Returns True if this call ran a probe and it succeeded (the breaker is closed).
-        Never raises except `CancelledError`, so it is safe as a background task.
-        """
-        if self._probe is None or self.state is not BreakerState.HALF_OPEN:
-            return False
-        permit = self._claim_probe()
-        if permit is None:
-            return False
-        return await self._run_probe(self._probe, permit)
-
     async def _run_probe(self, probe: Callable[[], Awaitable[object]], permit: Permit) -> bool:
         try:
             async with asyncio.timeout(self.config.probe_timeout_seconds):

@@ -1,15 +1,11 @@
 """The provider chain: try each routed tier behind its breaker, with deadline-aware retry.
 
-`Tier` is one provider at run time: its `ProviderClient`, its `CircuitBreaker`, and its
-probe (a one-token "ping", never a user's request). When the breaker opens, a timer
-starts the probe as soon as the cooldown ends; user traffic in half-open is turned
-away at once (`CircuitOpen`) and goes to the next tier without waiting.
-
 `run_chain` walks a `Route`. Each tier gets the request's deadline less a reserve kept
 for the tiers after it (`reserve` of the remaining time, when a later tier's breaker
 is closed), so a hanging primary still leaves time for the cheap and local models.
-Within a tier, `call_with_retry` retries retryable failures and gives up at once when
-a wait would pass the tier's deadline or the breaker opens. An auth or quota failure
+Within a tier, `Tier.attempt` (`tier.py`: the one retry-behind-breaker, also used for
+embeddings) retries retryable failures and gives up at once when a wait would pass the
+tier's deadline or the breaker opens. An auth or quota failure
 skips later tiers on the same account (same endpoint, same key). Every skipped step is
 written to the usage log (outcome "skipped") next to the client's per-attempt records.
 
@@ -20,203 +16,23 @@ when none can answer, `AllTiersFailed` carries a user-readable summary per tier.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import math
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from lsp_server.llm.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitOpen
-from lsp_server.llm.client import ProviderClient, ProviderConfig
-from lsp_server.llm.providers import TierSpec, list_models
-from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy, call_with_retry
+from lsp_server.llm.breaker import BreakerState, CircuitOpen
+from lsp_server.llm.providers import TierSpec
+from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy
 from lsp_server.llm.router import Route, RouteStep
+from lsp_server.llm.tier import Tier
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 logger = logging.getLogger(__name__)
 
-HARD_TIMEOUT_GRACE = 0.25
-"""Seconds past an attempt's timeout before we stop waiting ourselves (slow streams)."""
-
-PROBE_PROMPT = "ping"
 _ACCOUNT_KINDS = frozenset({ErrorKind.AUTH_ERROR, ErrorKind.QUOTA_EXCEEDED})
-
-
-def _is_empty_answer(failure: ProviderFailure) -> bool:
-    """A well-formed completion without text (the client's words for it)."""
-    return failure.kind is ErrorKind.MALFORMED_RESPONSE and failure.message in (
-        "response has no content",
-        "stream ended without content",
-    )
-
-
-class Tier:
-    """One provider at run time: client, breaker, probe and discovered model."""
-
-    def __init__(self, spec: TierSpec, usage_log: UsageLog, breaker_config: BreakerConfig) -> None:
-        self.spec = spec
-        self.client = ProviderClient(
-            ProviderConfig(
-                name=spec.name,
-                base_url=spec.base_url,
-                api_key=spec.api_key,
-                timeout=spec.timeout,
-                tier=spec.role,
-            ),
-            usage_log,
-        )
-        self.breaker = CircuitBreaker(
-            spec.name, breaker_config, probe=self.probe, on_transition=self._on_transition
-        )
-        self._model = spec.default_model
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._tasks: set[asyncio.Task[bool]] = set()
-        self._closed = False
-
-    @property
-    def known_model(self) -> str:
-        """The configured or discovered model ("" before discovery)."""
-        return self._model
-
-    @property
-    def viable(self) -> bool:
-        """Whether a user request could be sent now (breaker closed)."""
-        return self.breaker.state is BreakerState.CLOSED
-
-    async def model(self, limit: float) -> str:
-        """The configured model, else the first one `/v1/models` lists (asked once)."""
-        if not self._model:
-            models = await list_models(self.spec, limit)
-            if not models:
-                raise ProviderFailure(
-                    ErrorKind.CLIENT_ERROR, "endpoint lists no models", provider=self.spec.name
-                )
-            self._model = models[0]
-            logger.info("provider %s: using discovered model %s", self.spec.name, self._model)
-        return self._model
-
-    async def complete(
-        self,
-        request: ChatRequest,
-        model: str,
-        *,
-        request_id: str,
-        deadline: Deadline,
-        policy: RetryPolicy,
-    ) -> Completion:
-        """Retry within `deadline`, every attempt behind the breaker.
-
-        Raises `CircuitOpen` (not admitted), `RetryGaveUp` (failed) or `CancelledError`.
-        """
-        if self.breaker.state is BreakerState.HALF_OPEN:
-            self.start_probe()  # rejected below; the probe decides when traffic returns
-        attempts = 0
-
-        async def once(budget: float) -> Completion:
-            nonlocal attempts
-            attempts += 1
-            try:
-                async with self.breaker.call(), asyncio.timeout(budget + HARD_TIMEOUT_GRACE):
-                    name = model or await self.model(budget)
-                    return await self.client.complete(
-                        request,
-                        name,
-                        request_id=request_id,
-                        attempt_timeout=budget,
-                        attempt=attempts,
-                    )
-            except TimeoutError:
-                raise ProviderFailure(
-                    ErrorKind.TIMEOUT,
-                    f"no answer within {budget:.1f} s",
-                    provider=self.spec.name,
-                    model=model,
-                ) from None
-
-        return await call_with_retry(
-            once,
-            policy=policy,
-            deadline=deadline,
-            attempt_timeout=self.spec.timeout,
-            give_up_when=self._breaker_not_closed,
-        )
-
-    def _breaker_not_closed(self) -> str | None:
-        if self.breaker.state is BreakerState.CLOSED:
-            return None
-        return f"circuit {self.breaker.describe()}"
-
-    # -- probe -----------------------------------------------------------------------
-
-    async def probe(self) -> None:
-        """A one-token "ping" completion; raises if the provider is not healthy."""
-        request = ChatRequest(
-            messages=[{"role": "user", "content": PROBE_PROMPT}],
-            feature="probe",
-            max_tokens=1,
-            temperature=0.0,
-        )
-        timeout = self.spec.timeout
-        try:
-            await self.client.complete(
-                request,
-                await self.model(timeout),
-                request_id=f"probe-{uuid.uuid4().hex[:12]}",
-                attempt_timeout=timeout,
-            )
-        except ProviderFailure as failure:
-            if not _is_empty_answer(failure):
-                raise
-        logger.info("provider %s: probe succeeded", self.spec.name)
-
-    def start_probe(self) -> None:
-        """Start the probe as a tracked background task if one is due."""
-        if self._closed:
-            return
-        task = self.breaker.schedule_probe()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    def _on_transition(self, old: BreakerState, new: BreakerState, reason: str) -> None:
-        if new is BreakerState.OPEN and not self._closed:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # tripped outside the event loop (tests): no timer
-                return
-            self._schedule_probe_timer(loop)
-
-    def _schedule_probe_timer(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Probe once the cooldown ends (re-armed if the clocks disagree slightly)."""
-        handle: asyncio.TimerHandle
-
-        def fire() -> None:
-            self._timers.discard(handle)
-            if self._closed:
-                return
-            if self.breaker.state is BreakerState.OPEN:
-                self._schedule_probe_timer(loop)
-            else:
-                self.start_probe()
-
-        handle = loop.call_later(self.breaker.retry_in + 0.01, fire)
-        self._timers.add(handle)
-
-    async def aclose(self) -> None:
-        """Stop timers and probes, close connections."""
-        self._closed = True
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await self.client.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +112,12 @@ def notice(outcomes: Sequence[StepOutcome], answered: RouteStep) -> str | None:
 
 
 def _skip_record(
-    usage_log: UsageLog, request: ChatRequest, request_id: str, step: RouteStep, cls: str
+    usage_log: UsageLog,
+    request: ChatRequest,
+    request_id: str,
+    step: RouteStep,
+    route: str,
+    cls: str,
 ) -> None:
     usage_log.write(
         UsageRecord(
@@ -308,6 +129,7 @@ def _skip_record(
             latency_ms=0.0,
             error_class=cls,
             tier=step.spec.role,
+            route=route,
         )
     )
 
@@ -336,7 +158,7 @@ async def run_chain(
             outcomes.append(
                 StepOutcome(step.spec.name, step.spec.role, label, reason, skipped=True)
             )
-            _skip_record(usage_log, request, request_id, step, "same_account")
+            _skip_record(usage_log, request, request_id, step, route.reason, "same_account")
             continue
         if deadline.expired:
             outcomes.append(
@@ -349,7 +171,7 @@ async def run_chain(
                     skipped=True,
                 )
             )
-            _skip_record(usage_log, request, request_id, step, "deadline")
+            _skip_record(usage_log, request, request_id, step, route.reason, "deadline")
             continue
         later = any(tiers[s.spec.name].viable for s in steps[i + 1 :])
         tier_deadline = deadline
@@ -358,7 +180,12 @@ async def run_chain(
             tier_deadline = Deadline(deadline.clock() + budget, deadline.clock)
         try:
             completion = await tier.complete(
-                request, step.model, request_id=request_id, deadline=tier_deadline, policy=policy
+                request,
+                step.model,
+                request_id=request_id,
+                deadline=tier_deadline,
+                policy=policy,
+                route=route.reason,
             )
         except CircuitOpen as exc:
             outcomes.append(
@@ -371,7 +198,7 @@ async def run_chain(
                     skipped=True,
                 )
             )
-            _skip_record(usage_log, request, request_id, step, "circuit_open")
+            _skip_record(usage_log, request, request_id, step, route.reason, "circuit_open")
             logger.info("request %s: %s skipped: %s", request_id, step.spec.name, exc)
             continue
         except RetryGaveUp as exc:

@@ -85,6 +85,7 @@ class _Attempt:
     model: str
     request_id: str
     attempt: int
+    route: str = ""
 
 
 def _usage(raw: Any) -> Usage:
@@ -143,12 +144,16 @@ class ProviderClient:
         request_id: str,
         attempt_timeout: float | None = None,
         attempt: int = 1,
+        route: str = "",
     ) -> Completion:
-        """One attempt; returns a Completion or raises ProviderFailure (or CancelledError)."""
+        """One attempt; returns a Completion or raises ProviderFailure (or CancelledError).
+
+        ``route`` (the router's decision) is stamped on the attempt's usage record.
+        """
         timeout = self._timeout(attempt_timeout)
         (text, tool_calls, finish), usage, latency_ms, cost = await self._attempt(
             lambda: self._call(request, model, timeout),
-            _Attempt(request.feature, model, request_id, attempt),
+            _Attempt(request.feature, model, request_id, attempt, route),
         )
         return Completion(
             text=text,
@@ -172,6 +177,7 @@ class ProviderClient:
         attempt_timeout: float | None = None,
         attempt: int = 1,
         feature: str = "embed",
+        route: str = "",
     ) -> Embeddings:
         """One ``/v1/embeddings`` attempt for ``texts``: a vector per text, in order.
 
@@ -181,7 +187,7 @@ class ProviderClient:
         timeout = self._timeout(attempt_timeout)
         vectors, usage, _, cost = await self._attempt(
             lambda: self._embed_call(texts, model, dimensions, timeout),
-            _Attempt(feature, model, request_id, attempt),
+            _Attempt(feature, model, request_id, attempt, route),
         )
         return Embeddings(vectors, model, self.name, usage, cost)
 
@@ -254,6 +260,7 @@ class ProviderClient:
                 status=failure.status if failure else None,
                 attempt=what.attempt,
                 tier=self.config.tier,
+                route=what.route,
             )
         )
         return cost

@@ -20,28 +20,24 @@ settings change, which starts every provider afresh.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import dataclasses
 import logging
 import time
 
-from lsp_server.llm.breaker import BreakerConfig, BreakerState, CircuitOpen
+from lsp_server.llm.breaker import BreakerConfig, CircuitOpen
 from lsp_server.llm.chain import (
-    HARD_TIMEOUT_GRACE,
     AllTiersFailed,
-    Tier,
     describe_gave_up,
     describe_open,
     run_chain,
 )
 from lsp_server.llm.client import Embeddings
 from lsp_server.llm.providers import TierSpec, tier_specs
-from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy, call_with_retry
+from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy
 from lsp_server.llm.router import Router
+from lsp_server.llm.tier import Tier
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure, Usage
 from lsp_server.settings import Settings
-from lsp_server.telemetry.usage import UsageLog, UsageRecord
+from lsp_server.telemetry.usage import UsageLog
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +47,6 @@ __all__ = ["AllTiersFailed", "Embeddings", "LlmService"]
 EMBED_BATCH = 256
 #: Provider roles whose endpoints are asked for embeddings, in this order.
 EMBED_ROLES = ("primary", "local")
-
-_ROUTE: contextvars.ContextVar[str] = contextvars.ContextVar("llm_route", default="")
-
-
-class _RoutedUsageLog(UsageLog):
-    """Stamps the current request's route on each record, then writes it through."""
-
-    def __init__(self, inner: UsageLog) -> None:
-        super().__init__(inner.path)
-        self._inner = inner
-
-    def write(self, record: UsageRecord) -> None:
-        route = _ROUTE.get()
-        self._inner.write(dataclasses.replace(record, route=route) if route else record)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -100,11 +82,10 @@ class LlmService:
         self.settings = settings
         self.usage_log = usage_log
         self.policy = policy or retry_policy(settings)
-        self._log = _RoutedUsageLog(usage_log)
         self.specs: tuple[TierSpec, ...] = tier_specs(settings)
         config = breakers or breaker_config(settings)
         self.tiers: dict[str, Tier] = {
-            spec.name: Tier(spec, self._log, config)
+            spec.name: Tier(spec, usage_log, config)
             for spec in self.specs
             if spec.unavailable is None
         }
@@ -126,21 +107,16 @@ class LlmService:
 
         Raises `AllTiersFailed` when no tier answers; `CancelledError` propagates.
         """
-        route = self.router.route(request)
-        token = _ROUTE.set(route.reason)
-        try:
-            return await run_chain(
-                self.tiers,
-                route,
-                request,
-                deadline=Deadline(deadline, time.monotonic),
-                request_id=request_id,
-                policy=self.policy,
-                reserve=self.settings.fallback_reserve,
-                usage_log=self._log,
-            )
-        finally:
-            _ROUTE.reset(token)
+        return await run_chain(
+            self.tiers,
+            self.router.route(request),
+            request,
+            deadline=Deadline(deadline, time.monotonic),
+            request_id=request_id,
+            policy=self.policy,
+            reserve=self.settings.fallback_reserve,
+            usage_log=self.usage_log,
+        )
 
     def embedding_providers(self) -> list[str]:
         """Providers that can embed, in the order to prefer them: one per endpoint."""
@@ -180,22 +156,17 @@ class LlmService:
             raise ProviderFailure(
                 ErrorKind.CLIENT_ERROR, f"no provider {provider!r}", provider=provider
             )
-        if tier.breaker.state is BreakerState.HALF_OPEN:
-            tier.start_probe()
-        token = _ROUTE.set(f"embed, {len(texts)} inputs -> {tier.spec.role} {provider}")
+        route = f"embed, {len(texts)} inputs -> {tier.spec.role} {provider}"
         vectors: list[list[float]] = []
         tokens = 0
         cost = 0.0
-        try:
-            for i in range(0, len(texts), EMBED_BATCH):
-                batch = await self._embed_batch(
-                    tier, texts[i : i + EMBED_BATCH], model, deadline, request_id, dimensions
-                )
-                vectors.extend(batch.vectors)
-                tokens += batch.usage.prompt_tokens
-                cost += batch.cost_usd
-        finally:
-            _ROUTE.reset(token)
+        for i in range(0, len(texts), EMBED_BATCH):
+            batch = await self._embed_batch(
+                tier, texts[i : i + EMBED_BATCH], model, deadline, request_id, dimensions, route
+            )
+            vectors.extend(batch.vectors)
+            tokens += batch.usage.prompt_tokens
+            cost += batch.cost_usd
         return Embeddings(vectors, model, provider, Usage(prompt_tokens=tokens), round(cost, 8))
 
     async def _embed_batch(
@@ -206,37 +177,18 @@ class LlmService:
         deadline: float,
         request_id: str,
         dimensions: int | None,
+        route: str,
     ) -> Embeddings:
-        attempts = 0
-
-        async def once(budget: float) -> Embeddings:
-            nonlocal attempts
-            attempts += 1
-            try:
-                async with tier.breaker.call(), asyncio.timeout(budget + HARD_TIMEOUT_GRACE):
-                    return await tier.client.embed(
-                        texts,
-                        model,
-                        request_id=request_id,
-                        dimensions=dimensions,
-                        attempt_timeout=budget,
-                        attempt=attempts,
-                    )
-            except TimeoutError:
-                raise ProviderFailure(
-                    ErrorKind.TIMEOUT, f"no answer within {budget:.1f} s", provider=tier.spec.name
-                ) from None
-
-        def not_closed() -> str | None:
-            return None if tier.viable else f"circuit {tier.breaker.describe()}"
-
+        """One batch from ``tier`` (`Tier.embed`), its failure as one readable `ProviderFailure`."""
         try:
-            return await call_with_retry(
-                once,
-                policy=self.policy,
+            return await tier.embed(
+                texts,
+                model,
+                request_id=request_id,
                 deadline=Deadline(deadline, time.monotonic),
-                attempt_timeout=tier.spec.timeout,
-                give_up_when=not_closed,
+                policy=self.policy,
+                dimensions=dimensions,
+                route=route,
             )
         except CircuitOpen as exc:
             raise ProviderFailure(

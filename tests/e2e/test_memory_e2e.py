@@ -8,8 +8,8 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from lsp_server.context.memory import SUMMARY_PREFIX
 from lsp_server.context.tokens import counter_for_model
+from lsp_server.pipeline.memory import SUMMARY_PREFIX
 from lsp_server.testing.fake_provider import FakeProvider, Step
 from tests.conftest import TEST_KEY, server_env, start_session
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from lsp_server.ask import AskError
 from lsp_server.engine import Engine
+from lsp_server.pipeline.ask import AskError
 from lsp_server.settings import build_settings
 from lsp_server.testing.fake_provider import FakeProvider, Step
 

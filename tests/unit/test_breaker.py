@@ -440,9 +440,7 @@ async def test_background_probe_gates_half_open_and_user_requests_never_probe() 
     await asyncio.sleep(0)
     assert probe.calls == 1
     assert breaker.probing
-    assert await breaker.probe_if_due() is False  # one at a time
-    task = breaker.schedule_probe()
-    assert task is None
+    assert breaker.schedule_probe() is None  # one at a time
     probe.release.set()
     for _ in range(5):
         await asyncio.sleep(0)
@@ -458,34 +456,38 @@ async def test_background_probe_failure_reopens_with_fresh_cooldown() -> None:
     breaker = make_probed(clock, probe)
     await trip(breaker)
     clock.advance(50.0)
-    assert await breaker.probe_if_due() is False
+    task = breaker.schedule_probe()
+    assert task is not None
+    assert await task is False
     assert probe.calls == 1
     assert breaker.state is OPEN
     assert breaker.retry_in == 30.0
     assert breaker.last_failure_reason == "probe failed (ValueError)"
 
 
-async def test_probe_if_due_runs_only_when_due() -> None:
+async def test_probe_runs_only_when_due() -> None:
     clock = FakeClock()
     probe = Probe()
     probe.release.set()
     breaker = make_probed(clock, probe)
-    assert await breaker.probe_if_due() is False  # closed
+    assert breaker.schedule_probe() is None  # closed
     await trip(breaker)
-    assert await breaker.probe_if_due() is False  # cooldown not over
+    assert breaker.schedule_probe() is None  # cooldown not over
     clock.advance(30.0)
-    assert await breaker.probe_if_due() is True
+    task = breaker.schedule_probe()
+    assert task is not None
+    assert await task is True
     assert probe.calls == 1
     assert breaker.state is CLOSED
 
 
-async def test_probe_if_due_without_probe_callable_does_nothing() -> None:
+async def test_no_probe_without_probe_callable() -> None:
     clock = FakeClock()
     breaker = make(clock)
     await trip(breaker)
     clock.advance(30.0)
-    assert await breaker.probe_if_due() is False
     assert breaker.schedule_probe() is None
+    assert breaker.state is HALF_OPEN
 
 
 async def test_cancelled_background_probe_keeps_half_open() -> None:
@@ -503,7 +505,10 @@ async def test_cancelled_background_probe_keeps_half_open() -> None:
     assert breaker.state is HALF_OPEN
     assert not breaker.probing
     probe.release.set()
-    assert await breaker.probe_if_due() is True
+    task = breaker.schedule_probe()
+    assert task is not None
+    assert await task is True
+    assert breaker.state is CLOSED
 
 
 # -- hooks, logging, config -------------------------------------------------------------

@@ -19,10 +19,10 @@ from lsp_server.agent import (
     build_tools,
     run_agent,
 )
-from lsp_server.context.memory import SUMMARY_PREFIX, ConversationMemory
 from lsp_server.context.tokens import TokenCounter, counter_for_model
-from lsp_server.conversation import PART_TOKENS, summariser, transcript, window_for
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure
+from lsp_server.pipeline.conversation import PART_TOKENS, summariser, transcript, window_for
+from lsp_server.pipeline.memory import SUMMARY_PREFIX, ConversationMemory
 from tests.unit.test_agent_loop import ScriptedModel, reply, use
 
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from lsp_server.context.memory import (
+from lsp_server.context.tokens import TokenCounter, counter_for_model
+from lsp_server.pipeline.memory import (
     OMITTED,
     SUMMARY_PREFIX,
     ConversationMemory,
     SummaryCache,
     exchanges,
 )
-from lsp_server.context.tokens import TokenCounter, counter_for_model
 
 Message = dict[str, Any]
 

@@ -26,23 +26,6 @@ KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
     {
         frozenset(
             {
-                "lsp_server.engine",
-                "lsp_server.actions",
-                "lsp_server.ask",
-                "lsp_server.conversation",
-            }
-        ),
-        frozenset(
-            {
-                "lsp_server.server",
-                "lsp_server.features.ask",
-                "lsp_server.features.code_actions",
-                "lsp_server.features.hover",
-                "lsp_server.features.progress",
-            }
-        ),
-        frozenset(
-            {
                 "lsp_server.testing.fake_provider.handler",
                 "lsp_server.testing.fake_provider.provider",
             }

@@ -1,6 +1,6 @@
 """Conversation memory wired to the model: multi-turn chats stay within their window.
 
-`ConversationMemory` (`context/memory.py`) decides *what* to keep; this module
+`ConversationMemory` (`memory.py`, beside this module) decides *what* to keep; this module
 gives it a summariser that asks the cheap tier (``feature="summary"``, which
 the router sends to the cheap model first) through the same `LlmService` as
 every other call, so the summary is retried, breaker-guarded, logged in the
@@ -17,15 +17,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lsp_server.context.memory import ConversationMemory, Message, Summarise
 from lsp_server.context.tokens import TokenCounter
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest, Completion
-
-if TYPE_CHECKING:
-    from lsp_server.engine import Engine
+from lsp_server.pipeline.memory import ConversationMemory, Message, Summarise
+from lsp_server.pipeline.runtime import MemoryRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +119,8 @@ def window_for(
     return max(MIN_WINDOW, total - specs - answer_tokens)
 
 
-def engine_memory(
-    engine: Engine,
+def run_memory(
+    runtime: MemoryRuntime,
     counter: TokenCounter,
     *,
     tools: list[dict[str, Any]] | None,
@@ -132,20 +130,20 @@ def engine_memory(
     purpose: str,
     on_completion: OnCompletion | None = None,
 ) -> ConversationMemory:
-    """The engine's memory for one run: its settings' window and ``keep_last``, its
-    summary cache, and the cheap tier of its current `LlmService` as summariser."""
-    settings = engine.settings
+    """The memory for one run: the runtime's window and ``keep_last``, its summary
+    cache, and the cheap tier of its current `LlmService` as summariser."""
+    settings = runtime.settings
     return ConversationMemory(
         counter,
         window_for(settings.memory_window_tokens, tools, answer_tokens, counter),
         keep_last=settings.memory_keep_last,
         summarise=summariser(
-            lambda: engine.llm,
+            lambda: runtime.llm,
             counter,
             deadline=deadline,
             request_id=request_id,
             on_completion=on_completion,
             metadata={"for": purpose},
         ),
-        cache=engine.summaries(),
+        cache=runtime.summaries(),
     )

@@ -1,4 +1,4 @@
-"""Explain and Fix: the engine side of the code actions, independent of LSP.
+"""Explain and Fix: the pipeline behind the code actions, independent of LSP.
 
 Both run the bounded agent loop (`agent/`) with workspace-confined tools on
 top of a context pack around the selection. Explain returns markdown; Fix
@@ -13,10 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lsp_server.agent import (
     EXPLAIN_SYSTEM,
@@ -28,17 +25,14 @@ from lsp_server.agent import (
     run_agent,
 )
 from lsp_server.context.pack.assembler import ContextTask, TaskKind
-from lsp_server.conversation import engine_memory
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
-
-if TYPE_CHECKING:
-    from lsp_server.engine import Document, Engine
+from lsp_server.pipeline.conversation import run_memory
+from lsp_server.pipeline.runtime import ActionRuntime, Document, Progress
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
 #: Tokens kept free in the window for the fix tool's spec (not in `agent_tools`).
 FIX_TOOL_TOKENS = 400
 
@@ -75,16 +69,16 @@ def _summary(result: AgentResult, seconds: float) -> str:
 
 
 class Actions:
-    """Explain and Fix for one engine (workspace)."""
+    """Explain and Fix for one runtime (workspace)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, runtime: ActionRuntime) -> None:
+        self.runtime = runtime
 
     async def _pack_text(self, doc: Document, start: int, end: int, kind: TaskKind) -> str:
         """The selection's context: definitions it uses, class, imports, callers, tests."""
-        engine = self.engine
-        settings = engine.settings
-        counter = await engine.counter(settings.model)
+        rt = self.runtime
+        settings = rt.settings
+        counter = await rt.counter(settings.model)
         # contextDeadline 0: the import map and evident types only (no jedi inference).
         infer = settings.context_deadline > 0
         task = ContextTask(kind, doc.text, doc.path, start, end, infer=infer)
@@ -92,14 +86,14 @@ class Actions:
         budget = (
             settings.fix_context_tokens if kind == TaskKind.FIX else settings.explain_context_tokens
         )
-        pack = await engine.assembler.assemble(
+        pack = await rt.assembler.assemble(
             task, counter, budget, deadline=settings.context_deadline
         )
         return pack.render()
 
     async def _run(self, task: AgentTask, progress: Progress | None) -> tuple[AgentResult, float]:
-        engine = self.engine
-        settings = engine.settings
+        rt = self.runtime
+        settings = rt.settings
         started = time.monotonic()
         # Each model call must finish by `call_deadline`; a wait in the queue (no tier
         # could answer) restarts it once a tier is back, within the run's wall bound.
@@ -111,9 +105,7 @@ class Actions:
         async def complete(request: ChatRequest) -> Completion:
             nonlocal call_deadline
             try:
-                return await engine.llm.complete(
-                    request, deadline=call_deadline, request_id=request_id
-                )
+                return await rt.llm.complete(request, deadline=call_deadline, request_id=request_id)
             except AllTiersFailed as failure:
                 if not queueing or not worth_queueing(failure):
                     raise
@@ -122,11 +114,11 @@ class Actions:
                 return completion
 
         bounds = AgentBounds(deadline=run_deadline)
-        tools = engine.agent_tools()
-        counter = await engine.counter(settings.model)
+        tools = rt.agent_tools()
+        counter = await rt.counter(settings.model)
         summaries: list[Completion] = []
-        memory = engine_memory(
-            engine,
+        memory = run_memory(
+            rt,
             counter,
             tools=tools.openai_tools(),
             answer_tokens=bounds.max_tokens_per_step + FIX_TOOL_TOKENS,
@@ -149,8 +141,8 @@ class Actions:
         failure: AllTiersFailed,
         progress: Progress | None,
     ) -> Completion:
-        """Hand the request to the engine's queue and wait; cancelling cancels the job."""
-        queue = self.engine.request_queue()
+        """Hand the request to the runtime's queue and wait; cancelling cancels the job."""
+        queue = self.runtime.request_queue()
 
         def report(job: QueuedJob) -> None:
             if progress is not None:
@@ -171,12 +163,12 @@ class Actions:
         self, doc: Document, start: int, end: int, progress: Progress | None = None
     ) -> ActionOutcome:
         """Explain 1-based lines `start`..`end` of `doc`."""
-        engine = self.engine
-        if not engine.llm.available:
+        rt = self.runtime
+        if not rt.llm.available:
             return ActionOutcome(
                 False, "llm-lsp: no model configured (offline mode); set OPENAI_API_KEY"
             )
-        path = engine.display_path(doc.path)
+        path = rt.display_path(doc.path)
         if progress:
             progress("Gathering context")
         context = await self._pack_text(doc, start, end, TaskKind.EXPLAIN)
@@ -217,14 +209,14 @@ class Actions:
         progress: Progress | None = None,
     ) -> ActionOutcome:
         """Propose a validated fix for 1-based lines `start`..`end`, or explain why not."""
-        engine = self.engine
-        if not engine.llm.available:
+        rt = self.runtime
+        if not rt.llm.available:
             return ActionOutcome(
                 False, "llm-lsp: no model configured (offline mode); set OPENAI_API_KEY"
             )
-        if doc.path is None or not engine.in_workspace(doc.path):
+        if doc.path is None or not rt.in_workspace(doc.path):
             return ActionOutcome(False, "llm-lsp: only files inside the workspace can be fixed")
-        path = engine.display_path(doc.path)
+        path = rt.display_path(doc.path)
         if progress:
             progress("Gathering context")
         context = await self._pack_text(doc, start, end, TaskKind.FIX)
@@ -255,9 +247,3 @@ class Actions:
             edit=result.edit,
             summary=summary,
         )
-
-
-def explanation_path(cache_dir: Path, rel_path: str, start: int, end: int) -> Path:
-    """Where an explanation document is written (inside the cache directory)."""
-    safe = rel_path.replace("/", "__").replace("\\", "__").lstrip(".") or "buffer"
-    return cache_dir / "explanations" / f"{safe}-L{start}-{end}.md"

@@ -24,27 +24,23 @@ recent `MAX_CONVERSATIONS`).
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lsp_server.context.memory import Message
 from lsp_server.context.pack.pieces import ContextPack
 from lsp_server.context.retrieval.embeddings import ChunkRef, Embed, Hit
 from lsp_server.context.retrieval.hybrid import Retriever, select
-from lsp_server.conversation import engine_memory
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
+from lsp_server.pipeline.conversation import run_memory
+from lsp_server.pipeline.memory import Message
+from lsp_server.pipeline.runtime import AskRuntime, Progress
 from lsp_server.prompts import ask_message, ask_system
 from lsp_server.render import answer_notes, footer
-
-if TYPE_CHECKING:
-    from lsp_server.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +48,6 @@ MAX_QUESTION_CHARS = 4000
 MAX_CONVERSATIONS = 64
 ANSWER_MAX_TOKENS = 800
 _TITLE_CHARS = 100
-
-Progress = Callable[[str], None]
-_REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("ask_request", default="")
 
 
 class AskError(ValueError):
@@ -142,10 +135,10 @@ def _listing(sources: tuple[Source, ...]) -> str:
 
 
 class Asker:
-    """Workspace questions for one engine; see the module docstring."""
+    """Workspace questions for one runtime (workspace); see the module docstring."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, runtime: AskRuntime) -> None:
+        self.runtime = runtime
         self._retriever: Retriever | None = None
         self._conversations: OrderedDict[str, Conversation] = OrderedDict()
 
@@ -156,10 +149,10 @@ class Asker:
 
     def retriever(self) -> Retriever:
         """The workspace's retrieval index (rebuilt when the cache directory moves)."""
-        root = self.engine.root
+        root = self.runtime.root
         if root is None:
             raise AskError("open a workspace folder first: questions are answered from its files")
-        cache_dir = self.engine.settings.cache_dir
+        cache_dir = self.runtime.settings.cache_dir
         current = self._retriever
         if current is None or current.root != root or current.cache_dir != cache_dir:
             if current is not None:
@@ -189,16 +182,18 @@ class Asker:
         self._conversations.move_to_end(conversation_id)
         return found
 
-    def _embedder(self, provider: str, model: str, dimensions: int | None) -> Embed:
-        engine = self.engine
+    def _embedder(
+        self, provider: str, model: str, dimensions: int | None, request_id: str
+    ) -> Embed:
+        rt = self.runtime
 
         async def embed(texts: list[str]) -> list[list[float]]:
-            result = await engine.llm.embed(
+            result = await rt.llm.embed(
                 texts,
                 model=model,
                 provider=provider,
-                deadline=time.monotonic() + engine.settings.action_deadline,
-                request_id=_REQUEST.get() or uuid.uuid4().hex[:16],
+                deadline=time.monotonic() + rt.settings.action_deadline,
+                request_id=request_id,
                 dimensions=dimensions,
             )
             return result.vectors
@@ -206,11 +201,11 @@ class Asker:
         return embed
 
     async def _semantic(
-        self, retriever: Retriever, question: str, report: Progress
+        self, retriever: Retriever, question: str, report: Progress, request_id: str
     ) -> tuple[list[ChunkRef] | None, str | None]:
         """The embedding ranking, or None and why there is none."""
-        settings = self.engine.settings
-        llm = self.engine.llm
+        settings = self.runtime.settings
+        llm = self.runtime.llm
         model = settings.embedding_model
         if not model:
             return None, "embeddings are off (`embeddingModel` is empty)"
@@ -230,7 +225,7 @@ class Asker:
 
             try:
                 refs, embedded = await retriever.semantic(
-                    space, self._embedder(provider, model, dims), question, progress
+                    space, self._embedder(provider, model, dims, request_id), question, progress
                 )
             except ProviderFailure as failure:
                 logger.info("embeddings from %s failed: %s", provider, failure.message)
@@ -248,30 +243,31 @@ class Asker:
         previous = self._conversation(conversation_id)
         report: Progress = progress or (lambda _message: None)
         retriever = self.retriever()
-        token = _REQUEST.set(uuid.uuid4().hex[:16])
-        try:
-            return await self._ask(retriever, text, previous, report)
-        finally:
-            _REQUEST.reset(token)
+        return await self._ask(retriever, text, previous, report, uuid.uuid4().hex[:16])
 
     async def _ask(
-        self, retriever: Retriever, question: str, previous: Conversation | None, report: Progress
+        self,
+        retriever: Retriever,
+        question: str,
+        previous: Conversation | None,
+        report: Progress,
+        request_id: str,
     ) -> AskOutcome:
-        engine = self.engine
-        settings = engine.settings
+        rt = self.runtime
+        settings = rt.settings
         files = await retriever.refresh(report)
         if files == 0:
             raise AskError("the workspace has no Python files to answer from")
         report("Ranking the workspace's code…")
-        semantic, why = await self._semantic(retriever, question, report)
+        semantic, why = await self._semantic(retriever, question, report, request_id)
         hits = select(await retriever.lexical(question), semantic)
         ranking = "keywords" if semantic is None else "hybrid"
-        counter = await engine.counter(settings.model)
-        pack = await engine.assembler.assemble_hits(hits, counter, settings.ask_context_tokens)
+        counter = await rt.counter(settings.model)
+        pack = await rt.assembler.assemble_hits(hits, counter, settings.ask_context_tokens)
         sources = _sources(hits, pack)
         keyword_note = f"_Ranked by keyword match only: {why}._" if why else None
         conversation_id = previous.id if previous else None
-        if not engine.llm.available:
+        if not rt.llm.available:
             reason = "no model is configured (offline mode)"
             markdown = self._places(question, sources, reason, keyword_note)
             return AskOutcome(
@@ -280,11 +276,10 @@ class Asker:
         report("Asking the model…")
         history = previous.messages if previous else [ask_system()]
         messages = [*history, ask_message(question, pack)]
-        request_id = _REQUEST.get()
         deadline = time.monotonic() + settings.action_deadline
         summaries: list[Completion] = []
-        memory = engine_memory(
-            engine,
+        memory = run_memory(
+            rt,
             counter,
             tools=None,
             answer_tokens=ANSWER_MAX_TOKENS,
@@ -300,9 +295,7 @@ class Asker:
             metadata={"context_tokens": str(pack.tokens)},
         )
         try:
-            completion = await engine.llm.complete(
-                request, deadline=deadline, request_id=request_id
-            )
+            completion = await rt.llm.complete(request, deadline=deadline, request_id=request_id)
         except ProviderFailure as failure:
             reason = f"the model did not answer ({failure.message})"
             markdown = self._places(question, sources, reason, keyword_note)
@@ -311,7 +304,7 @@ class Asker:
         conversation = previous or self._new_conversation()
         conversation.messages = [*messages, {"role": "assistant", "content": completion.text}]
         conversation.turns += 1
-        notes = answer_notes(completion.notice, engine.llm.breaker_states())
+        notes = answer_notes(completion.notice, rt.llm.breaker_states())
         if keyword_note:
             notes.insert(0, keyword_note)
         if summaries:

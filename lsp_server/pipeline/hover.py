@@ -1,0 +1,147 @@
+"""Hover, independent of LSP: static facts, then the model's grounded explanation.
+
+`HoverPipeline.hover` takes a document snapshot and a position, gathers static
+facts with jedi, assembles a small context pack (the import map only: a hover
+must stay fast), asks the model through `LlmService`, and returns markdown with
+a footer that says who answered, what it cost and how long it took. It never
+raises to its caller for provider trouble: failures become a one-line notice
+under the static facts. `asyncio.CancelledError` always propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from lsp_server.context.jedi.worker import JediCrashed
+from lsp_server.context.model import Definition, SymbolInfo
+from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
+from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
+from lsp_server.pipeline.runtime import Document, HoverRuntime
+from lsp_server.prompts import hover_messages
+from lsp_server.render import (
+    answer_notes,
+    footer,
+    offline_notice,
+    static_markdown,
+    unavailable_notice,
+)
+
+logger = logging.getLogger(__name__)
+
+#: How long static analysis may take before a hover gives up on it.
+STATIC_DEADLINE = 5.0
+
+
+class AnswerSource(StrEnum):
+    """Where the AI part of an answer came from."""
+
+    PROVIDER = "provider"
+    FALLBACK = "fallback"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class HoverAnswer:
+    """What a hover shows, and what produced it."""
+
+    markdown: str
+    source: AnswerSource
+    symbol: SymbolInfo
+    completion: Completion | None = None
+    pack: ContextPack | None = None
+
+
+class HoverPipeline:
+    """Hovers for one runtime (workspace)."""
+
+    def __init__(self, runtime: HoverRuntime) -> None:
+        self.runtime = runtime
+
+    async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
+        """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
+        rt = self.runtime
+        try:
+            symbol = await rt.symbols.symbol_at(
+                doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
+            )
+        except JediCrashed as exc:  # restarted on the next request
+            logger.warning("static analysis failed at %s:%d: %s", doc.path, line + 1, exc)
+            return None
+        except TimeoutError:
+            logger.warning("static analysis timed out at %s:%d", doc.path, line + 1)
+            return None
+        if symbol is None:
+            return None
+        static = static_markdown(symbol, rt.display_path)
+        settings = rt.settings
+        if not settings.ai_hover:
+            return HoverAnswer(static, AnswerSource.OFFLINE, symbol)
+        llm = rt.llm
+        if not llm.available:
+            return HoverAnswer(
+                static + "\n\n---\n" + offline_notice(), AnswerSource.OFFLINE, symbol
+            )
+        deadline = time.monotonic() + settings.hover_deadline
+        request_id = uuid.uuid4().hex[:16]
+        pack = await self._pack(doc, line + 1, symbol)
+        where = f"{rt.display_path(doc.path)}:{line + 1}"
+        request = ChatRequest(
+            messages=hover_messages(symbol, pack, where),
+            feature="hover",
+            max_tokens=settings.hover_max_tokens,
+            metadata={"context_tokens": str(pack.tokens)},
+        )
+        try:
+            completion = await asyncio.wait_for(
+                llm.complete(request, deadline=deadline, request_id=request_id),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        except ProviderFailure as failure:
+            return self._static_fallback(static, symbol, pack, failure.kind.value, failure.message)
+        except TimeoutError:
+            message = f"no answer within {settings.hover_deadline:g} s"
+            return self._static_fallback(static, symbol, pack, "timeout", message)
+        notes = answer_notes(completion.notice, llm.breaker_states())
+        parts = [static, "---", completion.text.strip(), *notes]
+        parts.append(footer(completion, completion.tier, pack.tokens))
+        markdown = "\n\n".join(parts)
+        return HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack)
+
+    def _static_fallback(
+        self, static: str, symbol: SymbolInfo, pack: ContextPack, kind: str, message: str
+    ) -> HoverAnswer:
+        notice = unavailable_notice(self.runtime.settings.model, kind, message)
+        notes = answer_notes(None, self.runtime.llm.breaker_states())
+        markdown = "\n\n".join([static, "---", notice, *notes])
+        return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
+
+    async def _pack(self, doc: Document, line: int, symbol: SymbolInfo) -> ContextPack:
+        """The hovered line's chunk, the symbol's definition first, then what the chunk uses.
+
+        Only the import map places the other names (no jedi inference, no callers):
+        a hover must stay fast; Explain and Fix get the full search.
+        """
+        settings = self.runtime.settings
+        counter = await self.runtime.counter(settings.model)
+        focus: Definition | None = None
+        if symbol.definition_path is not None and symbol.definition_line is not None:
+            focus = Definition(
+                symbol.name,
+                symbol.full_name,
+                symbol.kind,
+                symbol.definition_path,
+                symbol.definition_line,
+                0,
+                symbol.in_workspace,
+            )
+        task = ContextTask(
+            TaskKind.HOVER, doc.text, doc.path, line, line, focus=focus, callers=False, infer=False
+        )
+        return await self.runtime.assembler.assemble(
+            task, counter, settings.hover_context_tokens, deadline=0.0
+        )
