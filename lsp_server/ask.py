@@ -159,7 +159,7 @@ class Asker:
         root = self.engine.root
         if root is None:
             raise AskError("open a workspace folder first: questions are answered from its files")
-        cache_dir = self.engine.settings.cache_dir
+        cache_dir = self.engine.settings.storage.cache_dir
         current = self._retriever
         if current is None or current.root != root or current.cache_dir != cache_dir:
             if current is not None:
@@ -197,7 +197,7 @@ class Asker:
                 texts,
                 model=model,
                 provider=provider,
-                deadline=time.monotonic() + engine.settings.action_deadline,
+                deadline=time.monotonic() + engine.settings.agent.deadline,
                 request_id=_REQUEST.get() or uuid.uuid4().hex[:16],
                 dimensions=dimensions,
             )
@@ -211,14 +211,14 @@ class Asker:
         """The embedding ranking, or None and why there is none."""
         settings = self.engine.settings
         llm = self.engine.llm
-        model = settings.embedding_model
+        model = settings.context.embedding_model
         if not model:
             return None, "embeddings are off (`embeddingModel` is empty)"
         providers = llm.embedding_providers()
         if not providers:
             return None, "no provider is configured (offline mode)"
         reasons: list[str] = []
-        dims = settings.embedding_dimensions
+        dims = settings.context.embedding_dimensions
         for provider in providers:
             if not llm.viable(provider):
                 reasons.append(f"{provider} circuit {llm.breaker_states().get(provider, '')}")
@@ -266,8 +266,8 @@ class Asker:
         semantic, why = await self._semantic(retriever, question, report)
         hits = select(await retriever.lexical(question), semantic)
         ranking = "keywords" if semantic is None else "hybrid"
-        counter = await engine.counter(settings.model)
-        pack = await engine.assembler.assemble_hits(hits, counter, settings.ask_context_tokens)
+        counter = await engine.counter(settings.llm.model)
+        pack = await engine.assembler.assemble_hits(hits, counter, settings.context.ask_tokens)
         sources = _sources(hits, pack)
         keyword_note = f"_Ranked by keyword match only: {why}._" if why else None
         conversation_id = previous.id if previous else None
@@ -281,7 +281,7 @@ class Asker:
         history = previous.messages if previous else [ask_system()]
         messages = [*history, ask_message(question, pack)]
         request_id = _REQUEST.get()
-        deadline = time.monotonic() + settings.action_deadline
+        deadline = time.monotonic() + settings.agent.deadline
         summaries: list[Completion] = []
         memory = engine_memory(
             engine,

@@ -95,8 +95,8 @@ class Engine:
         self._queue: RequestQueue | None = None
         self._retired: dict[LlmService, asyncio.Task[None]] = {}
         self._settings = settings
-        self.usage_log = UsageLog(settings.usage_log)
-        self.llm = LlmService(settings, self.usage_log)
+        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.llm = LlmService(settings.llm, self.usage_log)
         self._counters: dict[str, TokenCounter] = {}
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
@@ -129,14 +129,14 @@ class Engine:
             self._tools = build_tools(
                 Workspace(root, self.read_buffer),
                 JediNavigator(root, self.symbols.worker),
-                run_tests_enabled=self._settings.run_tests,
+                run_tests_enabled=self._settings.agent.run_tests,
             )
         return self._tools
 
     def summaries(self) -> SummaryCache:
         """Conversation summaries, on disk under the cache dir (shared by editor windows)."""
         if self._summaries is None:
-            self._summaries = SummaryCache(self._settings.cache_dir / "summaries")
+            self._summaries = SummaryCache(self._settings.storage.cache_dir / "summaries")
         return self._summaries
 
     def asker(self) -> Asker:
@@ -153,7 +153,9 @@ class Engine:
     def request_queue(self) -> RequestQueue:
         """Where explain/fix requests wait when no tier can answer (built on first use)."""
         if self._queue is None:
-            self._queue = RequestQueue.from_settings(lambda: self.llm, self._settings)
+            self._queue = RequestQueue.from_settings(
+                lambda: self.llm, self._settings.llm, self._settings.agent.deadline
+            )
         return self._queue
 
     @property
@@ -169,13 +171,13 @@ class Engine:
         if settings == self._settings:
             return
         old = self.llm
-        if self._tools is not None and settings.run_tests != self._settings.run_tests:
+        if self._tools is not None and settings.agent.run_tests != self._settings.agent.run_tests:
             self._tools.close()
             self._tools = None
         self._settings = settings
-        self.usage_log = UsageLog(settings.usage_log)
-        self.llm = LlmService(settings, self.usage_log)
-        grace = max(settings.hover_deadline, settings.action_deadline)
+        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.llm = LlmService(settings.llm, self.usage_log)
+        grace = max(settings.hover.deadline, settings.agent.deadline)
         self._retired[old] = asyncio.get_running_loop().create_task(self._close_later(old, grace))
 
     async def _close_later(self, service: LlmService, delay: float) -> None:
@@ -188,7 +190,7 @@ class Engine:
         """Load the tokenizer and the provider SDK, then index and chunk the workspace
         (background; cancellable). The SDK is imported lazily (about 2 s), off the loop here
         so the first model call does not import it on the event loop."""
-        await self.counter(self._settings.model)
+        await self.counter(self._settings.llm.model)
         if self.llm.available:
             await asyncio.to_thread(importlib.import_module, "openai")
         await self.assembler.warm_workspace()
@@ -198,7 +200,7 @@ class Engine:
         counter = self._counters.get(model)
         if counter is None:
             counter = await asyncio.to_thread(
-                counter_for_model, model, self._settings.cache_dir / "tiktoken"
+                counter_for_model, model, self._settings.storage.cache_dir / "tiktoken"
             )
             self._counters[model] = counter
         return counter
@@ -230,20 +232,20 @@ class Engine:
             return None
         static = static_markdown(symbol, self.display_path)
         settings = self._settings
-        if not settings.ai_hover:
+        if not settings.hover.enabled:
             return HoverAnswer(static, AnswerSource.OFFLINE, symbol)
         if not self.llm.available:
             return HoverAnswer(
                 static + "\n\n---\n" + offline_notice(), AnswerSource.OFFLINE, symbol
             )
-        deadline = time.monotonic() + settings.hover_deadline
+        deadline = time.monotonic() + settings.hover.deadline
         request_id = uuid.uuid4().hex[:16]
         pack = await self._hover_pack(doc, line + 1, symbol, settings)
         where = f"{self.display_path(doc.path)}:{line + 1}"
         request = ChatRequest(
             messages=hover_messages(symbol, pack, where),
             feature="hover",
-            max_tokens=settings.hover_max_tokens,
+            max_tokens=settings.hover.max_tokens,
             metadata={"context_tokens": str(pack.tokens)},
         )
         try:
@@ -254,7 +256,7 @@ class Engine:
         except ProviderFailure as failure:
             return self._static_fallback(static, symbol, pack, failure.kind.value, failure.message)
         except TimeoutError:
-            message = f"no answer within {settings.hover_deadline:g} s"
+            message = f"no answer within {settings.hover.deadline:g} s"
             return self._static_fallback(static, symbol, pack, "timeout", message)
         notes = answer_notes(completion.notice, self.llm.breaker_states())
         parts = [static, "---", completion.text.strip(), *notes]
@@ -265,7 +267,7 @@ class Engine:
     def _static_fallback(
         self, static: str, symbol: SymbolInfo, pack: ContextPack, kind: str, message: str
     ) -> HoverAnswer:
-        notice = unavailable_notice(self._settings.model, kind, message)
+        notice = unavailable_notice(self._settings.llm.model, kind, message)
         notes = answer_notes(None, self.llm.breaker_states())
         markdown = "\n\n".join([static, "---", notice, *notes])
         return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
@@ -278,7 +280,7 @@ class Engine:
         Only the import map places the other names (no jedi inference, no callers):
         a hover must stay fast; Explain and Fix get the full search.
         """
-        counter = await self.counter(settings.model)
+        counter = await self.counter(settings.llm.model)
         focus: Definition | None = None
         if symbol.definition_path is not None and symbol.definition_line is not None:
             focus = Definition(
@@ -294,7 +296,7 @@ class Engine:
             TaskKind.HOVER, doc.text, doc.path, line, line, focus=focus, callers=False, infer=False
         )
         return await self.assembler.assemble(
-            task, counter, settings.hover_context_tokens, deadline=0.0
+            task, counter, settings.hover.context_tokens, deadline=0.0
         )
 
     async def aclose(self) -> None:

@@ -79,7 +79,7 @@ async def run_ask_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, A
         # The progress's cancel button: the provider call is closed, the request still open.
         return {"ok": False, "cancelled": True, "error": "cancelled"}
     assert isinstance(question, str)  # validated by ask()
-    target = answer_path(engine.settings.cache_dir, outcome, question)
+    target = answer_path(engine.settings.storage.cache_dir, outcome, question)
     await asyncio.to_thread(write_text_atomic, target, outcome.markdown)
     await _show(ls, target, outcome.message)
     return {

@@ -233,7 +233,9 @@ async def run_explain_command(ls: LlmLanguageServer, args: list[Any]) -> dict[st
     if outcome.markdown is None:
         _warn(ls, outcome.message)
         return {"ok": False, "message": outcome.message}
-    target = explanation_path(engine.settings.cache_dir, engine.display_path(doc.path), start, end)
+    target = explanation_path(
+        engine.settings.storage.cache_dir, engine.display_path(doc.path), start, end
+    )
     await asyncio.to_thread(write_text_atomic, target, outcome.markdown)
     window = ls.client_capabilities.window
     can_show = (

@@ -40,7 +40,7 @@ from lsp_server.llm.providers import TierSpec, tier_specs
 from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy, call_with_retry
 from lsp_server.llm.router import Router
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure, Usage
-from lsp_server.settings import Settings
+from lsp_server.settings import LlmSettings
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class _RoutedUsageLog(UsageLog):
         self._inner.write(dataclasses.replace(record, route=route) if route else record)
 
 
-def retry_policy(settings: Settings) -> RetryPolicy:
+def retry_policy(settings: LlmSettings) -> RetryPolicy:
     """The retry policy the settings describe (the OpenAI schedule by default)."""
     return RetryPolicy(
         max_attempts=settings.retry_max_attempts,
@@ -76,7 +76,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def breaker_config(settings: Settings) -> BreakerConfig:
+def breaker_config(settings: LlmSettings) -> BreakerConfig:
     """Breaker thresholds and cooldowns from settings."""
     return BreakerConfig(
         failure_threshold=settings.breaker_failure_threshold,
@@ -91,7 +91,7 @@ class LlmService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: LlmSettings,
         usage_log: UsageLog,
         *,
         policy: RetryPolicy | None = None,
