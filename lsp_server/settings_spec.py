@@ -271,8 +271,9 @@ def apply_layer(
     """Parse each value `layer` sets into `current` (keyed by `Spec.name`), never raising.
 
     Invalid values and unknown keys become notices; settings an untrusted layer may
-    not set are collected into one `IgnoredSettings` notice.
+    not set are collected into one `IgnoredSettings` notice, placed first.
     """
+    first = len(notices)
     ignored: list[str] = []
     if layer.by_env:
         pairs = [(spec, spec.declaration.env) for spec in specs if spec.declaration.env]
@@ -309,4 +310,4 @@ def apply_layer(
         else:
             current[spec.name] = value
     if ignored:
-        notices.append(IgnoredSettings(tuple(ignored), layer.source))
+        notices.insert(first, IgnoredSettings(tuple(ignored), layer.source))
