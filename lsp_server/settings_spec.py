@@ -252,7 +252,20 @@ def _parse(spec: Spec, raw: Any) -> tuple[Any, str | None]:
         return None, f"could not be read as {spec.key}"
 
 
-@dataclass
+def _unset(spec: Spec, raw: Any) -> bool:
+    """Whether `raw` is what a client sends for a setting nobody set (null or its default).
+
+    VS Code answers `workspace/configuration` with every declared setting, defaults
+    included; an untrusted workspace "setting" those is no attempt worth a warning.
+    """
+    default = spec.field_default
+    try:
+        return bool(raw is None or raw == "" or raw == default or (raw == [] and default == ()))
+    except Exception:  # an odd value whose comparison fails is not a default
+        return False
+
+
+@dataclass(frozen=True, slots=True)
 class Layer:
     """One layer of raw values: where it came from and whether it is trusted."""
 
@@ -297,7 +310,8 @@ def apply_layer(
         setting_name = str(name) if layer.by_env else f"{SECTION}.{name}"
         raw = layer.values[name]
         if not layer.trusted and spec.declaration.trust is Trust.USER:
-            ignored.append(setting_name)
+            if not _unset(spec, raw):
+                ignored.append(setting_name)
             continue
         value, reason = _parse(spec, raw)
         if reason is not None:

@@ -257,6 +257,17 @@ def test_a_trusted_workspace_and_the_user_may_set(key: str) -> None:
     assert _value(trusted, name) == _value(by_user, name)
 
 
+def test_a_workspace_answer_full_of_defaults_is_quiet() -> None:
+    # VS Code answers with every declared setting, defaults (from our schema) included.
+    answer = {
+        key.removeprefix("llmLsp."): entry.get("default")
+        for key, entry in json_schema()["properties"].items()
+    }
+    settings, problems = build_settings(env=ENV, workspace_config={"llmLsp": answer})
+    assert problems == []
+    assert settings == build_settings(env=ENV)[0]
+
+
 def test_the_environment_is_trusted() -> None:
     settings, problems = build_settings(
         env={**ENV, "LLM_LSP_RUN_TESTS": "1", "LLM_LSP_CACHE_DIR": "/tmp/c"}
