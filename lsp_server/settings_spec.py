@@ -299,8 +299,9 @@ def apply_layer(
             spec = by_key.get(key)
             if spec is not None:
                 found.append((spec, raw_key))
-            elif key == TRUST_FLAG:
-                if not layer.trusted:
+            elif key == TRUST_FLAG:  # only the client may say so, in initializationOptions
+                claimed = layer.values[raw_key]
+                if not layer.trusted and claimed is not None and claimed is not False:
                     ignored.append(f"{SECTION}.{key}")
             elif key not in CLIENT_KEYS:
                 close = difflib.get_close_matches(key, list(by_key), n=1)

@@ -304,6 +304,8 @@ def test_a_workspace_cannot_declare_itself_trusted() -> None:
     assert problems == [
         IgnoredSettings(("llmLsp.trustedWorkspace", "llmLsp.runTests"), "workspace configuration")
     ]
+    _, problems = build_settings(env=ENV, workspace_config={"trustedWorkspace": False})
+    assert problems == []  # claiming nothing is no attempt
 
 
 def test_the_trust_flag_may_sit_in_the_section_and_must_be_a_boolean() -> None:
