@@ -183,6 +183,18 @@ def test_cli_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed == json.loads(json.dumps(json_schema()))
 
 
+def test_cli_prints_the_settings_in_force_without_the_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-secret")
+    monkeypatch.setenv("LLM_TIMEOUT", "12")
+    assert cli.main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "llm.api_key = set" in out.splitlines()
+    assert "llm.timeout = 12.0" in out.splitlines()
+    assert "sk-cli-secret" not in out
+
+
 # -- unknown keys ------------------------------------------------------------------------
 
 
