@@ -1,11 +1,13 @@
-"""Command line: `llm-lsp serve | explain | fix | ask | doctor`, and `llm-lsp --version`.
+"""Command line: `llm-lsp serve | explain | fix | ask | doctor | settings`, and `--version`.
 
 `serve` speaks LSP on stdio (or TCP for debugging) and logs to stderr or a
 file, never stdout. `explain FILE:LINE[:COL]` runs the hover pipeline;
 `explain FILE:START-END` and `fix FILE:LINE[-LINE]` run the same agent the
 code actions do. `fix` prints a unified diff and writes the file only with
 `--apply`. `ask "QUESTION" [--root DIR]` answers a question about the
-workspace from its most relevant code and lists the sources. The engine is
+workspace from its most relevant code and lists the sources. `settings` prints
+the settings in force (the key redacted); `settings --json` prints every
+setting's declaration as a JSON schema for editor clients. The engine is
 the same one the server uses, so everything can be used and debugged without
 an editor.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import json
 import logging
 import os
 import re
@@ -211,9 +214,25 @@ async def _doctor() -> int:
     settings, problems = build_settings()
     for problem in problems:
         print(problem.message(), file=sys.stderr)
-    report = await run_doctor(settings, usage_log=UsageLog(settings.usage_log))
+    report = await run_doctor(settings.llm, usage_log=UsageLog(settings.storage.usage_log))
     print(format_report(report))
     return 0 if report.ok else 1
+
+
+def _settings(as_json: bool) -> int:
+    if as_json:
+        from lsp_server.settings_docs import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    from lsp_server.settings import build_settings
+
+    settings, problems = build_settings()
+    for problem in problems:
+        print(problem.message(), file=sys.stderr)
+    for name, value in settings.redacted().items():
+        print(f"{name} = {value}")
+    return 0
 
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -256,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("question")
     ask.add_argument("--root", type=Path, default=Path.cwd(), help="workspace root (default: here)")
     sub.add_parser("doctor", help="check every configured provider with a tiny prompt")
+    shown = sub.add_parser("settings", help="print the settings in force (the key redacted)")
+    shown.add_argument(
+        "--json", action="store_true", help="print every setting's declaration as a JSON schema"
+    )
     args = parser.parse_args(argv)
     _configure_logging(args.log_level, args.log_file)
     if args.command == "serve":
@@ -272,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_ask(args.question, root))
     if args.command == "doctor":
         return asyncio.run(_doctor())
+    if args.command == "settings":
+        return _settings(args.json)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -54,8 +54,8 @@ class Engine:
         self._queue: RequestQueue | None = None
         self._retired: dict[LlmService, asyncio.Task[None]] = {}
         self._settings = settings
-        self.usage_log = UsageLog(settings.usage_log)
-        self.llm = LlmService(settings, self.usage_log)
+        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.llm = LlmService(settings.llm, self.usage_log)
         self._counters: dict[str, TokenCounter] = {}
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
@@ -88,14 +88,14 @@ class Engine:
             self._tools = build_tools(
                 Workspace(root, self.read_buffer),
                 JediNavigator(root, self.symbols.worker),
-                run_tests_enabled=self._settings.run_tests,
+                run_tests_enabled=self._settings.agent.run_tests,
             )
         return self._tools
 
     def summaries(self) -> SummaryCache:
         """Conversation summaries, on disk under the cache dir (shared by editor windows)."""
         if self._summaries is None:
-            self._summaries = SummaryCache(self._settings.cache_dir / "summaries")
+            self._summaries = SummaryCache(self._settings.storage.cache_dir / "summaries")
         return self._summaries
 
     def asker(self) -> Asker:
@@ -112,7 +112,9 @@ class Engine:
     def request_queue(self) -> RequestQueue:
         """Where explain/fix requests wait when no tier can answer (built on first use)."""
         if self._queue is None:
-            self._queue = RequestQueue.from_settings(lambda: self.llm, self._settings)
+            self._queue = RequestQueue.from_settings(
+                lambda: self.llm, self._settings.llm, self._settings.agent.deadline
+            )
         return self._queue
 
     @property
@@ -128,13 +130,13 @@ class Engine:
         if settings == self._settings:
             return
         old = self.llm
-        if self._tools is not None and settings.run_tests != self._settings.run_tests:
+        if self._tools is not None and settings.agent.run_tests != self._settings.agent.run_tests:
             self._tools.close()
             self._tools = None
         self._settings = settings
-        self.usage_log = UsageLog(settings.usage_log)
-        self.llm = LlmService(settings, self.usage_log)
-        grace = max(settings.hover_deadline, settings.action_deadline)
+        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.llm = LlmService(settings.llm, self.usage_log)
+        grace = max(settings.hover.deadline, settings.agent.deadline)
         self._retired[old] = asyncio.get_running_loop().create_task(self._close_later(old, grace))
 
     async def _close_later(self, service: LlmService, delay: float) -> None:
@@ -147,7 +149,7 @@ class Engine:
         """Load the tokenizer and the provider SDK, then index and chunk the workspace
         (background; cancellable). The SDK is imported lazily (about 2 s), off the loop here
         so the first model call does not import it on the event loop."""
-        await self.counter(self._settings.model)
+        await self.counter(self._settings.llm.model)
         if self.llm.available:
             await asyncio.to_thread(importlib.import_module, "openai")
         await self.assembler.warm_workspace()
@@ -157,7 +159,7 @@ class Engine:
         counter = self._counters.get(model)
         if counter is None:
             counter = await asyncio.to_thread(
-                counter_for_model, model, self._settings.cache_dir / "tiktoken"
+                counter_for_model, model, self._settings.storage.cache_dir / "tiktoken"
             )
             self._counters[model] = counter
         return counter

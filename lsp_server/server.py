@@ -4,10 +4,11 @@ Handlers hand their params to `features/` (which translate LSP to plain values
 and call the pipelines through the engine) and answer through
 `features.base.guarded`. Settings are built at `initialize` (environment ← initializationOptions),
 refined from `workspace/configuration` once initialized and on every
-`workspace/didChangeConfiguration`; invalid values are shown to the user as
-warnings and replaced by defaults. No handler lets an exception reach the
-editor as a stack trace (`guarded`); `asyncio.CancelledError` is left to
-pygls, which answers RequestCancelled.
+`workspace/didChangeConfiguration` (settings pushed with it count as the
+workspace layer, so the trust rules of `settings.py` apply to them too); invalid
+and ignored values are shown to the user as warnings, each once. No handler
+lets an exception reach the editor as a stack trace (`guarded`); `asyncio.CancelledError`
+is left to pygls, which answers RequestCancelled.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from lsp_server.features import code_actions
 from lsp_server.features import hover as hover_feature
 from lsp_server.features.base import guarded
 from lsp_server.protocol import LlmProtocol
-from lsp_server.settings import SECTION, Settings, SettingsProblem, build_settings
+from lsp_server.settings import SECTION, Settings, SettingsNotice, build_settings
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class LlmLanguageServer(LanguageServer):
         self.engine: Engine | None = None
         self.init_options: dict[str, Any] = {}
         self.root: Path | None = None
-        self.pending_problems: list[SettingsProblem] = []
+        self.pending_problems: list[SettingsNotice] = []
+        self._reported: set[str] = set()  # the notices of the last settings build
         self._background: set[asyncio.Task[None]] = set()
         self._buffers: dict[Path, str] = {}  # open documents by normalised absolute path
         self._buffers_lock = threading.Lock()
@@ -106,12 +108,15 @@ class LlmLanguageServer(LanguageServer):
         for task in list(self._background):
             task.cancel()
 
-    def report_problems(self, problems: list[SettingsProblem]) -> None:
-        """Tell the user about each invalid setting."""
-        for problem in problems:
-            self.window_show_message(
-                types.ShowMessageParams(type=types.MessageType.Warning, message=problem.message())
-            )
+    def report_problems(self, problems: list[SettingsNotice]) -> None:
+        """Tell the user about each settings notice the previous build did not already show."""
+        messages = [problem.message() for problem in problems]
+        for message in messages:
+            if message not in self._reported:
+                self.window_show_message(
+                    types.ShowMessageParams(type=types.MessageType.Warning, message=message)
+                )
+        self._reported = set(messages)
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run background work, keeping a reference and logging its failure."""
@@ -133,13 +138,13 @@ class LlmLanguageServer(LanguageServer):
         settings, problems = build_settings(
             init_options=self.init_options, workspace_config=workspace_config
         )
-        self.report_problems(problems)
         self.settings = settings
         _set_log_level(settings.log_level)
         if self.engine is None:
             self.engine = Engine(settings, self.root, self.read_buffer)
         else:
             await self.engine.update_settings(settings)
+        self.report_problems(problems)  # after the swap: what is reported is in force
 
 
 def _buffer_key(path: Path) -> Path:
@@ -295,7 +300,7 @@ async def _run_doctor(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
     engine = ls.engine
     if engine is None:
         return {"ok": False}
-    report = await run_doctor(ls.settings, service=engine.llm, usage_log=engine.usage_log)
+    report = await run_doctor(ls.settings.llm, service=engine.llm, usage_log=engine.usage_log)
     text = format_report(report)
     ls.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=text))
     verdict = text.strip().splitlines()[-1]

@@ -1,10 +1,22 @@
-"""One typed, validated settings object for the server and the CLI.
+"""One typed, validated settings object for the server and the CLI, declared once.
 
-Built in layers, later ones winning: defaults ← environment variables ←
-LSP `initializationOptions` ← `workspace/configuration` section `llmLsp`.
-An invalid value never stops the server: it is replaced by the value of the
-layer below and reported as a `SettingsProblem` that the caller shows to the
-user (the LSP surface as a `window/showMessage` warning, the CLI on stderr).
+Every setting is declared on its field (`settings_spec.setting`): its `llmLsp.` key,
+environment variable, parser, default, description and trust level. The settings
+come in groups, so each part takes only its own: `settings.llm` (providers, models,
+timeouts, retry, breakers, fallback, queue), `settings.hover`, `settings.agent`
+(explain/fix/ask runs), `settings.context` (budgets, memory, embeddings) and
+`settings.storage` (where files are written).
+
+Built in layers, later ones winning: defaults ← environment variables ← LSP
+`initializationOptions` ← `workspace/configuration` section `llmLsp`. An invalid
+value never stops the server: it is replaced by the value of the layer below and
+reported as a notice the caller shows to the user (the LSP surface as a
+`window/showMessage` warning, the CLI on stderr). The workspace layer is written by
+the repository's author, so settings declared `Trust.USER` (keys, endpoints,
+providers, test runs, paths) are taken from it only when `initializationOptions`
+carries `trustedWorkspace: true`; otherwise they are ignored with one notice naming
+them. The README's settings table and the editor clients' schema are generated from
+these declarations (`settings_docs`).
 
 The API key is held in a `Secret`, whose `repr`/`str` never show it, so a
 settings object can be logged or put in an error message safely.
@@ -12,38 +24,58 @@ settings object can be logged or put in an error message safely.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsp_server.settings_values import (
-    ProviderSetting,
-    RoutingRule,
-    Secret,
-    _backoff,
-    _bool,
-    _fraction,
-    _log_level,
-    _opt_positive_int,
-    _opt_str,
-    _path,
-    _positive_float,
-    _positive_int,
-    _providers,
-    _routing_rules,
-    _secret,
-    _str,
-    _url,
-    _with_keys,
+from lsp_server.settings_llm import LlmSettings
+from lsp_server.settings_spec import (
+    SECTION,
+    TRUST_FLAG,
+    IgnoredSettings,
+    Layer,
+    SettingsNotice,
+    SettingsProblem,
+    Trust,
+    UnknownSetting,
+    apply_layer,
+    assemble,
+    collect_specs,
+    setting,
+    shown,
+    trust_flag,
 )
+from lsp_server.settings_values import (
+    parse_bool,
+    parse_log_level,
+    parse_optional_positive_int,
+    parse_optional_str,
+    parse_path,
+    parse_positive_float,
+    parse_positive_int,
+    parse_seconds_or_zero,
+    parse_secret,
+    resolve_provider_keys,
+)
+
+__all__ = [
+    "SECTION",
+    "TRUST_FLAG",
+    "IgnoredSettings",
+    "LlmSettings",
+    "Settings",
+    "SettingsNotice",
+    "SettingsProblem",
+    "UnknownSetting",
+    "build_settings",
+]
 
 logger = logging.getLogger(__name__)
 
-SECTION = "llmLsp"
+USER = Trust.USER
 
 
 def _user_dir(xdg_var: str, fallback: str, env: Mapping[str, str]) -> Path:
@@ -51,289 +83,226 @@ def _user_dir(xdg_var: str, fallback: str, env: Mapping[str, str]) -> Path:
     return Path(base) / "llm-lsp"
 
 
-@dataclass(frozen=True, slots=True)
-class SettingsProblem:
-    """One invalid value: where it came from, what it was, what is used instead."""
+def _cache_dir(env: Mapping[str, str]) -> Path:
+    return _user_dir("XDG_CACHE_HOME", ".cache", env)
 
-    setting: str
-    source: str
-    value: str
-    used: str
-    reason: str
 
-    def message(self) -> str:
-        """A one-line, user-facing description."""
-        return (
-            f"llm-lsp: invalid {self.setting} from {self.source} ({self.value}): "
-            f"{self.reason}; using {self.used}"
-        )
+def _usage_log(env: Mapping[str, str]) -> Path:
+    return _user_dir("XDG_STATE_HOME", ".local/state", env) / "usage.jsonl"
+
+
+@dataclass(frozen=True)
+class HoverSettings:
+    """The hover: whether the model is asked, how long it may take, how much it sees."""
+
+    enabled: bool = setting(
+        True,
+        key="aiHover",
+        env="LLM_LSP_AI_HOVER",
+        parse=parse_bool,
+        doc="add the model's explanation to hovers",
+    )
+    deadline: float = setting(
+        15.0,
+        key="hoverDeadline",
+        env="LLM_HOVER_DEADLINE",
+        parse=parse_positive_float,
+        doc="seconds a hover may take in all",
+    )
+    context_tokens: int = setting(
+        2000,
+        key="hoverContextTokens",
+        env="LLM_LSP_HOVER_CONTEXT_TOKENS",
+        parse=parse_positive_int,
+        doc="code budget of a hover prompt",
+    )
+    max_tokens: int = setting(
+        400,
+        key="hoverMaxTokens",
+        env="LLM_LSP_HOVER_MAX_TOKENS",
+        parse=parse_positive_int,
+        doc="longest hover answer",
+    )
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Explain, Fix and Ask runs: their deadline and whether tests may run."""
+
+    deadline: float = setting(
+        120.0,
+        key="actionDeadline",
+        env="LLM_ACTION_DEADLINE",
+        parse=parse_positive_float,
+        doc="seconds an explain/fix/ask may take",
+    )
+    run_tests: bool = setting(
+        False,
+        key="runTests",
+        env="LLM_LSP_RUN_TESTS",
+        parse=parse_bool,
+        doc="let the agent run the project's tests (and check fixes with them)",
+        trust=USER,
+    )
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    """What the model is shown: token budgets, the context deadline, memory, embeddings."""
+
+    explain_tokens: int = setting(
+        3000,
+        key="explainContextTokens",
+        env="LLM_LSP_EXPLAIN_CONTEXT_TOKENS",
+        parse=parse_positive_int,
+        doc="code budget given up front to Explain (the agent reads more with its tools)",
+    )
+    fix_tokens: int = setting(
+        3000,
+        key="fixContextTokens",
+        env="LLM_LSP_FIX_CONTEXT_TOKENS",
+        parse=parse_positive_int,
+        doc="code budget given up front to Fix",
+    )
+    ask_tokens: int = setting(
+        3000,
+        key="askContextTokens",
+        env="LLM_LSP_ASK_CONTEXT_TOKENS",
+        parse=parse_positive_int,
+        doc="code budget of a workspace question",
+    )
+    deadline: float = setting(
+        1.0,
+        key="contextDeadline",
+        env="LLM_LSP_CONTEXT_DEADLINE",
+        parse=parse_seconds_or_zero,
+        doc="seconds jedi may spend placing names and callers for an Explain/Fix pack",
+    )
+    memory_window_tokens: int = setting(
+        16000,
+        key="memoryWindowTokens",
+        env="LLM_LSP_MEMORY_WINDOW_TOKENS",
+        parse=parse_positive_int,
+        doc="window of a multi-step conversation (tool specs and the answer included); "
+        "the middle is summarised beyond it",
+    )
+    memory_keep_last: int = setting(
+        4,
+        key="memoryKeepLast",
+        env="LLM_LSP_MEMORY_KEEP_LAST",
+        parse=parse_positive_int,
+        doc="exchanges always kept verbatim",
+    )
+    embedding_model: str | None = setting(
+        "text-embedding-3-small",
+        key="embeddingModel",
+        env="LLM_LSP_EMBEDDING_MODEL",
+        parse=parse_optional_str,
+        doc="embeddings for workspace questions; empty: lexical search only",
+    )
+    embedding_dimensions: int | None = setting(
+        key="embeddingDimensions",
+        env="LLM_LSP_EMBEDDING_DIMENSIONS",
+        parse=parse_optional_positive_int,
+        doc="shorter vectors (text-embedding-3 models)",
+        shown_default="the model's",
+    )
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where the server writes: its caches and the usage log."""
+
+    cache_dir: Path = setting(
+        key="cacheDir",
+        env="LLM_LSP_CACHE_DIR",
+        parse=parse_path,
+        doc="tokenizer cache, explanations, summaries, embeddings",
+        trust=USER,
+        env_default=_cache_dir,
+        shown_default="`~/.cache/llm-lsp`",
+    )
+    usage_log: Path = setting(
+        key="usageLog",
+        env="LLM_LSP_USAGE_LOG",
+        parse=parse_path,
+        doc="one JSON line per provider attempt",
+        trust=USER,
+        env_default=_usage_log,
+        shown_default="`~/.local/state/llm-lsp/usage.jsonl`",
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the server and the CLI can be configured with."""
+    """Everything the server and the CLI can be configured with, in groups."""
 
-    api_key: Secret | None = None
-    base_url: str | None = None
-    model: str = "gpt-4o"
-    cheap_model: str = "gpt-4o-mini"
-    local_base_url: str | None = None
-    local_model: str | None = None
-    timeout: float = 30.0
-    hover_deadline: float = 15.0
-    action_deadline: float = 120.0
-    ai_hover: bool = True
-    hover_context_tokens: int = 2000
-    hover_max_tokens: int = 400
-    cache_dir: Path = field(default_factory=lambda: _user_dir("XDG_CACHE_HOME", ".cache", {}))
-    usage_log: Path = field(
-        default_factory=lambda: _user_dir("XDG_STATE_HOME", ".local/state", {}) / "usage.jsonl"
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    hover: HoverSettings = field(default_factory=HoverSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    context: ContextSettings = field(default_factory=ContextSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    log_level: str = setting(
+        "INFO",
+        key="logLevel",
+        env="LLM_LSP_LOG_LEVEL",
+        parse=parse_log_level,
+        doc="server log level (stderr or `--log-file`)",
     )
-    log_level: str = "INFO"
-    providers: tuple[ProviderSetting, ...] | None = None
-    routing_rules: tuple[RoutingRule, ...] = ()
-    local_context_tokens: int | None = None
-    retry_max_attempts: int = 3
-    retry_initial_backoff: float = 0.5
-    retry_max_backoff: float = 8.0
-    breaker_failure_threshold: int = 5
-    breaker_cooldown: float = 30.0
-    breaker_quota_cooldown: float = 600.0
-    fallback_reserve: float = 0.4
-    queue_requests: bool = True
-    run_tests: bool = False
-    queue_max_wait: float = 1800.0
-    queue_retry_interval: float = 10.0
-    # Context engine (issue 3).
-    explain_context_tokens: int = 3000
-    fix_context_tokens: int = 3000
-    context_deadline: float = 1.0
-    memory_keep_last: int = 4
-    memory_window_tokens: int = 16000
-    embedding_model: str | None = "text-embedding-3-small"
-    embedding_dimensions: int | None = None
-    ask_context_tokens: int = 3000
-
-    @property
-    def ai_enabled(self) -> bool:
-        """Whether a primary provider can be called at all."""
-        return bool(self.api_key)
 
     def redacted(self) -> dict[str, str]:
-        """A printable view (the key shown only as set/unset)."""
+        """A printable view by dotted name (the key shown only as set/unset)."""
         out: dict[str, str] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = ("set" if value else "unset") if f.name == "api_key" else str(value)
+        for spec in SPECS:
+            value: Any = self
+            for part in spec.path:
+                value = getattr(value, part)
+            secret = spec.declaration.parse is parse_secret
+            out[spec.name] = ("set" if value else "unset") if secret else shown(spec, value)
         return out
 
-    def provider_chain(self) -> tuple[ProviderSetting, ...]:
-        """The configured providers, or the defaults derived from the environment.
 
-        Defaults: the primary model (`LLM_MODEL`) and the cheap model (`LLM_CHEAP_MODEL`)
-        on the OpenAI-compatible endpoint `OPENAI_BASE_URL` (OpenAI when unset) with
-        `OPENAI_API_KEY`, plus a local endpoint when `LLM_LOCAL_BASE_URL` is set.
-        """
-        if self.providers is not None:
-            return self.providers
-        chain: list[ProviderSetting] = []
-        if self.api_key:
-            openai = self.base_url is None
-            tiers = [("openai" if openai else "primary", "primary", self.model)]
-            if self.cheap_model != self.model:
-                tiers.append(("openai-cheap" if openai else "cheap", "cheap", self.cheap_model))
-            chain.extend(
-                ProviderSetting(
-                    name,
-                    role,
-                    base_url=self.base_url,
-                    api_key_env="OPENAI_API_KEY",
-                    models=(model,),
-                    api_key=self.api_key,
-                )
-                for name, role, model in tiers
-            )
-        if self.local_base_url:
-            chain.append(
-                ProviderSetting(
-                    "local",
-                    "local",
-                    base_url=self.local_base_url,
-                    models=(self.local_model,) if self.local_model else (),
-                    max_context_tokens=self.local_context_tokens,
-                )
-            )
-        return tuple(chain)
-
-
-Parser = Callable[[Any], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    name: str
-    env: str | None
-    key: str
-    parse: Parser
-
-
-_SPECS: tuple[_Spec, ...] = (
-    _Spec("api_key", "OPENAI_API_KEY", "apiKey", _secret),
-    _Spec("base_url", "OPENAI_BASE_URL", "baseUrl", _url),
-    _Spec("model", "LLM_MODEL", "model", _str),
-    _Spec("cheap_model", "LLM_CHEAP_MODEL", "cheapModel", _str),
-    _Spec("local_base_url", "LLM_LOCAL_BASE_URL", "localBaseUrl", _url),
-    _Spec("local_model", "LLM_LOCAL_MODEL", "localModel", _opt_str),
-    _Spec("timeout", "LLM_TIMEOUT", "timeout", _positive_float),
-    _Spec("hover_deadline", "LLM_HOVER_DEADLINE", "hoverDeadline", _positive_float),
-    _Spec("action_deadline", "LLM_ACTION_DEADLINE", "actionDeadline", _positive_float),
-    _Spec("ai_hover", "LLM_LSP_AI_HOVER", "aiHover", _bool),
-    _Spec(
-        "hover_context_tokens", "LLM_LSP_HOVER_CONTEXT_TOKENS", "hoverContextTokens", _positive_int
-    ),
-    _Spec("hover_max_tokens", "LLM_LSP_HOVER_MAX_TOKENS", "hoverMaxTokens", _positive_int),
-    _Spec("cache_dir", "LLM_LSP_CACHE_DIR", "cacheDir", _path),
-    _Spec("usage_log", "LLM_LSP_USAGE_LOG", "usageLog", _path),
-    _Spec("log_level", "LLM_LSP_LOG_LEVEL", "logLevel", _log_level),
-    _Spec("providers", "LLM_LSP_PROVIDERS", "providers", _providers),
-    _Spec("routing_rules", "LLM_LSP_ROUTING_RULES", "routingRules", _routing_rules),
-    _Spec(
-        "local_context_tokens",
-        "LLM_LOCAL_CONTEXT_TOKENS",
-        "localContextTokens",
-        _opt_positive_int,
-    ),
-    _Spec("retry_max_attempts", "LLM_RETRY_MAX_ATTEMPTS", "retryMaxAttempts", _positive_int),
-    _Spec("retry_initial_backoff", "LLM_RETRY_INITIAL_BACKOFF", "retryInitialBackoff", _backoff),
-    _Spec("retry_max_backoff", "LLM_RETRY_MAX_BACKOFF", "retryMaxBackoff", _backoff),
-    _Spec(
-        "breaker_failure_threshold",
-        "LLM_BREAKER_FAILURE_THRESHOLD",
-        "breakerFailureThreshold",
-        _positive_int,
-    ),
-    _Spec("breaker_cooldown", "LLM_BREAKER_COOLDOWN", "breakerCooldown", _positive_float),
-    _Spec(
-        "breaker_quota_cooldown",
-        "LLM_BREAKER_QUOTA_COOLDOWN",
-        "breakerQuotaCooldown",
-        _positive_float,
-    ),
-    _Spec("fallback_reserve", "LLM_FALLBACK_RESERVE", "fallbackReserve", _fraction),
-    _Spec("queue_requests", "LLM_LSP_QUEUE", "queueRequests", _bool),
-    _Spec("run_tests", "LLM_LSP_RUN_TESTS", "runTests", _bool),
-    _Spec("queue_max_wait", "LLM_LSP_QUEUE_MAX_WAIT", "queueMaxWait", _positive_float),
-    _Spec(
-        "queue_retry_interval",
-        "LLM_LSP_QUEUE_RETRY_INTERVAL",
-        "queueRetryInterval",
-        _positive_float,
-    ),
-    _Spec(
-        "explain_context_tokens",
-        "LLM_LSP_EXPLAIN_CONTEXT_TOKENS",
-        "explainContextTokens",
-        _positive_int,
-    ),
-    _Spec("fix_context_tokens", "LLM_LSP_FIX_CONTEXT_TOKENS", "fixContextTokens", _positive_int),
-    _Spec("context_deadline", "LLM_LSP_CONTEXT_DEADLINE", "contextDeadline", _backoff),
-    _Spec("memory_keep_last", "LLM_LSP_MEMORY_KEEP_LAST", "memoryKeepLast", _positive_int),
-    _Spec(
-        "memory_window_tokens",
-        "LLM_LSP_MEMORY_WINDOW_TOKENS",
-        "memoryWindowTokens",
-        _positive_int,
-    ),
-    _Spec("embedding_model", "LLM_LSP_EMBEDDING_MODEL", "embeddingModel", _opt_str),
-    _Spec(
-        "embedding_dimensions",
-        "LLM_LSP_EMBEDDING_DIMENSIONS",
-        "embeddingDimensions",
-        _opt_positive_int,
-    ),
-    _Spec("ask_context_tokens", "LLM_LSP_ASK_CONTEXT_TOKENS", "askContextTokens", _positive_int),
-)
-
-
-def _shown(spec: _Spec, value: Any) -> str:
-    if spec.name == "api_key":
-        return "<redacted>"
-    if spec.name == "providers":
-        # A misplaced key inside a provider object must not reach a message.
-        if isinstance(value, tuple):
-            return "[" + ", ".join(p.name for p in value) + "]"
-        return "<provider list>" if value is not None else "the defaults"
-    text = repr(value) if not isinstance(value, Path) else str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _apply(
-    current: dict[str, Any],
-    values: Mapping[str, Any],
-    source: str,
-    keyname: Callable[[_Spec], str | None],
-    problems: list[SettingsProblem],
-) -> None:
-    for spec in _SPECS:
-        key = keyname(spec)
-        if key is None or key not in values:
-            continue
-        raw = values[key]
-        try:
-            current[spec.name] = spec.parse(raw)
-        except ValueError as exc:
-            setting = key if source == "environment" else f"{SECTION}.{key}"
-            problems.append(
-                SettingsProblem(
-                    setting=setting,
-                    source=source,
-                    value=_shown(spec, raw),
-                    used=_shown(spec, current[spec.name]),
-                    reason=str(exc),
-                )
-            )
+SPECS = collect_specs(Settings)
+"""Every declared setting, in declaration order."""
 
 
 def build_settings(
     env: Mapping[str, str] | None = None,
     init_options: Mapping[str, Any] | None = None,
     workspace_config: Mapping[str, Any] | None = None,
-) -> tuple[Settings, list[SettingsProblem]]:
+) -> tuple[Settings, list[SettingsNotice]]:
     """Layer defaults, environment, initializationOptions and workspace configuration.
 
-    `init_options` may hold the options directly or under the `llmLsp` key.
-    Returns the settings and the problems found (never raises on bad values).
+    `init_options` and `workspace_config` may hold the options directly or under the
+    `llmLsp` key. The workspace layer sets `Trust.USER` settings only when
+    `init_options` carries `trustedWorkspace: true`. Returns the settings and the
+    notices to show; never raises, whatever the input.
     """
     env = os.environ if env is None else env
-    current: dict[str, Any] = {
-        f.name: getattr(Settings(), f.name) for f in dataclasses.fields(Settings)
-    }
-    current["cache_dir"] = _user_dir("XDG_CACHE_HOME", ".cache", env)
-    current["usage_log"] = _user_dir("XDG_STATE_HOME", ".local/state", env) / "usage.jsonl"
-    problems: list[SettingsProblem] = []
+    notices: list[SettingsNotice] = []
+    current: dict[str, Any] = {spec.name: spec.default(env) for spec in SPECS}
     env_values = {k: v for k, v in env.items() if v != ""}
-    _apply(current, env_values, "environment", lambda s: s.env, problems)
-    for source, layer in (
-        ("initializationOptions", init_options),
-        ("workspace configuration", workspace_config),
+    apply_layer(current, Layer(env_values, "environment", by_env=True), SPECS, notices)
+    trusted = trust_flag(init_options, notices)
+    for source, values, layer_trusted in (
+        ("initializationOptions", init_options, True),
+        ("workspace configuration", workspace_config, trusted),
     ):
-        if not layer:
+        if not values:
             continue
-        if not isinstance(layer, Mapping):
-            problems.append(
-                SettingsProblem(
-                    SECTION,
-                    source,
-                    type(layer).__name__,
-                    "the previous values",
-                    "expected an object",
-                )
+        section = values.get(SECTION, values) if isinstance(values, Mapping) else values
+        if not isinstance(section, Mapping):
+            name = SECTION if isinstance(values, Mapping) else "settings"
+            kind = type(section).__name__
+            notices.append(
+                SettingsProblem(name, source, kind, "the previous values", "expected an object")
             )
             continue
-        section = layer.get(SECTION, layer)
-        if isinstance(section, Mapping):
-            _apply(current, section, source, lambda s: s.key, problems)
-    current["providers"] = _with_keys(current["providers"], env, current["api_key"])
-    for problem in problems:
-        logger.warning("%s", problem.message())
-    return Settings(**current), problems
+        apply_layer(current, Layer(section, source, trusted=layer_trusted), SPECS, notices)
+    current["llm.providers"] = resolve_provider_keys(
+        current["llm.providers"], env, current["llm.api_key"]
+    )
+    for notice in notices:
+        logger.warning("%s", notice.message())
+    settings: Settings = assemble(Settings, current)
+    return settings, notices

@@ -3,7 +3,7 @@
 Every parser takes a raw value (from the environment, `initializationOptions` or
 `workspace/configuration`) and returns the typed value or raises `ValueError`
 with a user-readable reason, which `settings.build_settings` turns into a
-`SettingsProblem`. Nothing here reads the environment except `_with_keys`, which
+`SettingsProblem`. Nothing here reads the environment except `resolve_provider_keys`, which
 resolves each provider's key from the variable its settings name.
 """
 
@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,26 +88,30 @@ class RoutingRule:
     reason: str = ""
 
 
-def _str(value: Any) -> str:
+def parse_str(value: Any) -> str:
+    """A non-empty string, stripped."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a non-empty string")
     return value.strip()
 
 
-def _opt_str(value: Any) -> str | None:
+def parse_optional_str(value: Any) -> str | None:
+    """A non-empty string, or None for null or ""."""
     if value is None or value == "":
         return None
-    return _str(value)
+    return parse_str(value)
 
 
-def _url(value: Any) -> str | None:
-    text = _opt_str(value)
+def parse_url(value: Any) -> str | None:
+    """An http(s) URL, or None for null or ""."""
+    text = parse_optional_str(value)
     if text is not None and not text.startswith(("http://", "https://")):
         raise ValueError("expected an http:// or https:// URL")
     return text
 
 
-def _positive_float(value: Any) -> float:
+def parse_positive_float(value: Any) -> float:
+    """A positive, finite number of seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a number of seconds")
     try:
@@ -119,7 +123,8 @@ def _positive_float(value: Any) -> float:
     return number
 
 
-def _positive_int(value: Any) -> int:
+def parse_positive_int(value: Any) -> int:
+    """A positive whole number."""
     if isinstance(value, bool):
         raise ValueError("expected a positive whole number")
     try:
@@ -131,7 +136,8 @@ def _positive_int(value: Any) -> int:
     return number
 
 
-def _bool(value: Any) -> bool:
+def parse_bool(value: Any) -> bool:
+    """true/false (also 1/0, yes/no, on/off, as environment variables spell them)."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -142,32 +148,44 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _path(value: Any) -> Path:
-    return Path(_str(value)).expanduser()
+def parse_path(value: Any) -> Path:
+    """A file system path; `~` is expanded."""
+    text = parse_str(value)
+    if "\0" in text:
+        raise ValueError("expected a path without NUL characters")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # `~user` naming no user
+        raise ValueError("expected a path whose ~ names a user") from None
 
 
-def _secret(value: Any) -> Secret | None:
-    text = _opt_str(value)
+def parse_secret(value: Any) -> Secret | None:
+    """A key, held in a `Secret`; None for null or ""."""
+    text = parse_optional_str(value)
     return Secret(text) if text else None
 
 
-def _log_level(value: Any) -> str:
-    text = _str(value).upper()
+def parse_log_level(value: Any) -> str:
+    """DEBUG, INFO, WARNING or ERROR (any case)."""
+    text = parse_str(value).upper()
     if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
     return text
 
 
-def _opt_positive_int(value: Any) -> int | None:
-    return None if value is None or value == "" else _positive_int(value)
+def parse_optional_positive_int(value: Any) -> int | None:
+    """A positive whole number, or None for null or ""."""
+    return None if value is None or value == "" else parse_positive_int(value)
 
 
-def _backoff(value: Any) -> float:
-    return 0.0 if value in (0, "0") else _positive_float(value)
+def parse_seconds_or_zero(value: Any) -> float:
+    """A number of seconds, zero allowed."""
+    return 0.0 if value in (0, "0") else parse_positive_float(value)
 
 
-def _fraction(value: Any) -> float:
-    number = _backoff(value)
+def parse_fraction(value: Any) -> float:
+    """A fraction from 0 up to (not including) 1."""
+    number = parse_seconds_or_zero(value)
     if number >= 1.0:
         raise ValueError("expected a fraction from 0 up to (not including) 1")
     return number
@@ -205,7 +223,8 @@ def _check_keys(entry: Mapping[str, Any], known: set[str], what: str) -> None:
 _PROVIDER_KEYS = {"name", "role", "baseUrl", "apiKeyEnv", "models", "timeout", "maxContextTokens"}
 
 
-def _providers(value: Any) -> tuple[ProviderSetting, ...] | None:
+def parse_providers(value: Any) -> tuple[ProviderSetting, ...] | None:
+    """The `providers` list (a list or its JSON text); None for null or ""."""
     if value is None or value == "":
         return None
     out: list[ProviderSetting] = []
@@ -218,12 +237,12 @@ def _providers(value: Any) -> tuple[ProviderSetting, ...] | None:
             )
         _check_keys(entry, _PROVIDER_KEYS, what)
         try:
-            name = _str(entry.get("name"))
-            role = _str(entry.get("role"))
+            name = parse_str(entry.get("name"))
+            role = parse_str(entry.get("role"))
             if role not in ROLES:
                 raise ValueError(f"role must be one of {', '.join(ROLES)}")
-            base_url = _url(entry.get("baseUrl"))
-            key_env = _opt_str(entry.get("apiKeyEnv"))
+            base_url = parse_url(entry.get("baseUrl"))
+            key_env = parse_optional_str(entry.get("apiKeyEnv"))
             if key_env is not None and not _ENV_NAME.fullmatch(key_env):
                 raise ValueError("apiKeyEnv must be an environment variable name")
             models = _names(entry.get("models", []), (), "models")
@@ -239,8 +258,8 @@ def _providers(value: Any) -> tuple[ProviderSetting, ...] | None:
                     base_url=base_url,
                     api_key_env=key_env,
                     models=models,
-                    timeout=None if timeout is None else _positive_float(timeout),
-                    max_context_tokens=_opt_positive_int(entry.get("maxContextTokens")),
+                    timeout=None if timeout is None else parse_positive_float(timeout),
+                    max_context_tokens=parse_optional_positive_int(entry.get("maxContextTokens")),
                 )
             )
         except ValueError as exc:
@@ -253,7 +272,8 @@ def _providers(value: Any) -> tuple[ProviderSetting, ...] | None:
 _RULE_KEYS = {"tier", "kind", "complexity", "minContextTokens", "maxContextTokens", "model"}
 
 
-def _routing_rules(value: Any) -> tuple[RoutingRule, ...]:
+def parse_routing_rules(value: Any) -> tuple[RoutingRule, ...]:
+    """The `routingRules` list (a list or its JSON text); empty for null or ""."""
     if value is None or value == "":
         return ()
     out: list[RoutingRule] = []
@@ -261,7 +281,7 @@ def _routing_rules(value: Any) -> tuple[RoutingRule, ...]:
         what = f"rule {i + 1}"
         _check_keys(entry, _RULE_KEYS | {"reason"}, what)
         try:
-            tier = _str(entry.get("tier"))
+            tier = parse_str(entry.get("tier"))
             if tier not in ROLES:
                 raise ValueError(f"tier must be one of {', '.join(ROLES)}")
             out.append(
@@ -269,10 +289,10 @@ def _routing_rules(value: Any) -> tuple[RoutingRule, ...]:
                     tier=tier,
                     kinds=_names(entry.get("kind", []), TASK_KINDS, "kind"),
                     complexity=_names(entry.get("complexity", []), COMPLEXITIES, "complexity"),
-                    min_context_tokens=_opt_positive_int(entry.get("minContextTokens")),
-                    max_context_tokens=_opt_positive_int(entry.get("maxContextTokens")),
-                    model=_opt_str(entry.get("model")),
-                    reason=_opt_str(entry.get("reason")) or f"user rule {i + 1}",
+                    min_context_tokens=parse_optional_positive_int(entry.get("minContextTokens")),
+                    max_context_tokens=parse_optional_positive_int(entry.get("maxContextTokens")),
+                    model=parse_optional_str(entry.get("model")),
+                    reason=parse_optional_str(entry.get("reason")) or f"user rule {i + 1}",
                 )
             )
         except ValueError as exc:
@@ -280,7 +300,7 @@ def _routing_rules(value: Any) -> tuple[RoutingRule, ...]:
     return tuple(out)
 
 
-def _with_keys(
+def resolve_provider_keys(
     providers: tuple[ProviderSetting, ...] | None,
     env: Mapping[str, str],
     api_key: Secret | None,
@@ -290,8 +310,35 @@ def _with_keys(
         return None
     out = []
     for p in providers:
-        key = _secret(env.get(p.api_key_env, "")) if p.api_key_env else None
+        key = parse_secret(env.get(p.api_key_env, "")) if p.api_key_env else None
         if key is None and p.api_key_env == "OPENAI_API_KEY":
             key = api_key  # the editor's llmLsp.apiKey stands in for OPENAI_API_KEY
         out.append(dataclasses.replace(p, api_key=key))
     return tuple(out)
+
+
+Parser = Callable[[Any], Any]
+
+_NUMBER = {"type": "number", "exclusiveMinimum": 0}
+_OPTIONAL_STRING = {"type": ["string", "null"]}
+_PARSER_SCHEMAS: dict[Parser, dict[str, Any]] = {
+    parse_str: {"type": "string", "minLength": 1},
+    parse_optional_str: _OPTIONAL_STRING,
+    parse_url: {**_OPTIONAL_STRING, "pattern": "^https?://"},
+    parse_positive_float: _NUMBER,
+    parse_positive_int: {"type": "integer", "minimum": 1},
+    parse_bool: {"type": "boolean"},
+    parse_path: {"type": "string", "minLength": 1},
+    parse_secret: _OPTIONAL_STRING,
+    parse_log_level: {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+    parse_optional_positive_int: {"type": ["integer", "null"], "minimum": 1},
+    parse_seconds_or_zero: {"type": "number", "minimum": 0},
+    parse_fraction: {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    parse_providers: {"type": ["array", "null"], "items": {"type": "object"}},
+    parse_routing_rules: {"type": "array", "items": {"type": "object"}},
+}
+
+
+def parser_schema(parse: Parser) -> dict[str, Any]:
+    """The JSON schema of the values `parse` accepts (as editors' setting lists show them)."""
+    return dict(_PARSER_SCHEMAS.get(parse, {}))

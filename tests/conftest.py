@@ -186,6 +186,7 @@ async def start_session(
     env: dict[str, str] | None = None,
     init_options: dict[str, Any] | None = None,
     configuration: dict[str, Any] | None = None,
+    capabilities: types.ClientCapabilities | None = None,
 ) -> Session:
     """Start `python -m lsp_server serve` and initialize it like the named editor would."""
     stderr_log = tmp_path / "server-stderr.log"
@@ -205,7 +206,7 @@ async def start_session(
     )
     await client.initialize_session(
         types.InitializeParams(
-            capabilities=client_capabilities(client_name),
+            capabilities=capabilities or client_capabilities(client_name),
             root_uri=root.as_uri(),
             workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="project")],
             initialization_options=init_options,

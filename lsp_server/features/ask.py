@@ -51,7 +51,7 @@ async def run_ask_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
         # The progress's cancel button: the provider call is closed, the request still open.
         return {"ok": False, "cancelled": True, "error": "cancelled"}
     assert isinstance(question, str)  # validated by ask()
-    target = answer_path(engine.settings.cache_dir, outcome.conversation, question)
+    target = answer_path(engine.settings.storage.cache_dir, outcome.conversation, question)
     await publish(ls, target, outcome.markdown, outcome.message)
     return {
         "ok": True,

@@ -222,6 +222,8 @@ async def run_explain_command(ls: FeatureServer, args: list[Any]) -> dict[str, A
     if outcome.markdown is None:
         warn(ls, outcome.message)
         return {"ok": False, "message": outcome.message}
-    target = explanation_path(engine.settings.cache_dir, engine.display_path(doc.path), start, end)
+    target = explanation_path(
+        engine.settings.storage.cache_dir, engine.display_path(doc.path), start, end
+    )
     await publish(ls, target, outcome.markdown, outcome.message)
     return {"ok": True, "uri": target.as_uri(), "message": outcome.message}

@@ -26,7 +26,7 @@ from lsp_server.llm.pricing import cost_usd
 from lsp_server.llm.providers import TierSpec, list_models, sdk_client, tier_specs
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ErrorKind, ProviderFailure
-from lsp_server.settings import Settings
+from lsp_server.settings import LlmSettings
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ async def check_provider(
 
 
 async def run_doctor(
-    settings: Settings,
+    settings: LlmSettings,
     *,
     service: LlmService | None = None,
     usage_log: UsageLog | None = None,

@@ -1,6 +1,6 @@
 """Provider tiers from settings: which OpenAI-compatible endpoints exist, in what order.
 
-`tier_specs(settings)` turns `Settings.provider_chain()` (an explicit `llmLsp.providers`
+`tier_specs(settings.llm)` turns `LlmSettings.provider_chain()` (an explicit `llmLsp.providers`
 list, or the defaults derived from `OPENAI_API_KEY`, `LLM_MODEL`, `LLM_CHEAP_MODEL` and
 `LLM_LOCAL_BASE_URL`) into `TierSpec`s sorted by role: primary, then cheap, then local.
 A spec whose key variable is named but unset is kept with an `unavailable` reason so
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from lsp_server.llm.client import NO_KEY
 from lsp_server.llm.errors import classify
-from lsp_server.settings import Settings
+from lsp_server.settings import LlmSettings
 from lsp_server.settings_values import ROLES, Secret
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class TierSpec:
         )
 
 
-def tier_specs(settings: Settings) -> tuple[TierSpec, ...]:
+def tier_specs(settings: LlmSettings) -> tuple[TierSpec, ...]:
     """The provider chain for `settings`, sorted by role (stable within a role)."""
     specs: list[TierSpec] = []
     for p in settings.provider_chain():

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure
-from lsp_server.settings import Settings
+from lsp_server.settings import LlmSettings
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +105,13 @@ class RequestQueue:
         self._ids = itertools.count(1)
 
     @classmethod
-    def from_settings(cls, service: Callable[[], LlmService], settings: Settings) -> RequestQueue:
-        """A queue with `queueMaxWait`, `queueRetryInterval` and `actionDeadline`."""
+    def from_settings(
+        cls, service: Callable[[], LlmService], settings: LlmSettings, attempt_deadline: float
+    ) -> RequestQueue:
+        """A queue with `queueMaxWait`, `queueRetryInterval` and the `actionDeadline` given."""
         return cls(
             service,
-            attempt_deadline=settings.action_deadline,
+            attempt_deadline=attempt_deadline,
             retry_interval=settings.queue_retry_interval,
             max_wait=settings.queue_max_wait,
         )

@@ -36,7 +36,7 @@ from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy
 from lsp_server.llm.router import Router
 from lsp_server.llm.tier import Tier
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure, Usage
-from lsp_server.settings import Settings
+from lsp_server.settings import LlmSettings
 from lsp_server.telemetry.usage import UsageLog
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ EMBED_BATCH = 256
 EMBED_ROLES = ("primary", "local")
 
 
-def retry_policy(settings: Settings) -> RetryPolicy:
+def retry_policy(settings: LlmSettings) -> RetryPolicy:
     """The retry policy the settings describe (the OpenAI schedule by default)."""
     return RetryPolicy(
         max_attempts=settings.retry_max_attempts,
@@ -58,7 +58,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def breaker_config(settings: Settings) -> BreakerConfig:
+def breaker_config(settings: LlmSettings) -> BreakerConfig:
     """Breaker thresholds and cooldowns from settings."""
     return BreakerConfig(
         failure_threshold=settings.breaker_failure_threshold,
@@ -73,7 +73,7 @@ class LlmService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: LlmSettings,
         usage_log: UsageLog,
         *,
         policy: RetryPolicy | None = None,

@@ -78,16 +78,16 @@ class Actions:
         """The selection's context: definitions it uses, class, imports, callers, tests."""
         rt = self.runtime
         settings = rt.settings
-        counter = await rt.counter(settings.model)
+        counter = await rt.counter(settings.llm.model)
         # contextDeadline 0: the import map and evident types only (no jedi inference).
-        infer = settings.context_deadline > 0
+        infer = settings.context.deadline > 0
         task = ContextTask(kind, doc.text, doc.path, start, end, infer=infer)
         # The agent fetches more with its tools; this is what it gets up front.
         budget = (
-            settings.fix_context_tokens if kind == TaskKind.FIX else settings.explain_context_tokens
+            settings.context.fix_tokens if kind == TaskKind.FIX else settings.context.explain_tokens
         )
         pack = await rt.assembler.assemble(
-            task, counter, budget, deadline=settings.context_deadline
+            task, counter, budget, deadline=settings.context.deadline
         )
         return pack.render()
 
@@ -97,9 +97,9 @@ class Actions:
         started = time.monotonic()
         # Each model call must finish by `call_deadline`; a wait in the queue (no tier
         # could answer) restarts it once a tier is back, within the run's wall bound.
-        call_deadline = started + settings.action_deadline
-        queueing = settings.queue_requests
-        run_deadline = call_deadline + (settings.queue_max_wait if queueing else 0.0)
+        call_deadline = started + settings.agent.deadline
+        queueing = settings.llm.queue_requests
+        run_deadline = call_deadline + (settings.llm.queue_max_wait if queueing else 0.0)
         request_id = uuid.uuid4().hex[:16]
 
         async def complete(request: ChatRequest) -> Completion:
@@ -110,12 +110,12 @@ class Actions:
                 if not queueing or not worth_queueing(failure):
                     raise
                 completion = await self._wait_in_queue(request, request_id, failure, progress)
-                call_deadline = time.monotonic() + settings.action_deadline
+                call_deadline = time.monotonic() + settings.agent.deadline
                 return completion
 
         bounds = AgentBounds(deadline=run_deadline)
         tools = rt.agent_tools()
-        counter = await rt.counter(settings.model)
+        counter = await rt.counter(settings.llm.model)
         summaries: list[Completion] = []
         memory = run_memory(
             rt,

@@ -152,7 +152,7 @@ class Asker:
         root = self.runtime.root
         if root is None:
             raise AskError("open a workspace folder first: questions are answered from its files")
-        cache_dir = self.runtime.settings.cache_dir
+        cache_dir = self.runtime.settings.storage.cache_dir
         current = self._retriever
         if current is None or current.root != root or current.cache_dir != cache_dir:
             if current is not None:
@@ -192,7 +192,7 @@ class Asker:
                 texts,
                 model=model,
                 provider=provider,
-                deadline=time.monotonic() + rt.settings.action_deadline,
+                deadline=time.monotonic() + rt.settings.agent.deadline,
                 request_id=request_id,
                 dimensions=dimensions,
             )
@@ -206,14 +206,14 @@ class Asker:
         """The embedding ranking, or None and why there is none."""
         settings = self.runtime.settings
         llm = self.runtime.llm
-        model = settings.embedding_model
+        model = settings.context.embedding_model
         if not model:
             return None, "embeddings are off (`embeddingModel` is empty)"
         providers = llm.embedding_providers()
         if not providers:
             return None, "no provider is configured (offline mode)"
         reasons: list[str] = []
-        dims = settings.embedding_dimensions
+        dims = settings.context.embedding_dimensions
         for provider in providers:
             if not llm.viable(provider):
                 reasons.append(f"{provider} circuit {llm.breaker_states().get(provider, '')}")
@@ -262,8 +262,8 @@ class Asker:
         semantic, why = await self._semantic(retriever, question, report, request_id)
         hits = select(await retriever.lexical(question), semantic)
         ranking = "keywords" if semantic is None else "hybrid"
-        counter = await rt.counter(settings.model)
-        pack = await rt.assembler.assemble_hits(hits, counter, settings.ask_context_tokens)
+        counter = await rt.counter(settings.llm.model)
+        pack = await rt.assembler.assemble_hits(hits, counter, settings.context.ask_tokens)
         sources = _sources(hits, pack)
         keyword_note = f"_Ranked by keyword match only: {why}._" if why else None
         conversation_id = previous.id if previous else None
@@ -276,7 +276,7 @@ class Asker:
         report("Asking the model…")
         history = previous.messages if previous else [ask_system()]
         messages = [*history, ask_message(question, pack)]
-        deadline = time.monotonic() + settings.action_deadline
+        deadline = time.monotonic() + settings.agent.deadline
         summaries: list[Completion] = []
         memory = run_memory(
             rt,

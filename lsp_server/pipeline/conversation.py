@@ -135,8 +135,8 @@ def run_memory(
     settings = runtime.settings
     return ConversationMemory(
         counter,
-        window_for(settings.memory_window_tokens, tools, answer_tokens, counter),
-        keep_last=settings.memory_keep_last,
+        window_for(settings.context.memory_window_tokens, tools, answer_tokens, counter),
+        keep_last=settings.context.memory_keep_last,
         summarise=summariser(
             lambda: runtime.llm,
             counter,

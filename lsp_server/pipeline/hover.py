@@ -79,21 +79,21 @@ class HoverPipeline:
             return None
         static = static_markdown(symbol, rt.display_path)
         settings = rt.settings
-        if not settings.ai_hover:
+        if not settings.hover.enabled:
             return HoverAnswer(static, AnswerSource.OFFLINE, symbol)
         llm = rt.llm
         if not llm.available:
             return HoverAnswer(
                 static + "\n\n---\n" + offline_notice(), AnswerSource.OFFLINE, symbol
             )
-        deadline = time.monotonic() + settings.hover_deadline
+        deadline = time.monotonic() + settings.hover.deadline
         request_id = uuid.uuid4().hex[:16]
         pack = await self._pack(doc, line + 1, symbol)
         where = f"{rt.display_path(doc.path)}:{line + 1}"
         request = ChatRequest(
             messages=hover_messages(symbol, pack, where),
             feature="hover",
-            max_tokens=settings.hover_max_tokens,
+            max_tokens=settings.hover.max_tokens,
             metadata={"context_tokens": str(pack.tokens)},
         )
         try:
@@ -104,7 +104,7 @@ class HoverPipeline:
         except ProviderFailure as failure:
             return self._static_fallback(static, symbol, pack, failure.kind.value, failure.message)
         except TimeoutError:
-            message = f"no answer within {settings.hover_deadline:g} s"
+            message = f"no answer within {settings.hover.deadline:g} s"
             return self._static_fallback(static, symbol, pack, "timeout", message)
         notes = answer_notes(completion.notice, llm.breaker_states())
         parts = [static, "---", completion.text.strip(), *notes]
@@ -115,7 +115,7 @@ class HoverPipeline:
     def _static_fallback(
         self, static: str, symbol: SymbolInfo, pack: ContextPack, kind: str, message: str
     ) -> HoverAnswer:
-        notice = unavailable_notice(self.runtime.settings.model, kind, message)
+        notice = unavailable_notice(self.runtime.settings.llm.model, kind, message)
         notes = answer_notes(None, self.runtime.llm.breaker_states())
         markdown = "\n\n".join([static, "---", notice, *notes])
         return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
@@ -127,7 +127,7 @@ class HoverPipeline:
         a hover must stay fast; Explain and Fix get the full search.
         """
         settings = self.runtime.settings
-        counter = await self.runtime.counter(settings.model)
+        counter = await self.runtime.counter(settings.llm.model)
         focus: Definition | None = None
         if symbol.definition_path is not None and symbol.definition_line is not None:
             focus = Definition(
@@ -143,5 +143,5 @@ class HoverPipeline:
             TaskKind.HOVER, doc.text, doc.path, line, line, focus=focus, callers=False, infer=False
         )
         return await self.runtime.assembler.assemble(
-            task, counter, settings.hover_context_tokens, deadline=0.0
+            task, counter, settings.hover.context_tokens, deadline=0.0
         )

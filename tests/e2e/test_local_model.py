@@ -32,7 +32,7 @@ pytest.importorskip(
 from lsp_server.llm.doctor import format_report, run_doctor
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest
-from lsp_server.settings import Settings, build_settings
+from lsp_server.settings import LlmSettings, build_settings
 from lsp_server.telemetry.usage import UsageLog
 from tests.conftest import server_env, start_session
 
@@ -103,7 +103,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait(timeout=5)
 
 
-def _local_settings(base_url: str, tmp_path: Path) -> Settings:
+def _local_settings(base_url: str, tmp_path: Path) -> LlmSettings:
     settings, problems = build_settings(
         env={
             "HOME": str(tmp_path),
@@ -113,7 +113,7 @@ def _local_settings(base_url: str, tmp_path: Path) -> Settings:
         }
     )
     assert problems == []
-    return settings
+    return settings.llm
 
 
 def _request(stream: bool) -> ChatRequest:

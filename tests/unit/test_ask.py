@@ -35,7 +35,7 @@ async def make_engine(tmp_path: Path, fake: FakeProvider) -> AsyncIterator[MakeE
             "LLM_LSP_USAGE_LOG": str(tmp_path / "usage.jsonl"),
             "HOME": str(tmp_path),
         }
-        settings, problems = build_settings(env=env, workspace_config=config)
+        settings, problems = build_settings(env=env, init_options=config)
         assert problems == []
         engine = Engine(settings, root)
         engines.append(engine)

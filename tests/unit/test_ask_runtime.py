@@ -35,7 +35,7 @@ class TinyRuntime:
     def __init__(self, settings: Settings, root: Path, counter: TokenCounter) -> None:
         self.settings = settings
         self.root = root
-        self.llm = LlmService(settings, UsageLog(settings.usage_log))
+        self.llm = LlmService(settings.llm, UsageLog(settings.storage.usage_log))
         self.assembler = self
         self._counter = counter
         self._summaries = SummaryCache()

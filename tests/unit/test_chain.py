@@ -92,9 +92,9 @@ def make_service(
         **config,
     }
     env = {"PRIMARY_KEY": PRIMARY_KEY, "CHEAP_KEY": CHEAP_KEY, "HOME": str(tmp_path)}
-    settings, problems = build_settings(env=env, workspace_config=workspace)
+    settings, problems = build_settings(env=env, init_options=workspace)
     assert problems == []
-    return LlmService(settings, UsageLog(tmp_path / "usage.jsonl"))
+    return LlmService(settings.llm, UsageLog(tmp_path / "usage.jsonl"))
 
 
 def request(feature: str = "hover", *, stream: bool = False) -> ChatRequest:
@@ -400,14 +400,14 @@ async def test_cancelled_probe_is_neutral(fakes: Fakes, tmp_path: Path) -> None:
 async def test_unset_key_variable_leaves_the_tier_out(fakes: Fakes, tmp_path: Path) -> None:
     settings, _ = build_settings(
         env={"HOME": str(tmp_path)},
-        workspace_config={
+        init_options={
             "providers": [
                 {"name": "a", "role": "primary", "apiKeyEnv": "NOPE_KEY", "models": ["gpt-4o"]},
                 {"name": "l", "role": "local", "baseUrl": fakes.local.base_url},
             ]
         },
     )
-    service = LlmService(settings, UsageLog(None))
+    service = LlmService(settings.llm, UsageLog(None))
     try:
         assert [s.unavailable for s in service.specs] == ["NOPE_KEY is not set", None]
         assert service.available and list(service.tiers) == ["l"]
@@ -419,7 +419,7 @@ async def test_unset_key_variable_leaves_the_tier_out(fakes: Fakes, tmp_path: Pa
         )
     finally:
         await service.aclose()
-    empty = LlmService(build_settings(env={})[0], UsageLog(None))
+    empty = LlmService(build_settings(env={})[0].llm, UsageLog(None))
     assert not empty.available
     with pytest.raises(AllTiersFailed, match="no provider configured"):
         await ask(empty)
@@ -486,7 +486,7 @@ async def test_doctor_fails_when_no_tier_can_answer(fakes: Fakes, tmp_path: Path
         fakes[role].set_default(Step(status=503))
     settings, _ = build_settings(
         env={"HOME": str(tmp_path)},
-        workspace_config={
+        init_options={
             "timeout": 2,
             "providers": [
                 {"name": "a", "role": "primary", "apiKeyEnv": "NOPE_KEY", "models": ["gpt-4o"]},
@@ -494,7 +494,7 @@ async def test_doctor_fails_when_no_tier_can_answer(fakes: Fakes, tmp_path: Path
             ],
         },
     )
-    report = await run_doctor(settings)
+    report = await run_doctor(settings.llm)
     assert report.exit_code == 1
     assert report.checks[0].error == "not configured: NOPE_KEY is not set"
     assert fakes.primary.requests == []

@@ -47,9 +47,9 @@ def make_service(
         "retryMaxBackoff": 0.05,
         **config,
     }
-    settings, problems = build_settings(env={"KEY": KEY}, workspace_config=workspace)
+    settings, problems = build_settings(env={"KEY": KEY}, init_options=workspace)
     assert problems == []
-    return LlmService(settings, UsageLog(tmp_path / "usage.jsonl"))
+    return LlmService(settings.llm, UsageLog(tmp_path / "usage.jsonl"))
 
 
 async def embed_one(service: LlmService, provider: str = "openai") -> list[list[float]]:

@@ -21,9 +21,9 @@ ENV = {
 
 
 def router(**config: Any) -> Router:
-    settings, problems = build_settings(env=ENV, workspace_config=config)
+    settings, problems = build_settings(env=ENV, init_options=config)
     assert problems == []
-    return Router(tier_specs(settings), settings.routing_rules)
+    return Router(tier_specs(settings.llm), settings.llm.routing_rules)
 
 
 def req(
@@ -43,7 +43,7 @@ def roles(route: Any) -> list[str]:
 
 def test_default_chain_from_the_environment() -> None:
     settings, _ = build_settings(env=ENV)
-    specs = tier_specs(settings)
+    specs = tier_specs(settings.llm)
     assert [(s.name, s.role, s.models) for s in specs] == [
         ("openai", "primary", ("gpt-4o",)),
         ("openai-cheap", "cheap", ("gpt-4o-mini",)),
@@ -108,7 +108,7 @@ def test_user_rules_come_first_and_may_name_a_model() -> None:
 
 def test_missing_tier_starts_at_the_next_one() -> None:
     settings, _ = build_settings(env={"LLM_LOCAL_BASE_URL": "http://127.0.0.1:9/v1"})
-    route = Router(tier_specs(settings)).route(req())
+    route = Router(tier_specs(settings.llm)).route(req())
     assert roles(route) == ["local"]
     assert route.steps[0].model == ""  # discovered from /v1/models on first use
     assert route.rule == "default; no primary tier, starting at local"
@@ -124,8 +124,8 @@ def test_missing_tier_starts_at_the_next_one() -> None:
     ],
 )
 def test_invalid_rules_are_reported(rules: Any, message: str) -> None:
-    settings, problems = build_settings(env={}, workspace_config={"routingRules": rules})
-    assert settings.routing_rules == ()
+    settings, problems = build_settings(env={}, init_options={"routingRules": rules})
+    assert settings.llm.routing_rules == ()
     assert len(problems) == 1 and message in problems[0].message()
 
 
@@ -142,8 +142,8 @@ def test_invalid_rules_are_reported(rules: Any, message: str) -> None:
 def test_invalid_providers_are_reported_without_leaking(
     provider: dict[str, Any], message: str
 ) -> None:
-    settings, problems = build_settings(env=ENV, workspace_config={"providers": [provider]})
-    assert settings.providers is None  # the defaults stay in force
+    settings, problems = build_settings(env=ENV, init_options={"providers": [provider]})
+    assert settings.llm.providers is None  # the defaults stay in force
     assert len(problems) == 1
     text = problems[0].message()
     assert message in text and "sk-LEAK-ME" not in text
@@ -157,7 +157,7 @@ def test_providers_from_the_environment_as_json() -> None:
     }
     settings, problems = build_settings(env=env)
     assert problems == []
-    [spec] = tier_specs(settings)
+    [spec] = tier_specs(settings.llm)
     assert (spec.name, spec.models, spec.unavailable) == ("vllm", ("qwen",), None)
     assert spec.api_key == Secret("token-abc")
     assert "token-abc" not in repr(settings) and "token-abc" not in str(settings.redacted())
