@@ -1,11 +1,11 @@
 """The language server: state on a LanguageServer subclass, thin handlers.
 
-Handlers hand their params to `features/` (which translate LSP to plain values
-and call the pipelines through the engine) and answer through
-`features.base.guarded`. Settings are built at `initialize` (environment ← initializationOptions),
-refined from `workspace/configuration` once initialized and on every
-`workspace/didChangeConfiguration`; invalid values are shown to the user as
-warnings and replaced by defaults. No handler lets an exception reach the
+Handlers hand their params to `features/` (which translate LSP to plain
+values and call the pipelines through the engine) and answer through
+`features.base.guarded`. Settings are built at `initialize` (environment ←
+initializationOptions), refined from `workspace/configuration` once
+initialized and on every `workspace/didChangeConfiguration`; invalid values
+are shown to the user as warnings and replaced by defaults. No handler lets an exception reach the
 editor as a stack trace (`guarded`); `asyncio.CancelledError` is left to
 pygls, which answers RequestCancelled.
 """
