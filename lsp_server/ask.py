@@ -42,6 +42,7 @@ from lsp_server.conversation import engine_memory
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.prompts import ask_message, ask_system
 from lsp_server.render import answer_notes, footer
+from lsp_server.safe_markdown import sanitize
 
 if TYPE_CHECKING:
     from lsp_server.engine import Engine
@@ -319,7 +320,7 @@ class Asker:
             notes.append(f"_Earlier exchanges summarised by {summaries[-1].model} (${cost:.4f})._")
         parts = [
             f"# {_title(question)}",
-            completion.text.strip(),
+            sanitize(completion.text.strip()),
             "**Sources**\n\n" + _listing(sources),
             *notes,
             footer(completion, completion.tier, pack.tokens),

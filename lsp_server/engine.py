@@ -39,6 +39,7 @@ from lsp_server.render import (
     static_markdown,
     unavailable_notice,
 )
+from lsp_server.safe_markdown import sanitize
 from lsp_server.settings import Settings
 from lsp_server.telemetry.usage import UsageLog
 
@@ -257,7 +258,7 @@ class Engine:
             message = f"no answer within {settings.hover_deadline:g} s"
             return self._static_fallback(static, symbol, pack, "timeout", message)
         notes = answer_notes(completion.notice, self.llm.breaker_states())
-        parts = [static, "---", completion.text.strip(), *notes]
+        parts = [static, "---", sanitize(completion.text.strip()), *notes]
         parts.append(footer(completion, completion.tier, pack.tokens))
         markdown = "\n\n".join(parts)
         return HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack)
