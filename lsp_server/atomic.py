@@ -15,7 +15,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from lsp_server.storage import private_dir
+from lsp_server.storage import private_dir, prune_documents
 
 
 class FileChanged(Exception):
@@ -36,6 +36,13 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:  # leave no temp file behind, whatever stopped us; re-raised
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_document(path: Path, text: str) -> None:
+    """Write one of the server's documents (an explanation, an answer) and prune its folder:
+    documents older than 30 days or beyond the newest 200 are deleted."""
+    write_text_atomic(path, text)
+    prune_documents(path.parent)
 
 
 def replace_file_bytes(path: Path, data: bytes, *, expected: bytes) -> None:

@@ -3,7 +3,7 @@
 Arguments: ``[{"question": str, "conversation": str | null}]``. The work runs
 with cancellable work-done progress ("Indexing N files…", "Embedding i/n
 chunks…", "Asking the model…"); the answer is written as markdown under the
-cache directory (`atomic.write_text_atomic`) and opened beside the code with
+cache directory (`atomic.write_document`) and opened beside the code with
 `window/showDocument`, as Explain does. The command's result is
 ``{"ok", "markdown", "conversation", "sources": [{"path", "start", "end"}], "uri"}``;
 pass ``conversation`` back to ask a follow-up. Bad arguments get a warning and
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from lsp_server.ask import AskError, AskOutcome
-from lsp_server.atomic import write_text_atomic
+from lsp_server.atomic import write_document
 from lsp_server.features.progress import ActionProgress, UserCancelled
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ async def run_ask_command(ls: LlmLanguageServer, args: list[Any]) -> dict[str, A
         return {"ok": False, "cancelled": True, "error": "cancelled"}
     assert isinstance(question, str)  # validated by ask()
     target = answer_path(engine.settings.cache_dir, outcome, question)
-    await asyncio.to_thread(write_text_atomic, target, outcome.markdown)
+    await asyncio.to_thread(write_document, target, outcome.markdown)
     await _show(ls, target, outcome.message)
     return {
         "ok": True,

@@ -19,7 +19,7 @@ from lsprotocol import types
 
 from lsp_server.actions import ActionOutcome, explanation_path
 from lsp_server.agent import ProposedEdit
-from lsp_server.atomic import write_text_atomic
+from lsp_server.atomic import write_document
 from lsp_server.engine import Document
 from lsp_server.features.progress import ActionProgress, UserCancelled
 
@@ -238,7 +238,7 @@ async def run_explain_command(ls: LlmLanguageServer, args: list[Any]) -> dict[st
         _warn(ls, outcome.message)
         return {"ok": False, "message": outcome.message}
     target = explanation_path(engine.settings.cache_dir, engine.display_path(doc.path), start, end)
-    await asyncio.to_thread(write_text_atomic, target, outcome.markdown)
+    await asyncio.to_thread(write_document, target, outcome.markdown)
     window = ls.client_capabilities.window
     can_show = (
         window is not None and window.show_document is not None and window.show_document.support
