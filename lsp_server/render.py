@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lsp_server.context.symbols import SymbolInfo
 from lsp_server.llm.types import Completion
-from lsp_server.safe_markdown import fence
+from lsp_server.safe_markdown import fence, sanitize
 
 
 def static_markdown(symbol: SymbolInfo, display_path: Callable[[Path | None], str]) -> str:
@@ -26,7 +26,7 @@ def static_markdown(symbol: SymbolInfo, display_path: Callable[[Path | None], st
         head += " — built-in"
     parts.append(head)
     if symbol.doc_summary:
-        parts.append(symbol.doc_summary)
+        parts.append(sanitize(symbol.doc_summary))  # workspace text: as untrusted
     return "\n\n".join(parts)
 
 

