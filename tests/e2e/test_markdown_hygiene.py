@@ -9,7 +9,7 @@ import pytest
 from lsprotocol import types
 from markdown_it import MarkdownIt
 
-from lsp_server.testing.fake_provider import FakeProvider, Step
+from lsp_server.testing.fake_provider import FakeProvider, RecordedRequest, Step
 from tests.conftest import Session
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -28,6 +28,22 @@ VALUE = fenced()
 '''
 
 
+async def _warm_hover(session: Session, path: str, line: int, column: int) -> types.Hover | None:
+    """Hover; on a busy machine jedi's first inference in a fresh session may miss the
+    static deadline (the hover is then empty), so ask up to three times."""
+    for _ in range(3):
+        hover = await session.hover(path, line, column)
+        if hover is not None:
+            return hover
+    return None
+
+
+def fake_requests_last(fake: FakeProvider) -> RecordedRequest:
+    chats = [r for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert chats
+    return chats[-1]
+
+
 def _value(hover: types.Hover | None) -> str:
     assert hover is not None and isinstance(hover.contents, types.MarkupContent)
     return hover.contents.value
@@ -38,9 +54,13 @@ async def test_code_with_backtick_fences_stays_inside_its_fence(
 ) -> None:
     (ai_session.root / "shop/fences.py").write_text(FENCES)
     ai_session.open("shop/fences.py")
-    fake.script(Step(text="Returns three backticks."))
-    assert "Returns three backticks." in _value(await ai_session.hover("shop/fences.py", 10, 9))
-    [request] = fake.requests
+    fake.set_default(Step(text="Returns three backticks."))
+    try:
+        hover = await _warm_hover(ai_session, "shop/fences.py", 10, 9)
+        request = fake_requests_last(fake)
+    finally:
+        fake.reset()
+    assert "Returns three backticks." in _value(hover)
     [user] = [m["content"] for m in request.messages if m["role"] == "user"]
     tokens = MarkdownIt("commonmark").parse(user)
     blocks = [t.content for t in tokens if t.type == "fence"]
@@ -63,7 +83,7 @@ async def test_hover_never_shows_remote_images_or_raw_html(
         "```python\nhtml = '<script>kept in code</script>'\n```"
     )
     fake.script(Step(text=answer))
-    value = _value(await ai_session.hover("shop/basket.py", 18, 17))
+    value = _value(await _warm_hover(ai_session, "shop/basket.py", 18, 17))
     assert "Applies the discount. status" in value
     assert "<script>fetch" not in value and "<img" not in value and "![" not in value
     assert "evil.example/p.png" not in value and "evil.example/i.png" not in value
