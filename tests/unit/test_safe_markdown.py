@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from markdown_it import MarkdownIt
 
+from lsp_server.context.symbols import SymbolInfo
+from lsp_server.render import static_markdown
 from lsp_server.safe_markdown import fence, sanitize
 
 _MD = MarkdownIt("commonmark", {"html": True})
@@ -74,3 +78,22 @@ def test_what_the_patterns_miss_the_parser_catches(text: str) -> None:
 def test_plain_answers_are_unchanged() -> None:
     text = "**Summary**: adds VAT.\n\n- `total()` sums items\n- see [docs](https://x.org)\n"
     assert sanitize(text) == text
+
+
+def test_hover_static_part_fences_signatures_and_sanitises_docstrings() -> None:
+    symbol = SymbolInfo(
+        name="f",
+        kind="function",
+        full_name="m.f",
+        signatures=('f(sep="```")',),
+        doc_summary="Joins. ![x](https://evil.example/d.png) <script>x()</script>",
+        type_names=(),
+        definition_path=Path("/w/m.py"),
+        definition_line=3,
+        in_workspace=True,
+    )
+    markdown = static_markdown(symbol, lambda p: "m.py")
+    tokens = _MD.parse(markdown)
+    assert tokens[0].type == "fence" and tokens[0].content == 'def f(sep="```")\n'
+    assert "Joins. x" in markdown
+    assert not _kinds(markdown) & {"image", "html_inline", "html_block"}
