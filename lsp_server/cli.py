@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsp_server import __version__
-from lsp_server.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from lsp_server.engine import Engine
@@ -153,18 +152,22 @@ async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
     if opened is None:
         return 2
     engine, doc = opened
+    assert doc.path is not None
+    rel = engine.display_path(doc.path)
     try:
+        original = doc.path.read_bytes()  # what the fix is computed from, checked before writing
         outcome = await engine.actions.fix(
             doc, location.line, location.end or location.line, diagnostic, lambda m: _err(m)
         )
+    except OSError as exc:
+        _err(f"cannot read {rel}: {exc.strerror}")
+        return 2
     finally:
         await engine.aclose()
     if outcome.edit is None:
         _err(outcome.message)
         return 1
-    assert doc.path is not None
     new_text = outcome.edit.full_new_file_text
-    rel = engine.display_path(doc.path)
     diff = difflib.unified_diff(
         doc.text.splitlines(keepends=True),
         new_text.splitlines(keepends=True),
@@ -174,14 +177,28 @@ async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
     sys.stdout.writelines(diff)
     print(f"# {outcome.edit.explanation}\n# {outcome.summary}", file=sys.stderr)
     if apply:
-        current = doc.path.read_bytes()
-        from lsp_server.context.source.chunker import decode_source
+        return _apply_fix(doc.path, rel, original, doc.text, new_text)
+    return 0
 
-        if decode_source(current) != doc.text:
-            _err(f"{rel} changed while the fix was computed; not written")
-            return 1
-        write_text_atomic(doc.path, new_text)
-        _err(f"wrote {rel}")
+
+def _apply_fix(path: Path, rel: str, original: bytes, old_text: str, new_text: str) -> int:
+    """Write the fix keeping the file's mode, endings, encoding and BOM; never over a change."""
+    from lsp_server.atomic import FileChanged, replace_file_bytes
+    from lsp_server.filebytes import EditRefused, apply_text_change, read_raw
+
+    try:
+        data = apply_text_change(read_raw(original), old_text, new_text)
+        replace_file_bytes(path, data, expected=original)
+    except EditRefused as exc:
+        _err(f"{rel}: {exc}; not written")
+        return 1
+    except FileChanged:
+        _err(f"{rel}: the file changed while the fix was computed; not written")
+        return 1
+    except OSError as exc:
+        _err(f"cannot write {rel}: {exc.strerror or exc}")
+        return 1
+    _err(f"wrote {rel}")
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lsp_server.context.model import SymbolInfo
 from lsp_server.llm.types import Completion
+from lsp_server.safe_markdown import fence, sanitize
 
 
 def static_markdown(symbol: SymbolInfo, display_path: Callable[[Path | None], str]) -> str:
@@ -15,7 +16,7 @@ def static_markdown(symbol: SymbolInfo, display_path: Callable[[Path | None], st
     if symbol.signatures:
         sig = symbol.signatures[0]
         prefix = "class " if symbol.kind == "class" else "def " if symbol.kind == "function" else ""
-        parts.append(f"```python\n{prefix}{sig}\n```")
+        parts.append(fence(f"{prefix}{sig}", "python"))
     head = f"**{symbol.kind}** `{symbol.full_name or symbol.name}`"
     if symbol.type_names and symbol.kind not in ("class", "function", "module"):
         head += ": " + ", ".join(f"`{t}`" for t in symbol.type_names)
@@ -25,7 +26,7 @@ def static_markdown(symbol: SymbolInfo, display_path: Callable[[Path | None], st
         head += " — built-in"
     parts.append(head)
     if symbol.doc_summary:
-        parts.append(symbol.doc_summary)
+        parts.append(sanitize(symbol.doc_summary))  # workspace text: as untrusted
     return "\n\n".join(parts)
 
 

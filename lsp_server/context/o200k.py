@@ -28,6 +28,8 @@ from pathlib import Path
 
 import tiktoken
 
+from lsp_server.storage import private_dir
+
 logger = logging.getLogger(__name__)
 
 #: ``expected_hash`` of o200k_base in tiktoken_ext/openai_public.py (tiktoken 0.14).
@@ -113,7 +115,7 @@ def parse_tiktoken_bpe(data: bytes) -> dict[bytes, int]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -3,7 +3,7 @@
 Arguments: ``[{"question": str, "conversation": str | null}]``. The work runs
 with cancellable work-done progress ("Indexing N files…", "Embedding i/n
 chunks…", "Asking the model…"); the answer is written as markdown under the
-cache directory (`atomic.write_text_atomic`) and opened beside the code with
+cache directory (`atomic.write_document`) and opened beside the code with
 `window/showDocument`, as Explain does. The command's result is
 ``{"ok", "markdown", "conversation", "sources": [{"path", "start", "end"}], "uri"}``;
 pass ``conversation`` back to ask a follow-up. Bad arguments get a warning and

@@ -158,6 +158,10 @@ async def _run_fix(ls: FeatureServer, raw: Any) -> tuple[ActionOutcome, str, int
     async with ActionProgress(ls, "llm-lsp: Fix") as progress:
         outcome = await engine.actions.fix(doc, start, end, diagnostic, progress.report)
         progress.end_message = outcome.message
+    if outcome.edit is not None and ls.workspace.get_text_document(uri).version != version:
+        # clients without versioned `documentChanges` cannot refuse a stale edit themselves
+        stale = "llm-lsp: the document changed while the fix was computed; ask for it again"
+        return ActionOutcome(False, stale, summary=outcome.summary), uri, version
     return outcome, uri, version
 
 

@@ -1,7 +1,7 @@
 """Answers shown as documents: where they are written, and how they are opened.
 
 Explain and Ask write their markdown under the cache directory
-(`atomic.write_text_atomic`: a reader never sees half a file) and open it
+(`atomic.write_document`: a reader never sees half a file) and open it
 beside the code with `window/showDocument`; a client that cannot (or will
 not) show it gets a message saying where the file is.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.capabilities import get_capability
 
-from lsp_server.atomic import write_text_atomic
+from lsp_server.atomic import write_document
 from lsp_server.features.base import FeatureServer, tell
 
 
@@ -37,7 +37,7 @@ def answer_path(cache_dir: Path, conversation: str | None, question: str) -> Pat
 async def publish(ls: FeatureServer, target: Path, markdown: str, message: str) -> None:
     """Write ``markdown`` to ``target`` and open it beside the code; say where it is
     when the editor cannot show documents."""
-    await asyncio.to_thread(write_text_atomic, target, markdown)
+    await asyncio.to_thread(write_document, target, markdown)
     if get_capability(ls.client_capabilities, "window.show_document.support", False):
         params = types.ShowDocumentParams(uri=target.as_uri(), take_focus=True)
         if (await ls.window_show_document_async(params)).success:

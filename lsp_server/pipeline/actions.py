@@ -30,6 +30,7 @@ from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
 from lsp_server.pipeline.conversation import run_memory
 from lsp_server.pipeline.runtime import ActionRuntime, Document, Progress
+from lsp_server.safe_markdown import fence, sanitize
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,9 @@ class Actions:
             progress("Gathering context")
         context = await self._pack_text(doc, start, end, TaskKind.EXPLAIN)
         user = (
-            f"Explain lines {start}-{end} of `{path}`:\n\n```python\n"
-            f"{_numbered(doc.text, start, end)}\n```\n\nSurrounding code:\n\n{context}\n"
+            f"Explain lines {start}-{end} of `{path}`:\n\n"
+            f"{fence(_numbered(doc.text, start, end), 'python')}\n\n"
+            f"Surrounding code:\n\n{context}\n"
             "Structure the answer as: **Summary**, **How it works**, **Where it is used**, "
             "**Pitfalls**."
         )
@@ -195,7 +197,7 @@ class Actions:
                 False, f"llm-lsp: could not explain {path}:{start}-{end}: {reason}", summary=summary
             )
         title = f"# Explanation of `{path}:{start}-{end}`"
-        markdown = f"{title}\n\n{result.answer.strip()}\n\n---\n_{summary}_\n"
+        markdown = f"{title}\n\n{sanitize(result.answer.strip())}\n\n---\n_{summary}_\n"
         return ActionOutcome(
             True, f"Explained {path}:{start}-{end}", markdown=markdown, summary=summary
         )
@@ -222,8 +224,9 @@ class Actions:
         context = await self._pack_text(doc, start, end, TaskKind.FIX)
         problem = f"The problem reported there: {diagnostic}\n\n" if diagnostic else ""
         user = (
-            f"Fix the code at lines {start}-{end} of `{path}`.\n\n{problem}```python\n"
-            f"{_numbered(doc.text, start, end)}\n```\n\nSurrounding code:\n\n{context}"
+            f"Fix the code at lines {start}-{end} of `{path}`.\n\n{problem}"
+            f"{fence(_numbered(doc.text, start, end), 'python')}\n\n"
+            f"Surrounding code:\n\n{context}"
         )
         task = AgentTask(
             kind="fix",

@@ -41,6 +41,7 @@ from lsp_server.pipeline.memory import Message
 from lsp_server.pipeline.runtime import AskRuntime, Progress
 from lsp_server.prompts import ask_message, ask_system
 from lsp_server.render import answer_notes, footer
+from lsp_server.safe_markdown import sanitize
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ class Asker:
             notes.append(f"_Earlier exchanges summarised by {summaries[-1].model} (${cost:.4f})._")
         parts = [
             f"# {_title(question)}",
-            completion.text.strip(),
+            sanitize(completion.text.strip()),
             "**Sources**\n\n" + _listing(sources),
             *notes,
             footer(completion, completion.tier, pack.tokens),

@@ -30,6 +30,7 @@ from lsp_server.render import (
     static_markdown,
     unavailable_notice,
 )
+from lsp_server.safe_markdown import sanitize
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class HoverPipeline:
             message = f"no answer within {settings.hover.deadline:g} s"
             return self._static_fallback(static, symbol, pack, "timeout", message)
         notes = answer_notes(completion.notice, llm.breaker_states())
-        parts = [static, "---", completion.text.strip(), *notes]
+        parts = [static, "---", sanitize(completion.text.strip()), *notes]
         parts.append(footer(completion, completion.tier, pack.tokens))
         markdown = "\n\n".join(parts)
         return HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack)

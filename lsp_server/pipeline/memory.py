@@ -35,9 +35,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import diskcache
-
 from lsp_server.context.tokens import TokenCounter
+from lsp_server.storage import SUMMARY_CACHE_BYTES, open_cache
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class SummaryCache:
     def __init__(self, directory: Path | None = None, size: int = 128) -> None:
         self._memory: OrderedDict[str, str] = OrderedDict()
         self._size = size
-        self._disk = diskcache.Cache(str(directory)) if directory is not None else None
+        self._disk = open_cache(directory, SUMMARY_CACHE_BYTES) if directory is not None else None
 
     async def get(self, key: str) -> str | None:
         found = self._memory.get(key)

@@ -9,6 +9,7 @@ field, and messages are scrubbed by the client before they get here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from lsp_server.storage import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class UsageLog:
         self.path = path
         self._lock = threading.Lock()
         self._warned = False
+        self._private = False
 
     def write(self, record: UsageRecord) -> None:
         """Append one record. A failure to write is logged once, never raised."""
@@ -66,9 +70,13 @@ class UsageLog:
         line = (record.to_json() + "\n").encode("utf-8")
         try:
             with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(self.path.parent, own=False)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
+                    if not self._private:  # a log from an older version may be 0644
+                        self._private = True
+                        with contextlib.suppress(OSError):
+                            os.fchmod(fd, 0o600)
                     os.write(fd, line)
                 finally:
                     os.close(fd)

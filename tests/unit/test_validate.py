@@ -52,7 +52,7 @@ def test_splice_keeps_crlf_and_missing_final_newline() -> None:
     assert result.lsp_range == ((2, 0), (2, 1))
     appended = splice("a\nb", 3, 2, "c")
     assert appended.full_text == "a\nb\nc"
-    assert appended.lsp_range == ((1, 1), (1, 1))
+    assert (appended.lsp_range, appended.new_text) == (((1, 0), (1, 1)), "b\nc")
 
 
 def test_splice_lsp_range_counts_utf16() -> None:

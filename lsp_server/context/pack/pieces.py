@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from lsp_server.context.tokens import TokenCounter
+from lsp_server.safe_markdown import fence
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ContextPiece:
     def render(self) -> str:
         """Markdown for the prompt."""
         note = "" if self.form == "full" else f", {self.form}"
-        return f"### {self.label} ({self.role}: {self.title}{note})\n```python\n{self.text}\n```\n"
+        return f"### {self.label} ({self.role}: {self.title}{note})\n{fence(self.text, 'python')}\n"
 
     def covers(self, path: str, line: int) -> bool:
         """Whether the piece's label names ``line`` of ``path``."""

@@ -26,11 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import diskcache
-
 from lsp_server.context.retrieval.embeddings import ChunkRef, embed_text
 from lsp_server.context.retrieval.lexical import Bm25, tokens
 from lsp_server.context.source.chunker import chunk_module, decode_source
+from lsp_server.storage import INDEX_CACHE_BYTES, open_cache
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class Corpus:
 
     def __init__(self, root: Path, directory: Path) -> None:
         self.root = root
-        self._store = diskcache.Cache(str(directory))
+        self._store = open_cache(directory, INDEX_CACHE_BYTES)
         self.files: dict[str, FileEntry] = {}
         self._bm25: Bm25[ChunkRef] = Bm25()
         self._loaded = False

@@ -32,9 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import diskcache
-
 from lsp_server.context.source.chunker import Chunk, ChunkKind, chunk_module
+from lsp_server.storage import INDEX_CACHE_BYTES, open_cache
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class EmbeddingIndex:
     """Chunk vectors of a workspace in ``diskcache``; see the module docstring."""
 
     def __init__(self, cache_dir: Path, embed: Embed, *, model: str = "default") -> None:
-        self._store = diskcache.Cache(str(cache_dir))
+        self._store = open_cache(cache_dir, INDEX_CACHE_BYTES)
         self._embed = embed
         self.model = model
         self._files: dict[str, list[tuple[ChunkRef, list[float]]]] = {}

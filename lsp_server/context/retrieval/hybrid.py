@@ -25,6 +25,7 @@ from pathlib import Path
 from lsp_server.context.retrieval.corpus import Corpus, Report
 from lsp_server.context.retrieval.embeddings import ChunkRef, Embed, EmbeddingIndex, Hit
 from lsp_server.context.retrieval.lexical import fuse
+from lsp_server.storage import KEEP_INDEXES, STAMP, prune_folders, touch
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class Retriever:
         self.corpus = Corpus(root, self.directory)
         self._spaces: dict[str, EmbeddingIndex] = {}
         self._used: set[str] = set()  # spaces a question has synced in this session
+        self._pruned = False
 
     def close(self) -> None:
         for index in self._spaces.values():
@@ -94,8 +96,19 @@ class Retriever:
         self.corpus.close()
 
     async def refresh(self, report: Report | None = None) -> int:
-        """Bring the corpus up to date with the disk; how many files are indexed."""
+        """Bring the corpus up to date with the disk; how many files are indexed.
+
+        Records the use of this workspace's index and, once per session, deletes
+        the least recently used indexes of other workspaces beyond `KEEP_INDEXES`.
+        """
+        await asyncio.to_thread(self._record_use)
         return await self.corpus.refresh(report)
+
+    def _record_use(self) -> None:
+        touch(self.directory / STAMP)
+        if not self._pruned:
+            self._pruned = True
+            prune_folders(self.directory.parent, KEEP_INDEXES, spare=self.directory)
 
     async def lexical(self, query: str, k: int = DEPTH) -> list[ChunkRef]:
         """Chunks by keyword match, best first."""
