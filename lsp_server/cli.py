@@ -73,11 +73,13 @@ def _parse_location(text: str) -> Location:
     return Location(Path(match["path"]), line, end, col)
 
 
-def _find_root(path: Path) -> Path:
+def _find_root(path: Path) -> Path | None:
+    """The project around ``path`` (a marker file), or None: single-file mode, where the
+    model sees that file alone (never its directory, which may be the home directory)."""
     for parent in (path.parent, *path.parent.parents):
         if any((parent / marker).exists() for marker in ("pyproject.toml", "setup.py", ".git")):
             return parent
-    return path.parent
+    return None
 
 
 def _first_name_column(line: str) -> int | None:
@@ -92,25 +94,29 @@ def _err(message: str) -> None:
 
 
 async def _open(location: Location) -> tuple[Engine, Document] | None:
-    from lsp_server.context.chunker import decode_source
     from lsp_server.engine import Document, Engine
     from lsp_server.settings import build_settings
+    from lsp_server.workspace import Refused
 
     path = location.path.resolve()
+    settings, problems = build_settings()
+    for problem in problems:
+        print(problem.message(), file=sys.stderr)
+    engine = Engine(settings, _find_root(path))
+    engine.workspace.admit(path)  # single-file mode: this file and nothing else
     try:
-        text = decode_source(path.read_bytes())
-    except OSError as exc:
-        _err(f"cannot read {path}: {exc.strerror}")
+        text = await asyncio.to_thread(engine.workspace.read, path)
+    except Refused as refused:
+        await engine.aclose()
+        _err(f"cannot use {path}: {refused.message}")
         return None
     count = len(text.splitlines())
     last = location.end or location.line
     if location.line > count or last > count:
+        await engine.aclose()
         _err(f"lines {location.line}-{last} are outside {path} (1-{count})")
         return None
-    settings, problems = build_settings()
-    for problem in problems:
-        print(problem.message(), file=sys.stderr)
-    return Engine(settings, _find_root(path)), Document(path=path, text=text)
+    return engine, Document(path=path, text=text)
 
 
 async def _explain(location: Location) -> int:
@@ -169,10 +175,8 @@ async def _fix(location: Location, apply: bool, diagnostic: str | None) -> int:
     sys.stdout.writelines(diff)
     print(f"# {outcome.edit.explanation}\n# {outcome.summary}", file=sys.stderr)
     if apply:
-        current = doc.path.read_bytes()
-        from lsp_server.context.chunker import decode_source
-
-        if decode_source(current) != doc.text:
+        current = engine.workspace.read_text(doc.path)
+        if current != doc.text:
             _err(f"{rel} changed while the fix was computed; not written")
             return 1
         write_text_atomic(doc.path, new_text)

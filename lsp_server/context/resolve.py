@@ -27,8 +27,9 @@ new ones are for parameters jedi cannot type either, ``request.path`` →
 ``HttpRequest.path``); ``--misses FILE`` lists the misses and those pieces.
 
 `ModuleCache` holds chunked modules keyed by path and content hash, and is safe
-to use from a worker thread: open editor buffers (``read_text``) win over the
-disk, and a file on disk is read again only when it changed.
+to use from a worker thread: files come through the `WorkspaceBoundary` (open
+editor buffers win over the disk; a file it refuses is never loaded), and a
+file on disk is read again only when it changed.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from lsp_server.context.names import MAX_ALTERNATIVES, ModuleFacts, NameUse, mod
 from lsp_server.context.resolve_convention import ClassIndex
 from lsp_server.context.resolve_members import class_attribute, instance_attribute
 from lsp_server.context.resolve_types import TypeEvaluator, local_binding
-from lsp_server.context.symbols import Definition, read_disk
+from lsp_server.context.symbols import Definition
+from lsp_server.workspace import WorkspaceBoundary
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +84,14 @@ class ModuleCache:
 
     def __init__(
         self,
-        read_text: Callable[[Path], str | None],
-        display_path: Callable[[Path | None], str],
+        workspace: WorkspaceBoundary,
         size: int = 256,
+        *,
+        display_path: Callable[[Path | None], str] | None = None,
     ) -> None:
-        self.read_text = read_text
-        self.display_path = display_path
+        """``display_path``: the boundary's, or a memoised form of it."""
+        self.workspace = workspace
+        self.display_path = display_path or workspace.display_path
         self._size = size
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str], Module] = OrderedDict()
@@ -109,23 +113,24 @@ class ModuleCache:
         return found
 
     def file(self, path: Path) -> Module | None:
-        """The module of a file: its open buffer if any, else its text on disk.
+        """The module of a file: its open buffer if any, else its text on disk; None when
+        the boundary refuses it or it cannot be read.
 
         A file on disk is read again only when its size or modification time changed.
         """
-        text = self.read_text(path)
+        if not self.workspace.contains(path):
+            return None
+        text = self.workspace.buffers(path)
         if text is not None:
             return self.get(path, text)
-        try:
-            st = path.stat()
-        except OSError:
+        stamp = self.workspace.stamp(path)
+        if stamp is None:
             return None
-        stamp = (st.st_mtime_ns, st.st_size)
         with self._lock:
             known = self._disk.get(path)
         if known is not None and known[0] == stamp:
             return known[1]
-        text = read_disk(path)
+        text = self.workspace.read_text(path)
         if text is None:
             return None
         found = self.get(path, text)
@@ -144,7 +149,7 @@ class StaticResolver:
         self.modules = modules
         self._files: dict[str, Path | None] = {}
         #: workspace class names, for `resolve_convention`'s guesses (built on first use)
-        self.classes = ClassIndex(self.root)
+        self.classes = ClassIndex(modules.workspace)
 
     def module_file(self, dotted: str) -> Path | None:
         """``a.b`` → ``root/a/b.py`` or ``root/a/b/__init__.py`` (None outside the root)."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +59,27 @@ MAX_VERDICTS = 65_536
 
 def _no_buffers(path: Path) -> str | None:
     return None
+
+
+def _library_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    found = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return tuple(sorted(found))
+
+
+_LIBRARY_ROOTS = _library_roots()
+_LIBRARY_DIRS = frozenset({"site-packages", "dist-packages", "typeshed"})
+
+
+def _is_library(path: Path) -> bool:
+    """Whether ``path`` (symlinks resolved) belongs to an installed or the standard library."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return False
+    if _LIBRARY_DIRS.intersection(p.lower() for p in real.parts):
+        return True
+    return any(real.is_relative_to(root) for root in _LIBRARY_ROOTS)
 
 
 def _normal(path: Path) -> Path:
@@ -155,6 +177,17 @@ class WorkspaceBoundary:
             return path.name
         return path.as_posix()
 
+    def resolve_relative(self, rel: str) -> Path:
+        """The resolved path of ``rel`` (POSIX, as `display_path` gives it) if the boundary
+        lets it through, `Refused` if not. In single-file mode: the admitted file so named."""
+        if self.root is None:
+            with self._lock:
+                named = [p for p in self._admitted if p.name == rel]
+            if len(named) != 1:
+                raise Refused("outside", f"{rel} is not the file open in the editor")
+            return self.check(named[0])
+        return self.check(self.root / rel)
+
     def check(self, path: Path) -> Path:
         """The resolved path of ``path`` if the boundary lets it through; `Refused` if not.
 
@@ -190,6 +223,29 @@ class WorkspaceBoundary:
         except Refused:
             return False
         return True
+
+    def may_send(self, path: Path | None) -> bool:
+        """Whether the document a request is about may go to a model: one inside the
+        boundary, an unsaved buffer without a path, or a file the editor has open outside
+        the root or in a skipped directory (a library the user opened), unless it is secret
+        or ignored."""
+        if path is None:
+            return True
+        try:
+            self.check(path)
+        except Refused as refused:
+            if refused.kind not in ("outside", "skipped") or self.buffers(path) is None:
+                return False
+            try:
+                return not is_secret(path.resolve().parts)
+            except (OSError, RuntimeError):
+                return False
+        return True
+
+    def quotable(self, path: Path | None) -> bool:
+        """Whether what jedi read from ``path`` (a signature, a docstring) may reach a model:
+        a file inside the boundary, an installed library, or no file (builtins)."""
+        return path is None or self.contains(path) or _is_library(path)
 
     def _judge(self, path: Path) -> Path:
         try:

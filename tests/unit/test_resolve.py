@@ -9,6 +9,7 @@ import pytest
 from lsp_server.context.names import NameUse, local_types, used_names
 from lsp_server.context.resolve import Module, ModuleCache, StaticResolver
 from lsp_server.context.symbols import Definition
+from lsp_server.workspace import WorkspaceBoundary
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "infer"
 
@@ -16,14 +17,7 @@ FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "infer"
 @pytest.fixture
 def resolver() -> StaticResolver:
     root = FIXTURE.resolve()
-
-    def display(path: Path | None) -> str:
-        if path is None:
-            return "<unsaved>"
-        resolved = path.resolve()
-        return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else path.name
-
-    return StaticResolver(root, ModuleCache(lambda _: None, display))
+    return StaticResolver(root, ModuleCache(WorkspaceBoundary(root)))
 
 
 def _resolve(resolver: StaticResolver, function: str) -> dict[str, tuple[str, int] | None]:

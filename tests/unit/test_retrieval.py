@@ -15,6 +15,7 @@ from lsp_server.context.retrieval import Embed, EmbeddingIndex, embed_text
 from lsp_server.context.symbols import SymbolIndex
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.testing.fake_provider import FakeProvider, fake_embedding
+from lsp_server.workspace import WorkspaceBoundary
 
 FILES = ["app/pricing.py", "app/retry.py", "app/service.py", "app/models.py"]
 
@@ -109,7 +110,7 @@ async def test_hits_become_a_budgeted_pack(
 ) -> None:
     counter: TokenCounter = counter_for_model("gpt-4o", tmp_path / "tiktoken")
     index = await _index(root, tmp_path / "vectors", embed)
-    symbols = SymbolIndex(root)
+    symbols = SymbolIndex(WorkspaceBoundary(root))
     try:
         retry = chunk_module((root / "app/retry.py").read_text(), "app/retry.py")
         target = retry.by_qualname("with_retries")

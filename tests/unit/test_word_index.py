@@ -13,6 +13,7 @@ import pytest
 from lsp_server.context.callers import RANK_OURS, CallerFinder
 from lsp_server.context.resolve import ModuleCache, StaticResolver
 from lsp_server.context.word_index import WordIndex, scan, sites_in
+from lsp_server.workspace import WorkspaceBoundary
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lsp_server"
 
@@ -26,7 +27,7 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 def _index(root: Path, buffers: dict[Path, str] | None = None) -> WordIndex:
     buffers = buffers if buffers is not None else {}
-    words = WordIndex(root, buffers.get)
+    words = WordIndex(WorkspaceBoundary(root, buffers.get))
     for path in words.discover():
         words.index_file(path)
     words.mark_ready()
@@ -76,7 +77,7 @@ def test_build_skips_tooling_dirs_and_large_files(tmp_path: Path) -> None:
             "big.py": "beta()\n" + "x = 1\n" * 200,
         },
     )
-    words = WordIndex(tmp_path, lambda p: None, max_bytes=1000)
+    words = WordIndex(WorkspaceBoundary(tmp_path), max_bytes=1000)
     paths = words.discover()
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
         "big.py",
@@ -143,7 +144,7 @@ SHOP = {
 def test_method_shared_by_two_classes_is_told_apart_by_the_import_map(tmp_path: Path) -> None:
     _write(tmp_path, SHOP)
     words = _index(tmp_path)
-    modules = ModuleCache(lambda p: None, lambda p: p.relative_to(tmp_path).as_posix() if p else "")
+    modules = ModuleCache(WorkspaceBoundary(tmp_path))
     finder = CallerFinder(words, StaticResolver(tmp_path, modules), modules)
     jobs = modules.file(tmp_path / "shop/jobs.py")
     assert jobs is not None
