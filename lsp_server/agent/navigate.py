@@ -6,7 +6,8 @@ and line where it appears. With a file, the name's occurrence in that file is
 the starting point (the one on ``line`` if given, else its definition); without
 one, ``jedi.Project.search`` finds it. Only locations inside the workspace root
 are reported with a path; definitions elsewhere (stdlib, site-packages) carry
-their module name only.
+their module name only, and a signature only when they are a library. The
+tools then drop places in files the workspace boundary refuses.
 
 Jedi is synchronous and not thread-safe: every call is a job for a
 `JediWorker` (see `context.jedi_process`), by default a private thread. The
@@ -29,6 +30,7 @@ from lsp_server.context.jedi_child import JobContext
 from lsp_server.context.jedi_process import JediCrashed, JediWorker, ThreadWorker
 from lsp_server.context.jedi_queries import JEDI_ERRORS as _JEDI_ERRORS
 from lsp_server.context.jedi_queries import project_for, script
+from lsp_server.workspace import is_library
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +246,10 @@ def _rel(root: Path, path: Path) -> str:
 def _location(root: Path, name: Any, *, with_signature: bool = False) -> Location:
     inside = _inside(root, name.module_path)
     signature = None
-    if with_signature:
+    # Outside the root only a library's signature is quoted: jedi reads files beside the
+    # workspace (a symlink's target, a single file's neighbours) that may hold secrets.
+    quotable = inside or not name.module_path or is_library(Path(name.module_path))
+    if with_signature and quotable:
         try:
             sigs = name.get_signatures()
             signature = sigs[0].to_string() if sigs else None

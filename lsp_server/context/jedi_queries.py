@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.context.jedi_child import JobContext
+from lsp_server.workspace.jedi_io import guard_parso_reads
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def project_for(root: Path | None) -> Any:
     """The worker's one `jedi.Project` for ``root`` (None: jedi's default project)."""
     if root is None:
         return None
+    guard_parso_reads()
     import jedi  # only the worker needs jedi
 
     with _projects_lock:
@@ -120,6 +122,7 @@ def in_root(root: Path | None, path: Path | None) -> bool:
 
 def script(project: Any, source: str | None, path: Path | None) -> Any:
     """A `jedi.Script` on ``source`` (the editor's text wins over the file on disk)."""
+    guard_parso_reads()
     import jedi
 
     return jedi.Script(source, path=str(path) if path else None, project=project)

@@ -15,6 +15,7 @@ from lsp_server.workspace.boundary import (
     MAX_READ_BYTES,
     BufferReader,
     WorkspaceBoundary,
+    is_library,
 )
 from lsp_server.workspace.files import RefusalKind, Refused, Stamp
 from lsp_server.workspace.rules import is_secret, is_secret_name, skipped_dir_name
@@ -27,6 +28,7 @@ __all__ = [
     "Refused",
     "Stamp",
     "WorkspaceBoundary",
+    "is_library",
     "is_secret",
     "is_secret_name",
     "skipped_dir_name",

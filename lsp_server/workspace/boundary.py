@@ -71,7 +71,7 @@ _LIBRARY_ROOTS = _library_roots()
 _LIBRARY_DIRS = frozenset({"site-packages", "dist-packages", "typeshed"})
 
 
-def _is_library(path: Path) -> bool:
+def is_library(path: Path) -> bool:
     """Whether ``path`` (symlinks resolved) belongs to an installed or the standard library."""
     try:
         real = path.resolve()
@@ -245,7 +245,7 @@ class WorkspaceBoundary:
     def quotable(self, path: Path | None) -> bool:
         """Whether what jedi read from ``path`` (a signature, a docstring) may reach a model:
         a file inside the boundary, an installed library, or no file (builtins)."""
-        return path is None or self.contains(path) or _is_library(path)
+        return path is None or self.contains(path) or is_library(path)
 
     def _judge(self, path: Path) -> Path:
         try:

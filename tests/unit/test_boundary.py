@@ -303,3 +303,21 @@ def test_single_file_mode_refuses_a_secret_opened_alone(tmp_path: Path) -> None:
     with pytest.raises(Refused) as info:
         WorkspaceBoundary.single_file(key).read(key)
     assert info.value.kind == "secret"
+
+
+def test_jedi_reads_no_special_file_and_at_most_the_cap(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import parso.file_io
+
+    from lsp_server.workspace import jedi_io
+
+    jedi_io.guard_parso_reads()
+    monkeypatch.setattr(jedi_io, "MAX_JEDI_BYTES", 100)
+    (ws / "big.py").write_text("x = 1\n" * 100)
+    os.mkfifo(ws / "pipe.py")
+    assert parso.file_io.FileIO(ws / "main.py").read() == b"from pkg.mod import f\n"
+    assert parso.file_io.FileIO(ws / "big.py").read() == b""
+    assert parso.file_io.FileIO(ws / "pipe.py").read() == b""  # no wait for a writer
+    with pytest.raises(FileNotFoundError):
+        parso.file_io.FileIO(ws / "missing.pyi").read()  # jedi probes for stubs so
