@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath
 
 from lsp_server.context.pysource import decode_source
 from lsp_server.workspace.files import Refused, Stamp, read_capped, stamp_of
-from lsp_server.workspace.ignore import IGNORE_FILES, TTL, IgnoreRules
+from lsp_server.workspace.ignore import IGNORE_FILES, DirRules, IgnoreRules, ignored_by
 from lsp_server.workspace.rules import is_secret, skipped_dir_name
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,10 @@ BufferReader = Callable[[Path], str | None]
 MAX_READ_BYTES = 2_000_000
 #: A walk stops after this many files.
 MAX_FILES = 20_000
-#: Verdicts remembered per path (`contains` is asked for the same files again and again).
+#: Verdicts remembered per path (`contains` is asked for the same files again and again),
+#: for this many seconds (an edited ignore file counts at once: `document_changed`).
 MAX_VERDICTS = 65_536
+VERDICT_TTL = 10.0
 
 
 def _no_buffers(path: Path) -> str | None:
@@ -105,6 +107,7 @@ class WorkspaceBoundary:
         self.max_bytes = max_bytes
         self.max_files = max_files
         self._rules = IgnoreRules(self.real_root) if self.real_root is not None else None
+        self._same_root = self.root == self.real_root
         self._admitted: set[Path] = set()
         self._lock = threading.Lock()
         self._verdicts: dict[Path, tuple[float, Path | Refused]] = {}
@@ -198,7 +201,7 @@ class WorkspaceBoundary:
         now = time.monotonic()
         with self._lock:
             known = self._verdicts.get(key)
-        if known is not None and now - known[0] < TTL:
+        if known is not None and now - known[0] < VERDICT_TTL:
             if isinstance(known[1], Refused):
                 raise known[1]
             return known[1]
@@ -331,32 +334,71 @@ class WorkspaceBoundary:
                 admitted = sorted(self._admitted)
             yield from [p for p in admitted if suffix is None or p.name.endswith(suffix)][:cap]
             return
-        count = 0
-        root = self.root
-        for top, dirs, files in os.walk(root):  # symlinked directories are not entered
-            base = Path(top)
-            rel_dir = base.relative_to(root).as_posix()
-            dirs[:] = sorted(d for d in dirs if self._walk_into(rel_dir, d))
-            for name in sorted(files):
-                if suffix is not None and not name.endswith(suffix):
-                    continue
-                path = base / name
-                if not self.contains(path) or stamp_of(path) is None:
-                    continue  # outside, or not a regular file (a FIFO, a device)
-                yield path
-                count += 1
-                if count >= cap:
-                    logger.warning("listed the first %d files of %s only", cap, root)
-                    return
+        top = self._rules.rules("") if self._rules is not None else None
+        walk = self._walk(str(self.root), "", suffix, (top,) if top is not None else ())
+        for found, path in enumerate(walk, start=1):
+            yield path
+            if found >= cap:
+                logger.warning("listed the first %d files of %s only", cap, self.root)
+                return
 
     def iter_python_files(self, limit: int | None = None) -> Iterator[Path]:
         """`iter_files` of ``.py`` files."""
         return self.iter_files(".py", limit)
 
-    def _walk_into(self, rel_dir: str, name: str) -> bool:
-        rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+    def _walk(
+        self, directory: str, rel_dir: str, suffix: str | None, levels: tuple[DirRules, ...]
+    ) -> Iterator[Path]:
+        """Files of ``directory`` (sorted), then its subdirectories' (symlinked ones not
+        entered). Each directory and file is judged at its own level only, by the rules of
+        its ancestors (``levels``, the root's first): the walk reached it through ancestors
+        that passed. Verdicts are remembered for `check`."""
         try:
-            self._judge_relative(rel, is_dir=True)
-        except Refused:
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as exc:
+            logger.debug("cannot list %s: %s", directory, exc)
+            return
+        subdirs: list[tuple[str, str, tuple[DirRules, ...]]] = []
+        for entry in entries:
+            name = entry.name
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if self._passes(rel, levels, is_dir=True) and self._rules is not None:
+                        own = self._rules.rules(rel)
+                        if not own.venv:
+                            subdirs.append((entry.path, rel, (*levels, own)))
+                    continue
+                if suffix is not None and not name.endswith(suffix):
+                    continue
+                if entry.is_symlink():  # judged in full: where does it lead?
+                    path = Path(entry.path)
+                    if self.contains(path) and stamp_of(path) is not None:
+                        yield path
+                    continue
+                regular = entry.is_file(follow_symlinks=False)  # not a FIFO, a device
+            except OSError:
+                continue
+            if regular and self._passes(rel, levels, is_dir=False):
+                path = Path(entry.path)
+                self._remember(path, rel)
+                yield path
+        for sub, rel, below in subdirs:
+            yield from self._walk(sub, rel, suffix, below)
+
+    def _passes(self, rel: str, levels: tuple[DirRules, ...], *, is_dir: bool) -> bool:
+        """The rules at the last level of ``rel`` (its ancestors passed already)."""
+        parts = rel.split("/")
+        if is_secret(parts[-2:]) or (is_dir and skipped_dir_name(parts[-1])):
             return False
-        return True
+        return not ignored_by(levels, parts, is_dir=is_dir)
+
+    def _remember(self, path: Path, rel: str) -> None:
+        """A walked regular file is inside: `check` need not resolve it again soon."""
+        assert self.real_root is not None
+        with self._lock:
+            if len(self._verdicts) >= MAX_VERDICTS:
+                self._verdicts.clear()
+            real = path if self._same_root else self.real_root / rel
+            self._verdicts[path] = (time.monotonic(), real)

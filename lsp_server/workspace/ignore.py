@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -115,16 +116,24 @@ class IgnoreRules:
         if is_dir and self.rules("/".join(parts[:depth])).venv:
             return True
         levels = [self.rules("/".join(parts[:level])) for level in range(depth)]
-        for kind in range(len(IGNORE_FILES)):  # each kind of file is its own hierarchy
-            verdict: bool | None = None
-            for level, rules in enumerate(levels):  # the root's file first, the deepest last
-                spec = rules.specs[kind]
-                if spec is None:
-                    continue
-                below = "/".join(parts[level:depth]) + ("/" if is_dir else "")
-                here = spec.check_file(below).include
-                if here is not None:
-                    verdict = here
-            if verdict:
-                return True
+        return ignored_by(levels, parts[:depth], is_dir=is_dir)
+
+
+def ignored_by(levels: Sequence[DirRules], parts: Sequence[str], *, is_dir: bool) -> bool:
+    """Whether the path of ``parts`` is ignored by the rules of its ancestor directories
+    (``levels``: the root's first, its parent's last; as long as ``parts``)."""
+    if not any(spec is not None for rules in levels for spec in rules.specs):
         return False
+    for kind in range(len(IGNORE_FILES)):  # each kind of file is its own hierarchy
+        verdict: bool | None = None
+        for level, rules in enumerate(levels):  # the root's file first, the deepest last
+            spec = rules.specs[kind]
+            if spec is None:
+                continue
+            below = "/".join(parts[level:]) + ("/" if is_dir else "")
+            here = spec.check_file(below).include
+            if here is not None:
+                verdict = here
+        if verdict:
+            return True
+    return False
