@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -281,4 +282,36 @@ async def test_single_file_mode_sends_that_file_only(tmp_path: Path, fake: FakeP
         assert str(home) not in prompt  # not even where it lives
     finally:
         await session.stop()
+    _assert_nothing_leaked(fake, tmp_path)
+
+
+async def test_cli_on_a_file_outside_any_project_sees_that_file_only(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    home = tmp_path / "home"  # no pyproject.toml, setup.py or .git up the tree
+    home.mkdir()
+    (home / ".env").write_text(f"KEY={_secret_marker(0)}\n")
+    (home / "notes.py").write_text(f"TOKEN = '{_secret_marker(1)}'\n")
+    alone = home / "alone.py"
+    alone.write_text("def greet(n: int) -> int:\n    return n\n")
+    fake.script(
+        Step(tool_calls=[_call("read_file", "r0", path="notes.py"), _call("list_files", "l")]),
+        Step(text="**Summary**: returns n."),
+    )
+    env = server_env(tmp_path, OPENAI_API_KEY=TEST_KEY, OPENAI_BASE_URL=fake.base_url)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "lsp_server", "explain", f"{alone}:1-2"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "# Explanation of `alone.py:1-2`" in result.stdout
+    tools = _tool_results(fake)
+    assert tools["r0"]["error"]["type"] == "outside_workspace"
+    assert tools["l"]["files"] == ["alone.py"]
     _assert_nothing_leaked(fake, tmp_path)
