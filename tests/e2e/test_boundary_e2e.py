@@ -147,9 +147,15 @@ async def _explain(session: Session, rel: str, start: int, end: int) -> dict[str
     return result
 
 
-def _hover_text(hover: types.Hover | None) -> str:
-    assert hover is not None and isinstance(hover.contents, types.MarkupContent)
-    return hover.contents.value
+async def _hover_text(session: Session, rel: str, line: int, character: int) -> str:
+    """The hover's markdown; asked again while the cold jedi child misses the 5 s static
+    deadline (a busy machine), at most three times."""
+    for _ in range(3):
+        hover = await session.hover(rel, line, character)
+        if hover is not None:
+            assert isinstance(hover.contents, types.MarkupContent)
+            return hover.contents.value
+    raise AssertionError(f"no hover at {rel}:{line}:{character}")
 
 
 async def test_hostile_workspace_leaks_nothing(tmp_path: Path, fake: FakeProvider) -> None:
@@ -166,7 +172,7 @@ async def test_hostile_workspace_leaks_nothing(tmp_path: Path, fake: FakeProvide
         session.open("app/main.py")
 
         fake.script(Step(text="Adds one, then the proprietary part."))
-        hover = _hover_text(await session.hover("app/main.py", 5, 26))  # secret_algo
+        hover = await _hover_text(session, "app/main.py", 5, 26)  # secret_algo
         assert "Adds one, then the proprietary part." in hover
 
         reads = [".env", ".ENV", "id_rsa", ".aws/credentials", "app/environ.py"]
@@ -211,7 +217,7 @@ async def test_hostile_workspace_leaks_nothing(tmp_path: Path, fake: FakeProvide
 
         # still answering after all of it
         fake.script(Step(text="Still here."))
-        assert "Still here." in _hover_text(await session.hover("app/main.py", 5, 12))
+        assert "Still here." in await _hover_text(session, "app/main.py", 5, 12)
     finally:
         await session.stop()
     _assert_nothing_leaked(fake, tmp_path)
@@ -253,7 +259,7 @@ async def test_single_file_mode_sends_that_file_only(tmp_path: Path, fake: FakeP
     try:
         session.open("alone.py")
         fake.script(Step(text="Greets through the helper."))
-        hover = _hover_text(await session.hover("alone.py", 4, 12))  # helper
+        hover = await _hover_text(session, "alone.py", 4, 12)  # helper
         assert "Greets through the helper." in hover
 
         reads = ["notes.py", ".env", "helper.py", ".aws/credentials"]
