@@ -15,10 +15,9 @@ from lsp_server.workspace.boundary import (
     MAX_READ_BYTES,
     BufferReader,
     WorkspaceBoundary,
-    is_library,
 )
 from lsp_server.workspace.files import RefusalKind, Refused, Stamp
-from lsp_server.workspace.rules import is_secret, is_secret_name, skipped_dir_name
+from lsp_server.workspace.rules import is_library, is_secret, is_secret_name, skipped_dir_name
 
 __all__ = [
     "MAX_FILES",

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ from pathlib import Path, PurePosixPath
 from lsp_server.context.pysource import decode_source
 from lsp_server.workspace.files import Refused, Stamp, read_capped, stamp_of
 from lsp_server.workspace.ignore import IGNORE_FILES, DirRules, IgnoreRules, ignored_by
-from lsp_server.workspace.rules import is_secret, skipped_dir_name
+from lsp_server.workspace.rules import is_library, is_secret, skipped_dir_name
 
 logger = logging.getLogger(__name__)
 
@@ -61,27 +60,6 @@ VERDICT_TTL = 10.0
 
 def _no_buffers(path: Path) -> str | None:
     return None
-
-
-def _library_roots() -> tuple[Path, ...]:
-    paths = sysconfig.get_paths()
-    found = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return tuple(sorted(found))
-
-
-_LIBRARY_ROOTS = _library_roots()
-_LIBRARY_DIRS = frozenset({"site-packages", "dist-packages", "typeshed"})
-
-
-def is_library(path: Path) -> bool:
-    """Whether ``path`` (symlinks resolved) belongs to an installed or the standard library."""
-    try:
-        real = path.resolve()
-    except (OSError, RuntimeError):
-        return False
-    if _LIBRARY_DIRS.intersection(p.lower() for p in real.parts):
-        return True
-    return any(real.is_relative_to(root) for root in _LIBRARY_ROOTS)
 
 
 def _normal(path: Path) -> Path:

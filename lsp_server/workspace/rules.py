@@ -12,6 +12,8 @@ case-sensitive list would let them through.
   caches, ``node_modules``, virtualenvs and installed packages, build output,
   and every hidden directory. `WorkspaceBoundary` adds the rule by content: a
   directory holding ``pyvenv.cfg`` is a virtualenv whatever its name (``env/``).
+* `is_library` tells an installed or standard library (whose signatures and
+  docstrings may be quoted to a model) from other files outside the boundary.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
+import sysconfig
 from collections.abc import Sequence
+from pathlib import Path
 
 #: Directories that hold secrets or repository internals, wherever they appear.
 SECRET_DIRS = frozenset(
@@ -98,3 +102,24 @@ def skipped_dir_name(name: str) -> bool:
     """Whether a directory called ``name`` is skipped by name (case ignored)."""
     lower = name.lower()
     return lower.startswith(".") or lower in SKIP_DIRS or lower.endswith(".egg-info")
+
+
+def _library_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    found = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return tuple(sorted(found))
+
+
+_LIBRARY_ROOTS = _library_roots()
+_LIBRARY_DIRS = frozenset({"site-packages", "dist-packages", "typeshed"})
+
+
+def is_library(path: Path) -> bool:
+    """Whether ``path`` (symlinks resolved) belongs to an installed or the standard library."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return False
+    if _LIBRARY_DIRS.intersection(p.lower() for p in real.parts):
+        return True
+    return any(real.is_relative_to(root) for root in _LIBRARY_ROOTS)

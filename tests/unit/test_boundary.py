@@ -321,3 +321,31 @@ def test_jedi_reads_no_special_file_and_at_most_the_cap(
     assert parso.file_io.FileIO(ws / "pipe.py").read() == b""  # no wait for a writer
     with pytest.raises(FileNotFoundError):
         parso.file_io.FileIO(ws / "missing.pyi").read()  # jedi probes for stubs so
+
+
+def test_quotable_facts_come_from_the_boundary_or_a_library(ws: Path, tmp_path: Path) -> None:
+    import json
+
+    (ws / ".llmlspignore").write_text("pkg/mod.py\n")
+    outside = tmp_path / "neighbour.py"
+    outside.write_text("x = 1\n")
+    boundary = WorkspaceBoundary(ws)
+    assert boundary.quotable(ws / "main.py") and boundary.quotable(None)
+    assert boundary.quotable(Path(json.__file__))  # the standard library
+    assert not boundary.quotable(ws / "pkg" / "mod.py")  # ignored
+    assert not boundary.quotable(outside)  # beside the workspace, not a library
+
+
+def test_may_send_the_open_document_unless_secret_or_ignored(ws: Path, tmp_path: Path) -> None:
+    (ws / ".llmlspignore").write_text("pkg/mod.py\n")
+    outside = tmp_path / "lib.py"
+    outside.write_text("x = 1\n")
+    secret = tmp_path / ".env"
+    secret.write_text("K=1\n")
+    open_docs = {p: "x = 1\n" for p in (outside, secret, ws / "pkg" / "mod.py")}
+    boundary = WorkspaceBoundary(ws, open_docs.get)
+    assert boundary.may_send(ws / "main.py") and boundary.may_send(None)
+    assert boundary.may_send(outside)  # the user opened it
+    assert not boundary.may_send(secret)
+    assert not boundary.may_send(ws / "pkg" / "mod.py")  # .llmlspignore wins over opening it
+    assert not WorkspaceBoundary(ws).may_send(outside)  # not open: not sent
