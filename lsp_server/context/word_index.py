@@ -39,6 +39,7 @@ from pathlib import Path
 
 from lsp_server.context.pysource import decode_source
 from lsp_server.workspace import Refused, WorkspaceBoundary
+from lsp_server.workspace.ignore import IGNORE_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -237,10 +238,15 @@ class WordIndex:
         """Index ``path`` now (worker thread): from ``text`` if given (read from disk with
         ``stamp``, or from a buffer), else from its buffer or the disk.
 
-        A file that is gone, unreadable or too large is dropped. True when it is indexed.
+        A file that is gone, unreadable, too large or refused by the boundary is dropped.
+        True when it is indexed.
         """
         key = self.key(path)
         if key is None:
+            normal = Path(os.path.normpath(path.absolute()))
+            with self._lock:  # no longer a workspace file (ignored since): forget it
+                self._replace(normal, None)
+                self._dirty.discard(normal)
             return False
         if text is None:
             text, stamp = self.read(key)
@@ -286,11 +292,21 @@ class WordIndex:
             self._dirty.discard(key)
 
     def mark_dirty(self, path: Path | None) -> None:
-        """``path`` changed (a buffer edit, a save, a watched file): re-read it at `refresh`."""
-        key = self.key(path) if path is not None else None
-        if key is not None:
+        """``path`` changed (a buffer edit, a save, a watched file): re-read it at `refresh`.
+
+        An ignore file's change makes every indexed file dirty (judged again; the ones it
+        now excludes are dropped)."""
+        if path is None:
+            return
+        if path.name in IGNORE_FILES:
             with self._lock:
-                self._dirty.add(key)
+                self._dirty.update(self._files)
+            return
+        key = self.key(path)
+        normal = key if key is not None else Path(os.path.normpath(path.absolute()))
+        with self._lock:
+            if key is not None or normal in self._files:
+                self._dirty.add(normal)
 
     def refresh(self, paths: Iterable[Path] = (), *, check_mtime: bool = False) -> int:
         """Re-index the dirty files, and with ``check_mtime`` those of ``paths`` whose

@@ -165,3 +165,15 @@ def test_method_shared_by_two_classes_is_told_apart_by_the_import_map(tmp_path: 
     task_sites = [(s.display, s.line, s.rank) for s in finder.sites(tasks, task_run, (0, 0))]
     assert task_sites[0] == ("shop/use.py", 8, RANK_OURS)
     assert all((d, line) != ("shop/use.py", 10) for d, line, _ in task_sites)  # job.run
+
+
+def test_a_file_the_boundary_excludes_later_leaves_the_index(tmp_path: Path) -> None:
+    _write(tmp_path, {"pkg/a.py": "def alpha():\n    return beta()\n", "pkg/b.py": "beta()\n"})
+    words = _index(tmp_path)
+    assert [p.name for p in words.files_with("beta")] == ["a.py", "b.py"]
+    ignore = tmp_path / ".llmlspignore"
+    ignore.write_text("pkg/b.py\n")
+    words.workspace.document_changed(ignore)  # what the engine does on any change
+    words.mark_dirty(ignore)
+    assert words.refresh() == 2
+    assert [p.name for p in words.files_with("beta")] == ["a.py"]
