@@ -76,11 +76,13 @@ def _parse_location(text: str) -> Location:
     return Location(Path(match["path"]), line, end, col)
 
 
-def _find_root(path: Path) -> Path:
+def _find_root(path: Path) -> Path | None:
+    """The project around ``path`` (a marker file), or None: single-file mode, where the
+    model sees that file alone (never its directory, which may be the home directory)."""
     for parent in (path.parent, *path.parent.parents):
         if any((parent / marker).exists() for marker in ("pyproject.toml", "setup.py", ".git")):
             return parent
-    return path.parent
+    return None
 
 
 def _first_name_column(line: str) -> int | None:
@@ -95,26 +97,29 @@ def _err(message: str) -> None:
 
 
 async def _open(location: Location) -> tuple[Engine, Document] | None:
-    from lsp_server.context.source.chunker import decode_source
-    from lsp_server.engine import Engine
     from lsp_server.pipeline.runtime import Document
     from lsp_server.settings import build_settings
+    from lsp_server.workspace import Refused
 
     path = location.path.resolve()
+    settings, problems = build_settings()
+    for problem in problems:
+        print(problem.message(), file=sys.stderr)
+    engine = Engine(settings, _find_root(path))
+    engine.workspace.admit(path)  # single-file mode: this file and nothing else
     try:
-        text = decode_source(path.read_bytes())
-    except OSError as exc:
-        _err(f"cannot read {path}: {exc.strerror}")
+        text = await asyncio.to_thread(engine.workspace.read, path)
+    except Refused as refused:
+        await engine.aclose()
+        _err(f"cannot use {path}: {refused.message}")
         return None
     count = len(text.splitlines())
     last = location.end or location.line
     if location.line > count or last > count:
+        await engine.aclose()
         _err(f"lines {location.line}-{last} are outside {path} (1-{count})")
         return None
-    settings, problems = build_settings()
-    for problem in problems:
-        print(problem.message(), file=sys.stderr)
-    return Engine(settings, _find_root(path)), Document(path=path, text=text)
+    return engine, Document(path=path, text=text)
 
 
 async def _explain(location: Location) -> int:

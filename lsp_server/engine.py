@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
@@ -29,25 +28,28 @@ from lsp_server.pipeline.memory import SummaryCache
 from lsp_server.pipeline.runtime import Document
 from lsp_server.settings import Settings
 from lsp_server.telemetry.usage import UsageLog
+from lsp_server.workspace import BufferReader, WorkspaceBoundary
 
 __all__ = ["Document", "Engine", "HoverAnswer"]
 
 logger = logging.getLogger(__name__)
 
 
-ReadBuffer = Callable[[Path], str | None]
-
-
 class Engine:
     """Answers features for one workspace root."""
 
     def __init__(
-        self, settings: Settings, root: Path | None, read_buffer: ReadBuffer | None = None
+        self,
+        settings: Settings,
+        root: Path | None,
+        read_buffer: BufferReader | None = None,
     ) -> None:
-        self.root = root
-        self.read_buffer: ReadBuffer = read_buffer or (lambda path: None)
-        self.symbols = SymbolIndex(root, read_text=self.read_buffer)
-        self.assembler = Assembler(self.symbols, self.display_path)
+        """``root``: the workspace folder; None is single-file mode (`WorkspaceBoundary`)."""
+        #: The one answer to which files may be read and sent; handed to every part.
+        self.workspace = WorkspaceBoundary(root, read_buffer)
+        self.root = self.workspace.root
+        self.symbols = SymbolIndex(self.workspace)
+        self.assembler = Assembler(self.symbols)
         self.actions = Actions(self)
         self._hover = HoverPipeline(self)
         self._tools: ToolRegistry | None = None
@@ -63,6 +65,7 @@ class Engine:
     def document_changed(self, path: Path | None) -> None:
         """A buffer or file changed (also opened, closed, created, deleted): forget what
         was derived from it."""
+        self.workspace.document_changed(path)
         self.symbols.invalidate(path)
         self.assembler.document_changed(path)
 
@@ -70,24 +73,22 @@ class Engine:
         """The client reports changes to workspace files: no need to poll mtimes."""
         self.assembler.words.watched = True
 
+    def may_send(self, path: Path | None) -> bool:
+        """Whether the workspace boundary lets this document's text go to a model."""
+        return self.workspace.may_send(path)
+
     def in_workspace(self, path: Path) -> bool:
-        """Whether `path` lies inside the workspace root."""
-        if self.root is None:
-            return False
-        try:
-            path.resolve().relative_to(self.root.resolve())
-        except ValueError:
-            return False
-        return True
+        """Whether `path` lies inside the workspace boundary."""
+        return self.workspace.contains(path)
 
     def agent_tools(self) -> ToolRegistry:
         """The agent's workspace tools, built once per engine."""
         if self._tools is None:
-            root = self.root or Path.cwd()
+            workspace = Workspace(self.workspace)
             # The agent's navigator runs in the index's jedi worker (one child process).
             self._tools = build_tools(
-                Workspace(root, self.read_buffer),
-                JediNavigator(root, self.symbols.worker),
+                workspace,
+                JediNavigator(workspace.root, self.symbols.worker),
                 run_tests_enabled=self._settings.agent.run_tests,
             )
         return self._tools
@@ -166,14 +167,7 @@ class Engine:
 
     def display_path(self, path: Path | None) -> str:
         """A workspace-relative path for labels and prompts."""
-        if path is None:
-            return "<unsaved>"
-        if self.root is not None:
-            try:
-                return path.resolve().relative_to(self.root.resolve()).as_posix()
-            except ValueError:
-                pass
-        return path.as_posix()
+        return self.workspace.display_path(path)
 
     async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""

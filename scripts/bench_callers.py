@@ -47,6 +47,7 @@ from lsp_server.context.pack.assembler import (
 from lsp_server.context.pack.snippets import is_test_path
 from lsp_server.context.source.chunker import Chunk, decode_source
 from lsp_server.context.tokens import counter_for_model
+from lsp_server.workspace import WorkspaceBoundary
 
 
 async def _heartbeat(gaps: list[float], stop: asyncio.Event) -> None:
@@ -69,7 +70,10 @@ async def main_async(args: argparse.Namespace) -> None:
     texts = {p: decode_source(p.read_bytes()) for p, _, _ in positions}
     counter = await asyncio.to_thread(counter_for_model, "gpt-4o")
 
-    jedi_index, word_index = SymbolIndex(root), SymbolIndex(root)
+    jedi_index, word_index = (
+        SymbolIndex(WorkspaceBoundary(root)),
+        SymbolIndex(WorkspaceBoundary(root)),
+    )
     by_jedi, by_index = Assembler(jedi_index), Assembler(word_index)
     rss_before = rss_mb(os.getpid())
     gaps: list[float] = []
@@ -115,7 +119,7 @@ async def main_async(args: argparse.Namespace) -> None:
             timeouts += 1
         look_jedi.append((time.perf_counter() - t) * 1000)
 
-    truth_index = SymbolIndex(root)
+    truth_index = SymbolIndex(WorkspaceBoundary(root))
     found = total = total_calls = found_calls = shown = shown_ok = ours_n = ours_ok = 0
     for path, _line_no, chunk in targets[: args.truth] if args.truth else []:
         text = texts[path]

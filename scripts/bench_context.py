@@ -44,6 +44,7 @@ from lsp_server.context.pack.pieces import ContextPack
 from lsp_server.context.source.chunker import decode_source
 from lsp_server.context.static.names import used_names
 from lsp_server.context.tokens import TokenCounter, counter_for_model
+from lsp_server.workspace import WorkspaceBoundary
 
 WINDOW_TOKENS = 1024
 
@@ -206,7 +207,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     counter = await asyncio.to_thread(counter_for_model, "gpt-4o")
-    index = SymbolIndex(root)
+    index = SymbolIndex(WorkspaceBoundary(root))
     asm = Assembler(index)
 
     def task_for(path: Path, line: int) -> ContextTask:
@@ -247,7 +248,7 @@ async def main_async(args: argparse.Namespace) -> None:
         repeat.append((time.perf_counter() - t0) * 1000)
     index.close()
 
-    truth_index = SymbolIndex(root)
+    truth_index = SymbolIndex(WorkspaceBoundary(root))
     cache_file: Path = args.truth_cache or BENCH_DIR / f"truth-django-{args.django}.json"
     cache = _load_cache(cache_file)
     found = total = perfect = over = 0

@@ -31,6 +31,7 @@ from bench_common import call_positions, machine, percentile, rss_mb, wheel_proj
 from lsp_server.context.jedi.process import ProcessWorker
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.source.chunker import decode_source
+from lsp_server.workspace import WorkspaceBoundary
 
 BEAT = 0.010
 
@@ -48,7 +49,7 @@ async def one_run(isolate: bool, django: str, count: int) -> dict[str, float]:
     positions = call_positions(root, "django", count)
     texts = {p: decode_source(p.read_bytes()) for p, _, _ in positions}
     started = time.perf_counter()
-    index = SymbolIndex(root, isolate=isolate)
+    index = SymbolIndex(WorkspaceBoundary(root), isolate=isolate)
     path, line, col = positions[0]
     await index.symbol_at(texts[path], path, line + 1, col, deadline=60)
     first = (time.perf_counter() - started) * 1000

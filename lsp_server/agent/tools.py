@@ -1,10 +1,11 @@
 """The agent's workspace tools: schemas, descriptions, handlers, and `build_tools`.
 
-Every tool reads only through `Workspace` (confined to the root, buffers before
-disk) and returns a JSON-serialisable dict with capped size. File text comes
-back with each line prefixed by its 1-based number and ``| ``, so the model can
-cite and edit exact lines. ``run_tests`` exists only when the user enabled it:
-it runs the workspace's own tests, which is running code.
+Every tool reads only through `Workspace` (the workspace boundary, buffers
+before disk; jedi's answers are filtered by it too) and returns a
+JSON-serialisable dict with capped size. File text comes back with each line
+prefixed by its 1-based number and ``| ``, so the model can cite and edit
+exact lines. ``run_tests`` exists only when the user enabled it: it runs the
+workspace's own tests, which is running code.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from lsp_server.agent.navigate import JediNavigator
 from lsp_server.agent.process import run_pytest
 from lsp_server.agent.registry import Tool, ToolRegistry, object_schema
 from lsp_server.agent.workspace import ToolError, Workspace
+from lsp_server.context.jedi.by_name import Location
 from lsp_server.context.source.chunker import MODULE_QUALNAME, chunk_module
 
 logger = logging.getLogger(__name__)
@@ -91,9 +93,24 @@ class _Handlers:
         shown, text = await self.ws.read(rel)
         return self.ws.resolve(shown), text
 
+    def _visible(self, loc: Location) -> Location | None:
+        """``loc`` if the boundary lets its file through; a place in a refused file is
+        dropped (jedi reads files the boundary does not allow)."""
+        if loc.path is None:
+            return loc
+        try:
+            self.ws.resolve(loc.path)
+        except ToolError:
+            return None
+        return loc
+
     async def find_references(self, args: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
         path, text = await self._source(args)
-        definition, refs = await self.nav.references(args["symbol"], path, text, args.get("line"))
+        found, all_refs = await self.nav.references(args["symbol"], path, text, args.get("line"))
+        refs = [r for r in all_refs if self._visible(r) is not None]
+        definition = self._visible(found) or replace(
+            found, path=None, code="", signature=None, module=None
+        )
         cap = self.limits.max_references
         return {
             "symbol": args["symbol"],
@@ -106,7 +123,14 @@ class _Handlers:
     async def find_definition(self, args: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
         path, text = await self._source(args)
         found = await self.nav.definitions(args["symbol"], path, text, args.get("line"))
-        return {"symbol": args["symbol"], "definitions": [d.to_dict() for d in found[:10]]}
+        shown = [d for d in found if self._visible(d) is not None]
+        if found and not shown:
+            raise ToolError(
+                "forbidden",
+                f"'{args['symbol']}' is defined in a file that may not be read.",
+                hint="Continue with what you have.",
+            )
+        return {"symbol": args["symbol"], "definitions": [d.to_dict() for d in shown[:10]]}
 
     async def read_symbol(self, args: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
         shown, text = await self.ws.read(args["path"])
@@ -244,12 +268,14 @@ def build_tools(
     run_tests_enabled: bool = False,
     limits: ToolLimits | None = None,
 ) -> ToolRegistry:
-    """The registry of workspace tools; ``run_tests`` only when ``run_tests_enabled``.
+    """The registry of workspace tools; ``run_tests`` only when ``run_tests_enabled`` and
+    the workspace has a root (not in single-file mode).
 
     Without ``navigator`` a `JediNavigator` with its own thread is created;
     `ToolRegistry.close` stops it.
     """
     limits = limits or ToolLimits()
+    run_tests_enabled = run_tests_enabled and not workspace.boundary.single  # no project
     nav = navigator or JediNavigator(workspace.root)
     h = _Handlers(workspace, nav, limits)
     tools = [
@@ -368,4 +394,5 @@ def build_tools(
     )
     if navigator is None:
         registry.add_closer(nav.close)
+    registry.add_closer(workspace.close)
     return registry

@@ -14,9 +14,10 @@
    shifted by ``delta``; an unmatched one (an import the edit left unused, a
    redefinition) is new as well.
 3. **Tests** (only with ``run_tests``): the workspace is copied to a temporary
-   directory (without `SKIP_DIRS`), the edited file written there, and pytest
-   runs the test files that import the edited module (by dotted name or stem;
-   the file itself when it is a test). No such tests: the check is skipped.
+   directory (without the directories the workspace boundary skips), the
+   edited file written there, and pytest runs the test files that import the
+   edited module (by dotted name or stem; the file itself when it is a test).
+   No such tests: the check is skipped.
 
 A check that cannot run at all (ruff missing, workspace too big to copy) sets
 ``unavailable``: that is not the model's fault and the loop stops instead of
@@ -42,7 +43,8 @@ from typing import Any
 from lsp_server.agent.edits import count_lines
 from lsp_server.agent.lint import Diagnostic, LintUnavailable, run_ruff
 from lsp_server.agent.process import ProcessTimeout, TestRun, run_process, run_pytest, safe_env
-from lsp_server.agent.workspace import SKIP_DIRS, ToolError, Workspace
+from lsp_server.agent.workspace import ToolError, Workspace
+from lsp_server.workspace import skipped_dir_name
 
 logger = logging.getLogger(__name__)
 
@@ -229,9 +231,11 @@ def find_tests(workspace: Workspace, rel: str) -> list[str]:
         if candidate == rel or not _is_test_file(candidate):
             continue
         try:
-            text = (workspace.root / candidate).read_text("utf-8", errors="replace")[:1_000_000]
-        except OSError as exc:
-            logger.debug("cannot read %s: %s", candidate, exc)
+            path = workspace.resolve(candidate)
+        except ToolError:
+            continue
+        text = workspace.boundary.read_text(path, max_bytes=1_000_000)
+        if text is None:
             continue
         if by_name.search(text) or by_stem.search(text):
             found.append(candidate)
@@ -245,10 +249,10 @@ class _Stopped(Exception):
 
 
 def _copy_tree(src: Path, dest: Path, stop: threading.Event, done: threading.Event) -> None:
-    def ignore(_dir: str, names: list[str]) -> set[str]:
+    def ignore(directory: str, names: list[str]) -> set[str]:
         if stop.is_set():
             raise _Stopped
-        return {n for n in names if n in SKIP_DIRS}
+        return {n for n in names if _skipped_dir(Path(directory, n))}
 
     def copy(source: str, target: str) -> object:
         if stop.is_set():
@@ -259,6 +263,11 @@ def _copy_tree(src: Path, dest: Path, stop: threading.Event, done: threading.Eve
         shutil.copytree(src, dest, ignore=ignore, copy_function=copy, symlinks=True)
     finally:
         done.set()
+
+
+def _skipped_dir(path: Path) -> bool:
+    """A directory the workspace boundary skips (by name, or a virtualenv by ``pyvenv.cfg``)."""
+    return path.is_dir() and (skipped_dir_name(path.name) or (path / "pyvenv.cfg").exists())
 
 
 def _remove(path: Path, done: threading.Event) -> None:

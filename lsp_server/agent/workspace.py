@@ -1,59 +1,56 @@
-"""The workspace as agent tools see it: every path confined to one root directory.
+"""The workspace as agent tools see it: model-written paths checked, then the boundary asked.
 
 A tool never opens a path the model wrote without `Workspace.resolve`, which
-refuses absolute paths, ``..`` components, NUL bytes, symlinks that lead out of
-the root, and a few files that typically hold secrets (``.git/``, ``.env*``,
-``*.pem``, ``*.key``, ``.netrc``, ``.pypirc``). Refusals are `ToolError`s: a
-type, a message and a hint the model can act on (a missing file comes back with
-the nearest existing paths).
+refuses empty paths, NUL bytes, absolute paths, ``~`` and ``..`` components,
+then asks the `WorkspaceBoundary` (the one owner of the rules: symlinks out of
+the root, secrets, ignored and skipped files; in single-file mode every file
+but the one open). Refusals are `ToolError`s: a type, a message and a hint the
+model can act on (a missing file comes back with the nearest existing paths).
 
-Text is read from the editor's open buffers first (a cheap callable the engine
-supplies; it must not touch the disk), then from disk in a worker thread,
-decoded like the chunker does (PEP 263 cookie or UTF-8, newlines normalised), so
-line numbers match what the editor shows.
+Text comes from the boundary: the editor's open buffers first, then the disk
+(a regular file, capped), decoded like the chunker does (PEP 263 cookie or
+UTF-8, newlines normalised), so line numbers match what the editor shows.
+Without a root, tools run in a private empty directory (`root`): no tool
+reaches the server's working directory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import difflib
-import fnmatch
 import logging
-import os
 import re
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lsp_server.context.source.chunker import decode_source
+from lsp_server.workspace import MAX_READ_BYTES, Refused, WorkspaceBoundary
 
 logger = logging.getLogger(__name__)
 
-#: Directories never listed, searched or copied.
-SKIP_DIRS = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        ".venv",
-        "venv",
-        "node_modules",
-        "__pycache__",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".tox",
-        ".nox",
-        ".eggs",
-    }
-)
-_SECRET_DIRS = frozenset({".git", ".hg", ".svn"})
-_SECRET_FILES = (".env", ".env.*", "*.pem", "*.key", ".netrc", ".pypirc", "id_rsa*", "id_ed25519*")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 #: Files larger than this are refused by `Workspace.read`.
-MAX_FILE_BYTES = 2_000_000
+MAX_FILE_BYTES = MAX_READ_BYTES
 #: At most this many files are walked when listing or suggesting paths.
 MAX_WALK_FILES = 20_000
+#: What a boundary refusal becomes for the model.
+_REFUSALS = {
+    "invalid": "invalid_path",
+    "outside": "outside_workspace",
+    "secret": "forbidden",
+    "ignored": "forbidden",
+    "skipped": "forbidden",
+    "not_a_file": "not_a_file",
+    "too_large": "too_large",
+    "unreadable": "unreadable",
+}
+_HINTS = {
+    "outside_workspace": "Only files inside the workspace can be used.",
+    "forbidden": "Read source files instead.",
+    "too_large": "Use read_symbol or read_file with a line range instead.",
+}
 
 
 class ToolError(Exception):
@@ -82,15 +79,29 @@ class ToolError(Exception):
         return {"error": error}
 
 
-BufferReader = Callable[[Path], str | None]
+def tool_error(refused: Refused) -> ToolError:
+    """A boundary refusal as the model sees it."""
+    kind = _REFUSALS.get(refused.kind, "unreadable")
+    message = refused.message[:1].upper() + refused.message[1:] + "."
+    return ToolError(kind, message, hint=_HINTS.get(kind))
 
 
 class Workspace:
-    """One workspace root; resolves, reads and lists paths strictly inside it."""
+    """The agent's view of one `WorkspaceBoundary`: resolves, reads and lists what it allows."""
 
-    def __init__(self, root: Path, read_text: BufferReader | None = None) -> None:
-        self.root = root.resolve()
-        self._buffers = read_text
+    def __init__(self, boundary: WorkspaceBoundary) -> None:
+        self.boundary = boundary
+        self._scratch: Path | None = None
+        if boundary.real_root is not None:
+            self.root = boundary.real_root
+        else:  # single-file mode: tools run somewhere that holds nothing
+            self._scratch = self.root = Path(tempfile.mkdtemp(prefix="llm-lsp-single-file-"))
+
+    def close(self) -> None:
+        """Remove the private directory of single-file mode."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     # -- confinement -------------------------------------------------------------
 
@@ -105,7 +116,7 @@ class Workspace:
         pure = PurePosixPath(rel.replace("\\", "/"))
         if pure.is_absolute() or rel.startswith("~") or _DRIVE.match(rel):
             hint = "Use a path relative to the workspace root, such as 'pkg/module.py'."
-            inside = self._relative_or_none(Path(rel))
+            inside = self.boundary.relative(Path(rel)) if pure.is_absolute() else None
             if inside is not None:
                 hint = f"Use the workspace-relative path '{inside}'."
             raise ToolError(
@@ -117,48 +128,16 @@ class Workspace:
                 f"'..' is not allowed in paths: {rel}",
                 hint="Every path must stay inside the workspace root.",
             )
-        resolved = (self.root / pure).resolve()
-        relative = self._relative_or_none(resolved)
-        if relative is None:
-            raise ToolError(
-                "outside_workspace",
-                f"{rel} leads outside the workspace (through a symbolic link).",
-                hint="Only files inside the workspace can be used.",
-            )
-        if self._is_private(relative):
-            raise ToolError(
-                "forbidden",
-                f"{relative} may hold secrets or repository internals and is not readable.",
-                hint="Read source files instead.",
-            )
-        return resolved
+        try:
+            return self.boundary.resolve_relative(pure.as_posix())
+        except Refused as refused:
+            raise tool_error(refused) from None
 
     def relative(self, path: Path) -> str:
-        """``path`` (inside the root) as a POSIX workspace-relative string."""
-        rel = self._relative_or_none(path)
-        return rel if rel is not None else path.name
-
-    def _relative_or_none(self, path: Path) -> str | None:
-        try:
-            rel = path.resolve().relative_to(self.root) if path.is_absolute() else None
-        except (ValueError, OSError):
-            return None
-        if rel is None:
-            return None
-        return rel.as_posix() or "."
-
-    @staticmethod
-    def _is_private(relative: str) -> bool:
-        parts = PurePosixPath(relative).parts
-        if any(part in _SECRET_DIRS for part in parts):
-            return True
-        return bool(parts) and any(fnmatch.fnmatchcase(parts[-1], pat) for pat in _SECRET_FILES)
+        """``path`` (inside the boundary) as the model names it."""
+        return self.boundary.display_path(path)
 
     # -- reading -----------------------------------------------------------------
-
-    def buffer_text(self, path: Path) -> str | None:
-        """The open editor buffer for resolved ``path``, if the engine gave a reader."""
-        return self._buffers(path) if self._buffers is not None else None
 
     async def read(self, rel: str, *, max_bytes: int = MAX_FILE_BYTES) -> tuple[str, str]:
         """(workspace-relative path, text) of ``rel``; buffers win over the disk.
@@ -167,11 +146,14 @@ class Workspace:
         """
         path = self.resolve(rel)
         shown = self.relative(path)
-        buffered = self.buffer_text(path)
-        if buffered is not None:
-            return shown, buffered
-        data = await asyncio.to_thread(self._read_bytes, path, shown, max_bytes)
-        if data is None:
+        try:
+            text = await asyncio.to_thread(self.boundary.read, path, max_bytes=max_bytes)
+        except Refused as refused:
+            if refused.kind != "missing":
+                error = tool_error(refused)
+                if error.type == "not_a_file" and path.is_dir():
+                    error.hint = f"Use list_files with the pattern '{shown}/*' to see its files."
+                raise error from None
             suggestions = await self.nearest(rel)
             hint = (
                 "Did you mean one of: " + ", ".join(suggestions) + "?"
@@ -183,59 +165,15 @@ class Workspace:
                 f"No file named {rel} in the workspace.",
                 hint=hint,
                 details={"nearest": suggestions},
-            )
-        return shown, decode_source(data)
-
-    @staticmethod
-    def _read_bytes(path: Path, shown: str, max_bytes: int) -> bytes | None:
-        if path.is_dir():
-            raise ToolError(
-                "not_a_file",
-                f"{shown} is a directory.",
-                hint=f"Use list_files with the pattern '{shown}/*' to see its files.",
-            )
-        try:
-            size = path.stat().st_size
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise ToolError("unreadable", f"{shown} cannot be read: {exc.strerror}") from exc
-        if size > max_bytes:
-            raise ToolError(
-                "too_large",
-                f"{shown} has {size} bytes; the limit is {max_bytes}.",
-                hint="Use read_symbol or read_file with a line range instead.",
-            )
-        try:
-            return path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise ToolError("unreadable", f"{shown} cannot be read: {exc.strerror}") from exc
+            ) from None
+        return shown, text
 
     # -- listing -----------------------------------------------------------------
 
     def iter_files(self, limit: int = MAX_WALK_FILES) -> Iterator[str]:
-        """Workspace-relative paths of regular files, skipping `SKIP_DIRS`; blocking.
-
-        Symbolic links are not followed into directories; a symlinked file whose
-        target lies outside the root is left out.
-        """
-        count = 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            base = Path(dirpath)
-            for name in sorted(filenames):
-                full = base / name
-                if full.is_symlink() and self._relative_or_none(full) is None:
-                    continue
-                rel = full.relative_to(self.root).as_posix()
-                if self._is_private(rel):
-                    continue
-                yield rel
-                count += 1
-                if count >= limit:
-                    return
+        """Workspace-relative paths of the files the boundary lets through; blocking."""
+        for path in self.boundary.iter_files(limit=limit):
+            yield self.relative(path)
 
     async def glob(self, pattern: str, *, limit: int = 200) -> tuple[list[str], bool]:
         """Files matching ``pattern`` and whether the list was cut at ``limit``.

@@ -170,6 +170,10 @@ class Actions:
                 False, "llm-lsp: no model configured (offline mode); set OPENAI_API_KEY"
             )
         path = rt.display_path(doc.path)
+        if not rt.may_send(doc.path):
+            return ActionOutcome(
+                False, f"llm-lsp: {path} is excluded from what llm-lsp may send to a model"
+            )
         if progress:
             progress("Gathering context")
         context = await self._pack_text(doc, start, end, TaskKind.EXPLAIN)

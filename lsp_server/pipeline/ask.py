@@ -122,13 +122,6 @@ def _sources(hits: list[Hit], pack: ContextPack) -> tuple[Source, ...]:
     return tuple(out)
 
 
-def _relative(path: Path, root: Path) -> str | None:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return None
-
-
 def _listing(sources: tuple[Source, ...]) -> str:
     if not sources:
         return "_No code in the workspace matched the question._"
@@ -158,7 +151,7 @@ class Asker:
         if current is None or current.root != root or current.cache_dir != cache_dir:
             if current is not None:
                 current.close()
-            self._retriever = current = Retriever(root, cache_dir)
+            self._retriever = current = Retriever(self.runtime.workspace, cache_dir)
         return current
 
     async def file_saved(self, path: Path) -> int:
@@ -166,7 +159,7 @@ class Asker:
         retriever = self._retriever
         if retriever is None:
             return 0
-        rel = _relative(path, retriever.root)
+        rel = retriever.workspace.relative(path)
         if rel is None or not rel.endswith(".py"):
             return 0
         return await retriever.file_saved(rel)

@@ -82,6 +82,9 @@ class HoverPipeline:
         settings = rt.settings
         if not settings.hover.enabled:
             return HoverAnswer(static, AnswerSource.OFFLINE, symbol)
+        if not rt.may_send(doc.path):
+            notice = "_No AI explanation: this file is excluded from what llm-lsp may send._"
+            return HoverAnswer(static + "\n\n---\n" + notice, AnswerSource.OFFLINE, symbol)
         llm = rt.llm
         if not llm.available:
             return HoverAnswer(

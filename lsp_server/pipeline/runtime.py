@@ -24,6 +24,7 @@ from lsp_server.llm.queue import RequestQueue
 from lsp_server.llm.service import LlmService
 from lsp_server.pipeline.memory import SummaryCache
 from lsp_server.settings import Settings
+from lsp_server.workspace import WorkspaceBoundary
 
 #: One step of a long run, for the user ("Gathering context", "Embedding 3/9 chunks…").
 Progress = Callable[[str], None]
@@ -57,6 +58,10 @@ class Runtime(Protocol):
 
     def display_path(self, path: Path | None) -> str:
         """A workspace-relative path for labels and prompts."""
+        ...
+
+    def may_send(self, path: Path | None) -> bool:
+        """Whether the workspace boundary lets this document's text go to a model."""
         ...
 
 
@@ -112,11 +117,16 @@ class HitPacker(Protocol):
 
 
 class AskRuntime(MemoryRuntime, Protocol):
-    """What workspace questions need: the root and a packer for retrieved chunks."""
+    """What workspace questions need: the boundary, its root and a packer for retrieved chunks."""
 
     @property
     def root(self) -> Path | None:
         """The workspace root (None: no folder open)."""
+        ...
+
+    @property
+    def workspace(self) -> WorkspaceBoundary:
+        """Which files belong to the workspace and may be read or sent."""
         ...
 
     @property

@@ -35,6 +35,7 @@ from lsp_server.llm.types import (
     ToolCall,
     Usage,
 )
+from lsp_server.workspace import WorkspaceBoundary
 
 Step = Completion | Callable[[ChatRequest], Awaitable[Completion]]
 
@@ -124,7 +125,7 @@ def read_if_exists(path: str) -> bytes | None:
 
 @pytest.fixture
 def tools(workspace: Path) -> Iterator[ToolRegistry]:
-    registry = build_tools(Workspace(workspace))
+    registry = build_tools(Workspace(WorkspaceBoundary(workspace)))
     yield registry
     registry.close()
 
@@ -458,7 +459,7 @@ async def test_cancellation_kills_a_running_test_process(
         f"    pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
         "    time.sleep(60)\n"
     )
-    registry = build_tools(Workspace(workspace), run_tests_enabled=True)
+    registry = build_tools(Workspace(WorkspaceBoundary(workspace)), run_tests_enabled=True)
     model = ScriptedModel(reply("", use("run_tests", {"target": "tests/test_slow.py"})))
     task = asyncio.create_task(run_agent(explain_task(), model, registry))
     try:

@@ -18,6 +18,7 @@ from lsp_server.agent.registry import Tool, ToolRegistry, check_arguments, objec
 from lsp_server.agent.tools import ToolLimits, build_tools
 from lsp_server.agent.workspace import ToolError, Workspace, glob_to_regex
 from lsp_server.llm.types import ToolCall
+from lsp_server.workspace import WorkspaceBoundary
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def fast_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def ws(workspace: Path) -> Workspace:
-    return Workspace(workspace)
+    return Workspace(WorkspaceBoundary(workspace))
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_symlink_leading_outside_is_refused(workspace: Path, tmp_path: Path) -> 
     secret.write_text("top secret")
     (workspace / "link.txt").symlink_to(secret)
     (workspace / "linkdir").symlink_to(tmp_path)
-    ws = Workspace(workspace)
+    ws = Workspace(WorkspaceBoundary(workspace))
     for rel in ("link.txt", "linkdir/secret.txt"):
         with pytest.raises(ToolError) as info:
             ws.resolve(rel)
@@ -148,7 +149,8 @@ async def test_empty_file(workspace: Path, tools: ToolRegistry) -> None:
 
 async def test_open_buffer_wins_over_disk(workspace: Path) -> None:
     target = (workspace / "shop" / "pricing.py").resolve()
-    ws = Workspace(workspace, read_text=lambda p: "UNSAVED = 1\n" if p == target else None)
+    buffers = {target: "UNSAVED = 1\n"}
+    ws = Workspace(WorkspaceBoundary(workspace, buffers.get))
     registry = build_tools(ws)
     try:
         result = await call(registry, "read_file", {"path": "shop/pricing.py"})

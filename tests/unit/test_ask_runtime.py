@@ -24,6 +24,7 @@ from lsp_server.pipeline.memory import SummaryCache
 from lsp_server.settings import Settings, build_settings
 from lsp_server.telemetry.usage import UsageLog
 from lsp_server.testing.fake_provider import FakeProvider, Step
+from lsp_server.workspace import WorkspaceBoundary
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "proj"
 QUESTION = "Where do we handle retries?"
@@ -35,6 +36,7 @@ class TinyRuntime:
     def __init__(self, settings: Settings, root: Path, counter: TokenCounter) -> None:
         self.settings = settings
         self.root = root
+        self.workspace = WorkspaceBoundary(root)
         self.llm = LlmService(settings.llm, UsageLog(settings.storage.usage_log))
         self.assembler = self
         self._counter = counter

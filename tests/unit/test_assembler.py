@@ -13,6 +13,7 @@ from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.pack.assembler import Assembler, ContextTask, TaskKind
 from lsp_server.context.pack.pieces import Candidate, Role, build_pack, piece
 from lsp_server.context.tokens import TokenCounter, counter_for_model
+from lsp_server.workspace import WorkspaceBoundary
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def counter(tmp_path_factory: pytest.TempPathFactory) -> TokenCounter:
 
 @pytest_asyncio.fixture
 async def asm(root: Path) -> AsyncIterator[Assembler]:
-    index = SymbolIndex(root)
+    index = SymbolIndex(WorkspaceBoundary(root))
     yield Assembler(index)
     index.close()
 
@@ -120,7 +121,7 @@ async def test_same_inputs_byte_identical(root: Path, counter: TokenCounter) -> 
     line = _line(root, "app/service.py", "def in_cents") + 1
     renders = []
     for _ in range(2):
-        index = SymbolIndex(root)
+        index = SymbolIndex(WorkspaceBoundary(root))
         try:
             pack = await Assembler(index).assemble(
                 _task(root, "app/service.py", line), counter, 3000, deadline=30

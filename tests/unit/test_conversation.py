@@ -23,6 +23,7 @@ from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure
 from lsp_server.pipeline.conversation import PART_TOKENS, summariser, transcript, window_for
 from lsp_server.pipeline.memory import SUMMARY_PREFIX, ConversationMemory
+from lsp_server.workspace import WorkspaceBoundary
 from tests.unit.test_agent_loop import ScriptedModel, reply, use
 
 
@@ -42,7 +43,7 @@ def big_workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tools(big_workspace: Path) -> Iterator[ToolRegistry]:
-    registry = build_tools(Workspace(big_workspace))
+    registry = build_tools(Workspace(WorkspaceBoundary(big_workspace)))
     yield registry
     registry.close()
 

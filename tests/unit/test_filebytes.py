@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from lsp_server.context.chunker import decode_source
 
+from lsp_server.context.source.chunker import decode_source
 from lsp_server.filebytes import EditRefused, apply_text_change, read_raw
 
 

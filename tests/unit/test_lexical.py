@@ -11,6 +11,7 @@ from lsp_server.context.retrieval.corpus import Corpus, discover
 from lsp_server.context.retrieval.embeddings import ChunkRef
 from lsp_server.context.retrieval.hybrid import select
 from lsp_server.context.retrieval.lexical import RRF_K, Bm25, fuse, split_identifier, stem, tokens
+from lsp_server.workspace import WorkspaceBoundary
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,7 @@ def root(root: Path) -> Path:
 
 
 def test_discover_skips_hidden_and_cache_directories(root: Path) -> None:
-    found = discover(root)
+    found = discover(WorkspaceBoundary(root))
     assert "app/retry.py" in found and "tests/test_service.py" in found
     assert not any(".venv" in p or "__pycache__" in p for p in found)
     assert found == sorted(found)
@@ -114,17 +115,17 @@ def test_discover_skips_hidden_and_cache_directories(root: Path) -> None:
 async def test_corpus_ranks_lexically_and_follows_changes(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    corpus = Corpus(root, tmp_path / "index")
+    corpus = Corpus(WorkspaceBoundary(root), tmp_path / "index")
     try:
         reports: list[str] = []
-        assert await corpus.refresh(reports.append) == len(discover(root))
-        assert reports[0] == f"Indexing {len(discover(root))} files…"
+        assert await corpus.refresh(reports.append) == len(discover(WorkspaceBoundary(root)))
+        assert reports[0] == f"Indexing {len(discover(WorkspaceBoundary(root)))} files…"
         [(_, best), *_] = await corpus.rank("Where do we handle retries?", k=5)
         assert (best.path, best.qualname, best.start_line) == ("app/retry.py", "with_retries", 6)
         # a change re-chunks that file only; a deletion drops the file
         (root / "app/pricing.py").write_text("def add_surcharge():\n    return 1\n")
         (root / "app/retry.py").unlink()
-        assert await corpus.refresh() == len(discover(root))
+        assert await corpus.refresh() == len(discover(WorkspaceBoundary(root)))
         assert await corpus.rank("retries", k=5) == []
         assert [r.qualname for _, r in await corpus.rank("surcharge", k=5)] == ["add_surcharge"]
     finally:
@@ -135,7 +136,7 @@ async def test_corpus_ranks_lexically_and_follows_changes(
     monkeypatch.setattr(
         corpus_module, "chunk_module", lambda text, path: calls.append(path) or real(text, path)
     )
-    again = Corpus(root, tmp_path / "index")
+    again = Corpus(WorkspaceBoundary(root), tmp_path / "index")
     try:
         await again.refresh()
         assert calls == []

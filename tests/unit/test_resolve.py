@@ -10,6 +10,7 @@ from lsp_server.context.model import Definition
 from lsp_server.context.static.modules import Module, ModuleCache
 from lsp_server.context.static.names import NameUse, local_types, used_names
 from lsp_server.context.static.resolver import StaticResolver
+from lsp_server.workspace import WorkspaceBoundary
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "infer"
 
@@ -17,14 +18,7 @@ FIXTURE = Path(__file__).parent.parent / "fixtures" / "context" / "infer"
 @pytest.fixture
 def resolver() -> StaticResolver:
     root = FIXTURE.resolve()
-
-    def display(path: Path | None) -> str:
-        if path is None:
-            return "<unsaved>"
-        resolved = path.resolve()
-        return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else path.name
-
-    return StaticResolver(root, ModuleCache(lambda _: None, display))
+    return StaticResolver(root, ModuleCache(WorkspaceBoundary(root)))
 
 
 def _first(

@@ -16,6 +16,7 @@ from lsp_server.context.retrieval.embeddings import Embed, EmbeddingIndex, embed
 from lsp_server.context.source.chunker import chunk_module
 from lsp_server.context.tokens import TokenCounter, counter_for_model
 from lsp_server.testing.fake_provider import FakeProvider, fake_embedding
+from lsp_server.workspace import WorkspaceBoundary
 
 FILES = ["app/pricing.py", "app/retry.py", "app/service.py", "app/models.py"]
 
@@ -100,7 +101,7 @@ async def test_vectors_persist_across_instances(
         assert await again.update_file("app/retry.py", (root / "app/retry.py").read_text()) == 0
         # a deleted file leaves the index when it syncs to the workspace's chunks
         (root / "app/retry.py").unlink()
-        corpus = Corpus(root, tmp_path / "corpus")
+        corpus = Corpus(WorkspaceBoundary(root), tmp_path / "corpus")
         try:
             await corpus.refresh()
             await again.sync(await corpus.chunks())
@@ -118,7 +119,7 @@ async def test_hits_become_a_budgeted_pack(
 ) -> None:
     counter: TokenCounter = counter_for_model("gpt-4o", tmp_path / "tiktoken")
     index = await _index(root, tmp_path / "vectors", embed)
-    symbols = SymbolIndex(root)
+    symbols = SymbolIndex(WorkspaceBoundary(root))
     try:
         retry = chunk_module((root / "app/retry.py").read_text(), "app/retry.py")
         target = retry.by_qualname("with_retries")

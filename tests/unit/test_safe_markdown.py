@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lsp_server.context.symbols import SymbolInfo
 from markdown_it import MarkdownIt
 
+from lsp_server.context.jedi.symbols import SymbolInfo
 from lsp_server.render import static_markdown
 from lsp_server.safe_markdown import fence, sanitize
 

@@ -15,13 +15,14 @@ from lsp_server.context.jedi import queries as jedi_queries
 from lsp_server.context.jedi.child import JobContext, Stop
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.model import Definition
+from lsp_server.workspace import WorkspaceBoundary
 
 DEADLINE = 30.0
 
 
 @pytest_asyncio.fixture
 async def index(root: Path) -> AsyncIterator[SymbolIndex]:
-    found = SymbolIndex(root)  # jedi in a child process, as in the server
+    found = SymbolIndex(WorkspaceBoundary(root))  # jedi in a child process, as in the server
     yield found
     found.close()
 
@@ -29,7 +30,7 @@ async def index(root: Path) -> AsyncIterator[SymbolIndex]:
 @pytest_asyncio.fixture
 async def threaded(root: Path) -> AsyncIterator[SymbolIndex]:
     """jedi on a thread of this process, so tests can patch the job functions."""
-    found = SymbolIndex(root, isolate=False)
+    found = SymbolIndex(WorkspaceBoundary(root), isolate=False)
     yield found
     found.close()
 
@@ -224,7 +225,7 @@ async def test_cache_per_text_and_invalidate(
 
 async def test_open_buffer_wins_over_disk(root: Path) -> None:
     buffers = {root / "app/pricing.py": "RATE = 0.5\n"}
-    index = SymbolIndex(root, read_text=buffers.get)
+    index = SymbolIndex(WorkspaceBoundary(root, buffers.get))
     try:
         assert await index.read(root / "app/pricing.py") == "RATE = 0.5\n"
         disk = await index.read(root / "app/retry.py")

@@ -18,6 +18,7 @@ from lsp_server.agent.validate import (
     validate_edit,
 )
 from lsp_server.agent.workspace import ToolError, Workspace
+from lsp_server.workspace import WorkspaceBoundary
 
 
 @pytest.fixture
@@ -119,7 +120,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 @pytest.fixture
 def ws(workspace: Path) -> Workspace:
-    return Workspace(workspace)
+    return Workspace(WorkspaceBoundary(workspace))
 
 
 async def test_edit_that_does_not_parse_is_rejected(ws: Workspace) -> None:

@@ -14,6 +14,7 @@ from lsp_server.context.index.callers import RANK_OURS, CallerFinder
 from lsp_server.context.index.words import WordIndex, scan, sites_in
 from lsp_server.context.static.modules import ModuleCache
 from lsp_server.context.static.resolver import StaticResolver
+from lsp_server.workspace import WorkspaceBoundary
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lsp_server"
 
@@ -27,7 +28,7 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 def _index(root: Path, buffers: dict[Path, str] | None = None) -> WordIndex:
     buffers = buffers if buffers is not None else {}
-    words = WordIndex(root, buffers.get)
+    words = WordIndex(WorkspaceBoundary(root, buffers.get))
     for path in words.discover():
         words.index_file(path)
     words.mark_ready()
@@ -77,7 +78,7 @@ def test_build_skips_tooling_dirs_and_large_files(tmp_path: Path) -> None:
             "big.py": "beta()\n" + "x = 1\n" * 200,
         },
     )
-    words = WordIndex(tmp_path, lambda p: None, max_bytes=1000)
+    words = WordIndex(WorkspaceBoundary(tmp_path), max_bytes=1000)
     paths = words.discover()
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
         "big.py",
@@ -144,7 +145,7 @@ SHOP = {
 def test_method_shared_by_two_classes_is_told_apart_by_the_import_map(tmp_path: Path) -> None:
     _write(tmp_path, SHOP)
     words = _index(tmp_path)
-    modules = ModuleCache(lambda p: None, lambda p: p.relative_to(tmp_path).as_posix() if p else "")
+    modules = ModuleCache(WorkspaceBoundary(tmp_path))
     finder = CallerFinder(words, StaticResolver(tmp_path, modules), modules)
     jobs = modules.file(tmp_path / "shop/jobs.py")
     assert jobs is not None
@@ -165,3 +166,15 @@ def test_method_shared_by_two_classes_is_told_apart_by_the_import_map(tmp_path: 
     task_sites = [(s.display, s.line, s.rank) for s in finder.sites(tasks, task_run, (0, 0))]
     assert task_sites[0] == ("shop/use.py", 8, RANK_OURS)
     assert all((d, line) != ("shop/use.py", 10) for d, line, _ in task_sites)  # job.run
+
+
+def test_a_file_the_boundary_excludes_later_leaves_the_index(tmp_path: Path) -> None:
+    _write(tmp_path, {"pkg/a.py": "def alpha():\n    return beta()\n", "pkg/b.py": "beta()\n"})
+    words = _index(tmp_path)
+    assert [p.name for p in words.files_with("beta")] == ["a.py", "b.py"]
+    ignore = tmp_path / ".llmlspignore"
+    ignore.write_text("pkg/b.py\n")
+    words.workspace.document_changed(ignore)  # what the engine does on any change
+    words.mark_dirty(ignore)
+    assert words.refresh() == 2
+    assert [p.name for p in words.files_with("beta")] == ["a.py"]

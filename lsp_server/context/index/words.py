@@ -14,6 +14,8 @@ Its names equal `tokenize`'s on every file of Django 6.1.3 (909 files, 5.9 MB;
 checked once) and of this package (``tests/unit/test_word_index.py``), in about
 half the time (4.7 s against 9.4 s for Django on 2 busy cores).
 
+Which files count, and their text, is the `WorkspaceBoundary`'s answer (its
+walk, its reads: buffers first, regular files inside the root, capped).
 The index is built file by file (`index_file`, on a worker thread) and kept
 current by `mark_dirty` (an editor buffer changed, a watched file changed:
 cheap, any thread) and `refresh` (re-reads the dirty files, and with
@@ -31,18 +33,16 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsp_server.context.source.pysource import read_disk
+from lsp_server.context.source.pysource import decode_source
+from lsp_server.workspace import Refused, WorkspaceBoundary
+from lsp_server.workspace.ignore import IGNORE_FILES
 
 logger = logging.getLogger(__name__)
 
-#: Directories never indexed (besides any whose name starts with a dot).
-SKIP_DIRS = frozenset(
-    {".git", ".venv", "venv", "node_modules", "site-packages", "build", "dist", "__pycache__"}
-)
 #: At most this many files are indexed; the rest are left out (logged).
 MAX_FILES = 10_000
 #: Files larger than this (generated code, data dumps) are left out.
@@ -170,27 +170,18 @@ def sites_in(text: str, name: str) -> list[Site]:
     return [_unpack(v) for v in calls.get(name, ())]
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
 class WordIndex:
     """Identifier → files, and per file its call sites; for one workspace root."""
 
     def __init__(
         self,
-        root: Path | None,
-        read_text: Callable[[Path], str | None],
+        workspace: WorkspaceBoundary,
         *,
         max_files: int = MAX_FILES,
         max_bytes: int = MAX_FILE_BYTES,
     ) -> None:
-        self.root = Path(os.path.normpath(root.absolute())) if root is not None else None
-        self.read_text = read_text
+        self.workspace = workspace
+        self.root = workspace.root
         self.max_files = max_files
         self.max_bytes = max_bytes
         #: Set when the client reports file changes (workspace/didChangeWatchedFiles).
@@ -213,44 +204,33 @@ class WordIndex:
         return len(self._files)
 
     def key(self, path: Path) -> Path | None:
-        """The index's key for ``path`` if it is a workspace ``.py`` file it may hold."""
+        """The index's key for ``path`` if it is a workspace ``.py`` file it may hold
+        (inside the root and the boundary; a single file is not indexed)."""
         if self.root is None or path.suffix != ".py":
             return None
         normal = Path(os.path.normpath(path.absolute()))
-        try:
-            parts = normal.relative_to(self.root).parts
-        except ValueError:
-            return None
-        if any(p in SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
+        if not normal.is_relative_to(self.root) or not self.workspace.contains(normal):
             return None
         return normal
 
     def discover(self) -> list[Path]:
-        """The workspace's ``.py`` files, sorted, skipping `SKIP_DIRS` and hidden directories."""
+        """The workspace's ``.py`` files (the boundary's walk), sorted, at most ``max_files``."""
         if self.root is None:
             return []
-        found: list[Path] = []
-        for top, dirs, files in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
-            found.extend(Path(top, f) for f in sorted(files) if f.endswith(".py"))
-        found.sort()
-        if len(found) > self.max_files:
-            logger.warning(
-                "workspace has %d Python files; indexing the first %d", len(found), self.max_files
-            )
-            found = found[: self.max_files]
-        return found
+        return sorted(self.workspace.iter_python_files(limit=self.max_files))
 
     def read(self, key: Path) -> tuple[str | None, tuple[int, int] | None]:
-        """The file's text (its editor buffer if open) and disk stamp; None when unreadable
-        or larger than ``max_bytes``."""
-        text = self.read_text(key)
+        """The file's text (its editor buffer if open) and disk stamp; None when refused,
+        unreadable or larger than ``max_bytes``."""
+        text = self.workspace.buffers(key)
         if text is not None:
             return (text if len(text) <= self.max_bytes else None), None
-        stamp = _stamp(key)
-        if stamp is None or stamp[1] > self.max_bytes:
-            return None, stamp
-        return read_disk(key), stamp
+        try:
+            data, stamp = self.workspace.read_bytes(key, max_bytes=self.max_bytes)
+        except Refused as refused:
+            logger.debug("not indexed: %s", refused.message)
+            return None, None
+        return decode_source(data), stamp
 
     def index_file(
         self, path: Path, text: str | None = None, stamp: tuple[int, int] | None = None
@@ -258,10 +238,15 @@ class WordIndex:
         """Index ``path`` now (worker thread): from ``text`` if given (read from disk with
         ``stamp``, or from a buffer), else from its buffer or the disk.
 
-        A file that is gone, unreadable or too large is dropped. True when it is indexed.
+        A file that is gone, unreadable, too large or refused by the boundary is dropped.
+        True when it is indexed.
         """
         key = self.key(path)
         if key is None:
+            normal = Path(os.path.normpath(path.absolute()))
+            with self._lock:  # no longer a workspace file (ignored since): forget it
+                self._replace(normal, None)
+                self._dirty.discard(normal)
             return False
         if text is None:
             text, stamp = self.read(key)
@@ -307,11 +292,21 @@ class WordIndex:
             self._dirty.discard(key)
 
     def mark_dirty(self, path: Path | None) -> None:
-        """``path`` changed (a buffer edit, a save, a watched file): re-read it at `refresh`."""
-        key = self.key(path) if path is not None else None
-        if key is not None:
+        """``path`` changed (a buffer edit, a save, a watched file): re-read it at `refresh`.
+
+        An ignore file's change makes every indexed file dirty (judged again; the ones it
+        now excludes are dropped)."""
+        if path is None:
+            return
+        if path.name in IGNORE_FILES:
             with self._lock:
-                self._dirty.add(key)
+                self._dirty.update(self._files)
+            return
+        key = self.key(path)
+        normal = key if key is not None else Path(os.path.normpath(path.absolute()))
+        with self._lock:
+            if key is not None or normal in self._files:
+                self._dirty.add(normal)
 
     def refresh(self, paths: Iterable[Path] = (), *, check_mtime: bool = False) -> int:
         """Re-index the dirty files, and with ``check_mtime`` those of ``paths`` whose
@@ -329,7 +324,9 @@ class WordIndex:
                     continue
                 with self._lock:
                     entry = self._files.get(key)
-                if entry is not None and entry.stamp is not None and _stamp(key) != entry.stamp:
+                if entry is None or entry.stamp is None:
+                    continue
+                if self.workspace.stamp(key) != entry.stamp:
                     todo.add(key)
         for key in sorted(todo):
             self.index_file(key)
@@ -344,7 +341,7 @@ class WordIndex:
         with self._lock:
             known = set(self._files)
         for gone in sorted(known - current):
-            if self.read_text(gone) is None:
+            if self.workspace.buffers(gone) is None:
                 self.remove(gone)
         new = sorted(current - known)
         for path in new:

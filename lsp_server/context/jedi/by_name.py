@@ -23,6 +23,7 @@ from typing import Any
 
 from lsp_server.context.jedi.child import JobContext
 from lsp_server.context.jedi.queries import JEDI_ERRORS, project_for, script
+from lsp_server.workspace import is_library
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,10 @@ def _rel(root: Path, path: Path) -> str:
 def _location(root: Path, name: Any, *, with_signature: bool = False) -> Location:
     inside = _inside(root, name.module_path)
     signature = None
-    if with_signature:
+    # Outside the root only a library's signature is quoted: jedi reads files beside the
+    # workspace (a symlink's target, a single file's neighbours) that may hold secrets.
+    quotable = inside or not name.module_path or is_library(Path(name.module_path))
+    if with_signature and quotable:
         try:
             sigs = name.get_signatures()
             signature = sigs[0].to_string() if sigs else None

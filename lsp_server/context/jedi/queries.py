@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.context.jedi.child import JobContext
+from lsp_server.context.jedi.safe_reads import guard_parso_reads
 from lsp_server.context.model import Callers, Definition, Reference, SymbolInfo
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def project_for(root: Path | None) -> Any:
     """The worker's one `jedi.Project` for ``root`` (None: jedi's default project)."""
     if root is None:
         return None
+    guard_parso_reads()
     import jedi  # only the worker needs jedi
 
     with _projects_lock:
@@ -71,6 +73,7 @@ def in_root(root: Path | None, path: Path | None) -> bool:
 
 def script(project: Any, source: str | None, path: Path | None) -> Any:
     """A `jedi.Script` on ``source`` (the editor's text wins over the file on disk)."""
+    guard_parso_reads()
     import jedi
 
     return jedi.Script(source, path=str(path) if path else None, project=project)

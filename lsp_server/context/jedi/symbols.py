@@ -17,10 +17,13 @@ drops the entries asked about ``path`` or resolving into it, and every
 project-wide entry (references, callers), which any file can change.
 
 Unsaved editor buffers are the source of truth: callers pass the buffer text
-of the file they query (it travels with each job), and `read` gives a buffer
-before the disk (``read_text`` is injected by the engine). Jedi itself reads
-*other* files from disk, so a definition in another unsaved buffer is located
-as saved; the assembler then cuts it from the buffer by the jedi-reported line.
+of the file they query (it travels with each job), and `read` asks the
+`WorkspaceBoundary` (a buffer before the disk, refused files never). Jedi
+itself reads *other* files from disk, so a definition in another unsaved
+buffer is located as saved; the assembler then cuts it from the buffer by the
+jedi-reported line. Jedi also reads files the boundary refuses (an ignored
+module, a symlink out of the root): the facts it gives about a name defined
+there (signature, inferred type, docstring) are dropped (`WorkspaceBoundary.quotable`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +42,14 @@ from lsp_server.context.jedi import queries as q
 from lsp_server.context.jedi.process import thread_or_process
 from lsp_server.context.jedi.worker import JediWorker
 from lsp_server.context.model import Callers, Definition, SymbolInfo
-from lsp_server.context.source.pysource import read_disk
+from lsp_server.workspace import WorkspaceBoundary
 
 logger = logging.getLogger(__name__)
-
-ReadText = Callable[[Path], str | None]
 
 #: Default caps: definitions per name, references per query, cache entries.
 DEFINITION_LIMIT = 5
 REFERENCE_LIMIT = 50
 CACHE_ENTRIES = 4096
-
-
-def _no_buffers(path: Path) -> str | None:
-    return None
 
 
 def _key_path(path: Path | None) -> str:
@@ -101,16 +99,15 @@ class SymbolIndex:
 
     def __init__(
         self,
-        root: Path | None,
-        read_text: ReadText | None = None,
+        workspace: WorkspaceBoundary,
         *,
         cache_entries: int = CACHE_ENTRIES,
         isolate: bool = True,
     ) -> None:
         """``isolate``: jedi in a child process (started now, in the background), else a thread."""
-        self.root = root
-        self.read_text = read_text or _no_buffers
-        self._worker = thread_or_process(isolate, q.warm, root)
+        self.workspace = workspace
+        self.root = workspace.root
+        self._worker = thread_or_process(isolate, q.warm, self.root)
         self._cache = _Cache(cache_entries)
 
     @property
@@ -131,11 +128,9 @@ class SymbolIndex:
         logger.debug("invalidated %d cached jedi results for %s", dropped, path)
 
     async def read(self, path: Path) -> str | None:
-        """An open buffer's text, else the file on disk (read off the event loop)."""
-        text = self.read_text(path)
-        if text is not None:
-            return text
-        return await asyncio.to_thread(read_disk, path)
+        """An open buffer's text, else the file on disk (off the event loop); None when
+        the boundary refuses it or it cannot be read."""
+        return await asyncio.to_thread(self.workspace.read_text, path)
 
     def _key(self, op: str, path: Path | None, source: str, *args: Any) -> tuple[Any, ...]:
         digest = hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
@@ -158,6 +153,8 @@ class SymbolIndex:
             return value  # type: ignore[no-any-return]
         job = (self.root, source, path, line, column)
         info = await self._worker.run(q.symbol_at, *job, deadline=deadline)
+        if info is not None and not self.workspace.quotable(info.definition_path):
+            info = replace(info, signatures=(), doc_summary=None, type_names=())
         paths = {_key_path(path)}
         if info is not None and info.definition_path is not None:
             paths.add(_key_path(info.definition_path))

@@ -23,7 +23,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -56,6 +56,7 @@ from lsp_server.context.static.modules import Module, ModuleCache
 from lsp_server.context.static.names import NameUse, local_types, used_names
 from lsp_server.context.static.resolver import StaticResolver
 from lsp_server.context.tokens import TokenCounter
+from lsp_server.workspace import Refused
 
 logger = logging.getLogger(__name__)
 
@@ -103,33 +104,17 @@ class ContextTask:
 class Assembler:
     """Builds context packs for one workspace from a `SymbolIndex` (and its buffers)."""
 
-    def __init__(
-        self,
-        symbols: SymbolIndex,
-        display_path: Callable[[Path | None], str] | None = None,
-        *,
-        modules: int = 4096,
-    ) -> None:
+    def __init__(self, symbols: SymbolIndex, *, modules: int = 4096) -> None:
         self.symbols = symbols
-        self.display_path = memo_display(display_path or self._relative)
-        self.modules = ModuleCache(symbols.read_text, self.display_path, modules)
+        self.workspace = symbols.workspace
+        self.display_path = memo_display(self.workspace.display_path)
+        self.modules = ModuleCache(self.workspace, modules, display_path=self.display_path)
         self.resolver = StaticResolver(symbols.root, self.modules)
-        self.words = WordIndex(symbols.root, symbols.read_text)
+        self.words = WordIndex(self.workspace)
         self.finder = CallerFinder(self.words, self.resolver, self.modules)
         self._cache_size = modules
         self._rescan: asyncio.Task[int] | None = None
         self._scanned_at = 0.0
-
-    def _relative(self, path: Path | None) -> str:
-        if path is None:
-            return "<unsaved>"
-        root = self.symbols.root
-        if root is not None:
-            try:
-                return path.resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
-                pass
-        return path.as_posix()
 
     async def warm(self, paths: Iterable[Path]) -> int:
         """Index ``paths`` (the workspace's files) and chunk them ahead of requests.
@@ -251,7 +236,7 @@ class Assembler:
         out: list[Candidate] = []
         seen: set[tuple[str, int]] = set()
         for d in ordered:
-            if d.path is None or not d.in_workspace or d.kind == "module":
+            if d.path is None or d.kind == "module" or not self.workspace.contains(d.path):
                 continue
             if d.path.suffix != ".py":
                 continue
@@ -278,9 +263,11 @@ class Assembler:
         Hit paths are workspace-relative; a chunk that moved since it was indexed is skipped.
         """
         candidates: list[Candidate] = []
-        root = self.symbols.root
         for hit in hits:
-            path = root / hit.path if root is not None else Path(hit.path)
+            try:
+                path = self.workspace.resolve_relative(hit.path)
+            except Refused:
+                continue  # excluded since it was indexed
             text = await self.symbols.read(path)
             if text is None:
                 continue

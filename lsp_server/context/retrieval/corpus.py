@@ -1,9 +1,10 @@
 """The workspace's chunks for retrieval: which files, their chunks, and a keyword index.
 
-`Corpus` walks the workspace for Python files (hidden, virtualenv, build and
-cache directories skipped; at most `MAX_FILES`; files over `MAX_FILE_BYTES`
-left out), chunks each on a worker thread and keeps per file a `FileEntry`:
-its stat stamp, content digest and chunks (a `retrieval.ChunkRef` with the text
+`Corpus` takes the workspace's Python files from the `WorkspaceBoundary`'s
+walk (its one rule for secrets, ignored files, skipped directories and
+virtualenvs; at most `MAX_FILES`; files over `MAX_FILE_BYTES` left out),
+chunks each on a worker thread and keeps per file a `FileEntry`: its stat
+stamp, content digest and chunks (a `retrieval.ChunkRef` with the text
 `retrieval.embed_text` gives it). Entries persist in ``diskcache`` under the
 workspace's index directory, so after a restart only files whose content
 changed are chunked again. Every chunk is a BM25 document (`lexical.Bm25`) of
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +30,7 @@ from lsp_server.context.retrieval.embeddings import ChunkRef, embed_text
 from lsp_server.context.retrieval.lexical import Bm25, tokens
 from lsp_server.context.source.chunker import chunk_module, decode_source
 from lsp_server.storage import INDEX_CACHE_BYTES, open_cache
+from lsp_server.workspace import Refused, WorkspaceBoundary
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,6 @@ MAX_FILES = 5000
 MAX_FILE_BYTES = 1_000_000
 #: Files checked per worker-thread hop (a hop per file costs more than a small file).
 HOP = 32
-SKIP_DIRS = frozenset(
-    {"__pycache__", "node_modules", "site-packages", "venv", "env", "build", "dist", "htmlcov"}
-)
 
 Report = Callable[[str], None]
 
@@ -53,41 +51,26 @@ class FileEntry:
     chunks: tuple[tuple[ChunkRef, str], ...]
 
 
-def discover(root: Path, limit: int = MAX_FILES) -> list[str]:
-    """Workspace-relative POSIX paths of the Python files under ``root``, sorted."""
-    found: list[str] = []
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if not d.startswith(".") and d not in SKIP_DIRS and not d.endswith(".egg-info")
-        )
-        base = Path(directory).relative_to(root)
-        found.extend((base / f).as_posix() for f in sorted(files) if f.endswith(".py"))
-        if len(found) >= limit:
-            logger.warning("indexing only the first %d Python files under %s", limit, root)
-            return sorted(found[:limit])
-    return sorted(found)
+def discover(workspace: WorkspaceBoundary, limit: int = MAX_FILES) -> list[str]:
+    """Workspace-relative POSIX paths of the workspace's Python files, sorted."""
+    found = (workspace.relative(p) for p in workspace.iter_python_files(limit=limit))
+    return sorted(rel for rel in found if rel is not None)
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def load_entry(root: Path, rel: str, old: FileEntry | None) -> FileEntry | None:
-    """``rel``'s entry, reusing ``old`` when the file did not change; None if unreadable."""
-    path = root / rel
+def load_entry(workspace: WorkspaceBoundary, rel: str, old: FileEntry | None) -> FileEntry | None:
+    """``rel``'s entry, reusing ``old`` when the file did not change; None if the boundary
+    refuses it or it cannot be read."""
     try:
-        st = path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-        if old is not None and old.stamp == stamp:
+        path = workspace.resolve_relative(rel)
+        if old is not None and workspace.stamp(path) == old.stamp:
             return old
-        if st.st_size > MAX_FILE_BYTES:
-            logger.info("not indexing %s: %d bytes", rel, st.st_size)
-            return None
-        data = path.read_bytes()
-    except OSError as exc:
-        logger.debug("cannot index %s: %s", rel, exc)
+        data, stamp = workspace.read_bytes(path, max_bytes=MAX_FILE_BYTES)
+    except Refused as refused:
+        logger.debug("not indexing %s: %s", rel, refused.message)
         return None
     digest = hashlib.sha256(data).hexdigest()
     if old is not None and old.digest == digest:
@@ -110,8 +93,8 @@ def _terms(ref: ChunkRef, text: str) -> list[str]:
 class Corpus:
     """The indexed chunks of one workspace; see the module docstring."""
 
-    def __init__(self, root: Path, directory: Path) -> None:
-        self.root = root
+    def __init__(self, workspace: WorkspaceBoundary, directory: Path) -> None:
+        self.workspace = workspace
         self._store = open_cache(directory, INDEX_CACHE_BYTES)
         self.files: dict[str, FileEntry] = {}
         self._bm25: Bm25[ChunkRef] = Bm25()
@@ -148,7 +131,7 @@ class Corpus:
     def _check(self, rels: Sequence[str]) -> int:
         """Re-check ``rels``, persist and index what changed; how many changed."""
         old = {rel: self.files.get(rel) for rel in rels}
-        entries = {rel: load_entry(self.root, rel, old[rel]) for rel in rels}
+        entries = {rel: load_entry(self.workspace, rel, old[rel]) for rel in rels}
         changed = {rel: e for rel, e in entries.items() if e is not old[rel]}
         if changed:
             with self._store.transact():
@@ -177,7 +160,7 @@ class Corpus:
         """Bring every file up to date; returns how many files are indexed."""
         async with self._lock:
             await self._ensure_loaded()
-            paths = await asyncio.to_thread(discover, self.root)
+            paths = await asyncio.to_thread(discover, self.workspace)
             if report is not None:
                 report(f"Indexing {len(paths)} files…")
             listed = set(paths)
@@ -191,7 +174,7 @@ class Corpus:
                 await asyncio.to_thread(self._forget, gone)
         logger.info(
             "corpus %s: %d files, %d chunks (%d changed, %d removed)",
-            self.root,
+            self.workspace.root,
             len(self.files),
             self.chunk_count,
             changed,

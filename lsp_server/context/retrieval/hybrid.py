@@ -26,6 +26,7 @@ from lsp_server.context.retrieval.corpus import Corpus, Report
 from lsp_server.context.retrieval.embeddings import ChunkRef, Embed, EmbeddingIndex, Hit
 from lsp_server.context.retrieval.lexical import fuse
 from lsp_server.storage import KEEP_INDEXES, STAMP, prune_folders, touch
+from lsp_server.workspace import WorkspaceBoundary
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +82,14 @@ def select(
 class Retriever:
     """The retrieval index of one workspace; see the module docstring."""
 
-    def __init__(self, root: Path, cache_dir: Path) -> None:
-        self.root = root
+    def __init__(self, workspace: WorkspaceBoundary, cache_dir: Path) -> None:
+        if workspace.root is None:
+            raise ValueError("a retrieval index needs a workspace root")
+        self.workspace = workspace
+        self.root = workspace.root
         self.cache_dir = cache_dir
-        self.directory = index_dir(cache_dir, root)
-        self.corpus = Corpus(root, self.directory)
+        self.directory = index_dir(cache_dir, self.root)
+        self.corpus = Corpus(workspace, self.directory)
         self._spaces: dict[str, EmbeddingIndex] = {}
         self._used: set[str] = set()  # spaces a question has synced in this session
         self._pruned = False

@@ -8,7 +8,8 @@ though: ``app_config`` holds an ``AppConfig``, ``stream`` a ``LazyStream``,
 workspace's class names to their files (one regex pass over the files, built
 on first use); `convention_class` takes the classes whose name is the
 variable's (``_`` removed, case ignored) or ends with it at a word boundary,
-and accepts a guess only when it is safe:
+and accepts a guess only when it is safe (the files are the `WorkspaceBoundary`'s
+walk, read through it: open buffers first, refused files never):
 
 * a class of that name the module binds (imported or defined) wins, when it
   has the attribute used;
@@ -23,17 +24,16 @@ and accepts a guess only when it is safe:
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from pathlib import Path
 
-from lsp_server.context.index.words import MAX_FILE_BYTES, MAX_FILES, SKIP_DIRS
+from lsp_server.context.index.words import MAX_FILE_BYTES, MAX_FILES
 from lsp_server.context.model import Definition
 from lsp_server.context.source.chunker import ChunkKind
-from lsp_server.context.source.pysource import read_disk
 from lsp_server.context.static.modules import Module
 from lsp_server.context.static.protocol import Resolver
+from lsp_server.workspace import WorkspaceBoundary
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ _CLASS = re.compile(r"^[ \t]*class[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 class ClassIndex:
     """Class name → the workspace files defining a class of that name (built once, lazily)."""
 
-    def __init__(self, root: Path | None) -> None:
-        self.root = root
+    def __init__(self, workspace: WorkspaceBoundary) -> None:
+        self.workspace = workspace
         self._lock = threading.Lock()
         self._names: dict[str, tuple[Path, ...]] | None = None
         self._matching: dict[str, list[str] | None] = {}
@@ -64,24 +64,14 @@ class ClassIndex:
 
     def _scan(self) -> dict[str, tuple[Path, ...]]:
         found: dict[str, list[Path]] = {}
-        if self.root is None:
+        if self.workspace.root is None:
             return {}
         count = 0
-        for top, dirs, files in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
-            for name in sorted(files):
-                if not name.endswith(".py") or count >= MAX_FILES:
-                    continue
-                count += 1
-                path = Path(top, name)
-                try:
-                    if path.stat().st_size > MAX_FILE_BYTES:
-                        continue
-                except OSError:
-                    continue
-                text = read_disk(path)
-                for cls in set(_CLASS.findall(text or "")):
-                    found.setdefault(cls, []).append(path)
+        for path in self.workspace.iter_python_files(limit=MAX_FILES):
+            count += 1
+            text = self.workspace.read_text(path, max_bytes=MAX_FILE_BYTES)
+            for cls in set(_CLASS.findall(text or "")):
+                found.setdefault(cls, []).append(path)
         logger.debug("class index: %d names in %d files", len(found), count)
         return {name: tuple(paths) for name, paths in found.items()}
 

@@ -1,8 +1,9 @@
 """Workspace modules as the import map reads them: chunked once, cached by content.
 
 `ModuleCache` holds chunked modules keyed by path and content hash, and is safe
-to use from a worker thread: open editor buffers (``read_text``) win over the
-disk, and a file on disk is read again only when it changed. A `Module` is a
+to use from a worker thread: files come through the `WorkspaceBoundary` (open
+editor buffers win over the disk; a file it refuses is never loaded), and a
+file on disk is read again only when it changed. A `Module` is a
 file's text lines, its chunks and its top-level facts (`names.module_facts`).
 """
 
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsp_server.context.source.chunker import ChunkedModule, chunk_module
-from lsp_server.context.source.pysource import read_disk
 from lsp_server.context.static.names import ModuleFacts, module_facts
+from lsp_server.workspace import WorkspaceBoundary
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +44,14 @@ class ModuleCache:
 
     def __init__(
         self,
-        read_text: Callable[[Path], str | None],
-        display_path: Callable[[Path | None], str],
+        workspace: WorkspaceBoundary,
         size: int = 256,
+        *,
+        display_path: Callable[[Path | None], str] | None = None,
     ) -> None:
-        self.read_text = read_text
-        self.display_path = display_path
+        """``display_path``: the boundary's, or a memoised form of it."""
+        self.workspace = workspace
+        self.display_path = display_path or workspace.display_path
         self._size = size
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str], Module] = OrderedDict()
@@ -70,23 +73,24 @@ class ModuleCache:
         return found
 
     def file(self, path: Path) -> Module | None:
-        """The module of a file: its open buffer if any, else its text on disk.
+        """The module of a file: its open buffer if any, else its text on disk; None when
+        the boundary refuses it or it cannot be read.
 
         A file on disk is read again only when its size or modification time changed.
         """
-        text = self.read_text(path)
+        if not self.workspace.contains(path):
+            return None
+        text = self.workspace.buffers(path)
         if text is not None:
             return self.get(path, text)
-        try:
-            st = path.stat()
-        except OSError:
+        stamp = self.workspace.stamp(path)
+        if stamp is None:
             return None
-        stamp = (st.st_mtime_ns, st.st_size)
         with self._lock:
             known = self._disk.get(path)
         if known is not None and known[0] == stamp:
             return known[1]
-        text = read_disk(path)
+        text = self.workspace.read_text(path)
         if text is None:
             return None
         found = self.get(path, text)

@@ -64,7 +64,7 @@ class StaticResolver:
         self.modules = modules
         self._files: dict[str, Path | None] = {}
         #: workspace class names, for `convention`'s guesses (built on first use)
-        self.classes = ClassIndex(self.root)
+        self.classes = ClassIndex(modules.workspace)
 
     def module_file(self, dotted: str) -> Path | None:
         """``a.b`` → ``root/a/b.py`` or ``root/a/b/__init__.py`` (None outside the root)."""
