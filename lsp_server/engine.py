@@ -88,7 +88,9 @@ class Engine:
     ) -> None:
         self.root = root
         self.read_buffer: ReadBuffer = read_buffer or (lambda path: None)
-        self.symbols = SymbolIndex(root, read_text=self.read_buffer)
+        self.symbols = SymbolIndex(
+            root, read_text=self.read_buffer, cache_dir=settings.cache_dir / "jedi"
+        )
         self.assembler = Assembler(self.symbols, self.display_path)
         self.actions = Actions(self)
         self._tools: ToolRegistry | None = None

@@ -11,20 +11,29 @@ when the caller gave up or the deadline passed; ``ctx.emit(value)`` hands a
 partial result to the parent as soon as it is known.
 
 The child is started with ``subprocess`` (a fresh interpreter: never ``fork``,
-the server has threads) and its stdout is the server's stderr from its first
-instruction, so nothing it prints can reach the LSP stream (multiprocessing's
+the server has threads), isolated (`isolation.python_command`: ``python -I``
+in a private directory with an allow-listed environment, so no module of the
+workspace or the server's working directory shadows ours and no key is in its
+``os.environ``), with jedi's cache directory set to ``cache_dir``. Its stdout
+is the server's stderr from its first instruction, so nothing it prints can
+reach the LSP stream (multiprocessing's
 spawn imports the parent's ``__main__`` in the child before any of our code
 runs). Its stdin is /dev/null; requests, answers and log records travel over a
 socket pair as pickles. The child exits when that socket reaches EOF (the
-parent closed it or died) or its parent pid changes. It starts in the
-background when the worker is created, importing jedi and warming a project.
+parent closed it or died) or its parent pid changes, after the running job
+returned; `close` waits `CLOSE_WAIT` seconds for that before it kills. It
+starts in the background when the worker is created, importing jedi and
+warming a project.
 
 Failures: a child that died while idle is restarted and the job sent again; a
 child that dies during a job (killed, segfault, out of memory) fails that job
 with `JediCrashed` and the next job starts a new one. A job still running
 ``grace`` seconds after its deadline is killed (jedi's in-memory caches go with
 it; parso's disk cache stays) when another job is waiting, and regardless at
-``hard_limit`` seconds after its deadline.
+``hard_limit`` seconds after its deadline. Any other exception a job raises
+(jedi fails in many ways on odd code, a corrupt cache it could not recover
+from) becomes `JediFailed`, a `JediCrashed`: "no static facts this time",
+logged once per job and error type.
 """
 
 from __future__ import annotations
@@ -32,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
-import json
 import logging
 import os
 import pickle
@@ -44,9 +52,11 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, TypeVar
 
-from lsp_server.context.jedi_child import Emit, JobContext, JobFn, Stop
+from lsp_server.context.jedi_child import Emit, JobContext, JobFn, Stop, run_job
+from lsp_server.isolation import child_env, private_cwd, python_command
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +68,10 @@ GRACE = 2.0
 HARD_LIMIT = 30.0
 #: Deadline of a job that names none (so the kill policy always has a bound).
 DEFAULT_DEADLINE = 60.0
+#: Seconds `ProcessWorker.close` lets the child finish its job and exit before killing it.
+CLOSE_WAIT = 2.0
+#: Variables the child keeps beyond `isolation.child_env` (jedi finds the user's venv by them).
+_JEDI_ENV = ("VIRTUAL_ENV", "CONDA_PREFIX")
 
 
 class JediCrashed(TimeoutError):
@@ -66,6 +80,23 @@ class JediCrashed(TimeoutError):
     A `TimeoutError`: for every caller it means the same as a missed deadline,
     "no static facts this time".
     """
+
+
+class JediFailed(JediCrashed):
+    """A jedi job raised: the lookup failed (the cause is chained and logged once)."""
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def _failed(fn: JobFn, exc: Exception) -> JediFailed:
+    key = (_name(fn), type(exc).__name__)
+    if key not in _reported:
+        _reported.add(key)
+        logger.warning("jedi job %s failed: %s: %s (static fallback)", key[0], key[1], exc)
+    else:
+        logger.debug("jedi job %s failed again: %r", key[0], exc)
+    return JediFailed(f"{key[0]} failed: {key[1]}")
 
 
 def _name(fn: JobFn) -> str:
@@ -123,6 +154,8 @@ class JediWorker:
         except (TimeoutError, asyncio.CancelledError):
             job.cancel()
             raise
+        except Exception as exc:  # any jedi failure is a failed lookup, never the caller's error
+            raise _failed(fn, exc) from exc
 
     def _submit(self, job: _Job) -> None:
         raise NotImplementedError
@@ -146,7 +179,7 @@ class ThreadWorker(JediWorker):
                 return
             try:
                 ctx = JobContext(Stop(job.at, job.cancelled), job.part)
-                job.future.set_result(job.fn(ctx, *job.args))
+                job.future.set_result(run_job(job.fn, ctx, job.args))
             except BaseException as exc:
                 job.future.set_exception(exc)
 
@@ -160,23 +193,23 @@ class ThreadWorker(JediWorker):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def thread_or_process(isolate: bool, warm: JobFn | None, *args: Any) -> JediWorker:
+def thread_or_process(
+    isolate: bool, warm: JobFn | None, *args: Any, cache_dir: Path | None = None
+) -> JediWorker:
     """A `ProcessWorker` (warmed with ``warm(*args)``) when ``isolate``, else a `ThreadWorker`.
 
     The child needs POSIX (its socket is passed by file descriptor) and a Python
     executable to start; without them jedi runs on a thread, and the log says so.
+    ``cache_dir`` is the child's jedi cache directory (None: jedi's default).
     """
     if isolate and os.name == "posix" and sys.executable:
-        return ProcessWorker(warm, *args)
+        return ProcessWorker(warm, *args, cache_dir=cache_dir)
     if isolate:
         logger.warning("jedi runs on a thread: no child process on %s", sys.platform)
     return ThreadWorker()
 
 
-_BOOT = (
-    "import json, sys; sys.path[:] = json.loads(sys.argv[3]); "
-    "from lsp_server.context.jedi_child import child_main; child_main()"
-)
+_BOOT = "from lsp_server.context.jedi_child import child_main; child_main()"
 
 
 class ProcessWorker(JediWorker):
@@ -188,7 +221,9 @@ class ProcessWorker(JediWorker):
         *warm_args: Any,
         grace: float = GRACE,
         hard_limit: float = HARD_LIMIT,
+        cache_dir: Path | None = None,
     ) -> None:
+        self.cache_dir = cache_dir
         self.grace = grace
         self.hard_limit = hard_limit
         self.starts = 0
@@ -217,16 +252,24 @@ class ProcessWorker(JediWorker):
         self._queue.put(job)
 
     def close(self) -> None:
-        """Stop the child and reap it (no zombie is left); pending jobs fail."""
+        """Stop the child (EOF, `CLOSE_WAIT` for it to exit, then kill) and reap it."""
         self._closed = True
         self._queue.put(None)
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            try:
-                proc.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                logger.error("jedi worker pid %d did not exit after SIGKILL", proc.pid)
+        proc, conn = self._proc, self._conn
+        if proc is None or proc.poll() is not None:
+            return
+        if conn is not None:
+            _send_eof(conn)
+        try:
+            proc.wait(timeout=CLOSE_WAIT)
+            return
+        except subprocess.TimeoutExpired:
+            logger.warning("jedi worker pid %d did not exit on EOF; killing it", proc.pid)
+        proc.kill()
+        try:
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            logger.error("jedi worker pid %d did not exit after SIGKILL", proc.pid)
 
     # -- dispatcher thread -------------------------------------------------------
 
@@ -256,7 +299,7 @@ class ProcessWorker(JediWorker):
             if job is not None and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(JediCrashed("the jedi worker is closed"))
             job = None if self._queue.empty() else self._queue.get()
-        self._stop_child()
+        self._stop_child(kill=False)
 
     def _execute(self, job: _Job) -> None:
         message = ("call", job.id, job.fn, job.args, job.at)
@@ -338,15 +381,15 @@ class ProcessWorker(JediWorker):
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
+                python_command(
                     _BOOT,
                     str(theirs.fileno()),
                     str(os.getpid()),
-                    json.dumps(sys.path),
+                    str(self.cache_dir or ""),
                     str(logging.getLogger("lsp_server").getEffectiveLevel()),
-                ],
+                ),
+                cwd=private_cwd(),
+                env=child_env({k: os.environ[k] for k in _JEDI_ENV if k in os.environ}),
                 stdin=subprocess.DEVNULL,
                 stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
@@ -389,7 +432,7 @@ class ProcessWorker(JediWorker):
         if kill and proc.poll() is None:
             proc.kill()
         try:
-            proc.wait(timeout=2.0)
+            proc.wait(timeout=CLOSE_WAIT)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -404,6 +447,15 @@ class ProcessWorker(JediWorker):
                 self._conn.send(("cancel", job.id, None))
             except OSError as exc:
                 logger.debug("jedi worker: cancel not delivered: %s", exc)
+
+
+def _send_eof(conn: Connection) -> None:
+    """Shut the socket's sending side: the child sees EOF while the parent may still read."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        logger.debug("jedi worker: EOF not sent: %s", exc)
 
 
 def _has_fileno(stream: Any) -> bool:

@@ -130,11 +130,13 @@ class SymbolIndex:
         *,
         cache_entries: int = CACHE_ENTRIES,
         isolate: bool = True,
+        cache_dir: Path | None = None,
     ) -> None:
-        """``isolate``: jedi in a child process (started now, in the background), else a thread."""
+        """``isolate``: jedi in a child process (started now, in the background), else a thread;
+        ``cache_dir``: the child's jedi (parso) cache directory."""
         self.root = root
         self.read_text = read_text or _no_buffers
-        self._worker = thread_or_process(isolate, q.warm, root)
+        self._worker = thread_or_process(isolate, q.warm, root, cache_dir=cache_dir)
         self._cache = _Cache(cache_entries)
 
     @property
