@@ -90,7 +90,7 @@ def _tree(source: str) -> ast.Module | None:
         warnings.simplefilter("ignore")
         try:
             return ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, SystemError) as exc:
+        except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError) as exc:
             logger.debug("chunk does not parse alone: %s", exc)
             return None
 

@@ -164,3 +164,25 @@ def test_method_shared_by_two_classes_is_told_apart_by_the_import_map(tmp_path: 
     task_sites = [(s.display, s.line, s.rank) for s in finder.sites(tasks, task_run, (0, 0))]
     assert task_sites[0] == ("shop/use.py", 8, RANK_OURS)
     assert all((d, line) != ("shop/use.py", 10) for d, line, _ in task_sites)  # job.run
+
+
+async def test_warm_up_carries_on_past_a_file_that_cannot_be_parsed(tmp_path: Path) -> None:
+    """10,000 nested ``not`` make ``ast.parse`` raise MemoryError; that file is skipped."""
+    from lsp_server.context.assembler import Assembler
+    from lsp_server.context.symbols import SymbolIndex
+
+    _write(tmp_path, {**SHOP, "shop/aaa_deep.py": "x = " + "not " * 10_000 + "1\n"})
+    symbols = SymbolIndex(tmp_path, isolate=False)
+    try:
+        assembler = Assembler(symbols)
+        deep = tmp_path / "shop/aaa_deep.py"
+        paths = [deep, *(p for p in assembler.words.discover() if p.name != deep.name)]
+        assert await assembler.warm(paths) == len(paths)
+        jobs = assembler.modules.file(tmp_path / "shop/jobs.py")
+        assert jobs is not None
+        run = jobs.chunks.by_qualname("Job.run")
+        assert run is not None
+        found = [(s.display, s.line) for s in assembler.finder.sites(jobs, run, (0, 0))]
+        assert ("shop/use.py", 10) in found
+    finally:
+        symbols.close()
