@@ -94,9 +94,7 @@ def child_env(
 
 def server_path() -> str:
     """The directory this process imported ``lsp_server`` from (for a child's ``sys.path``)."""
-    import lsp_server
-
-    return str(Path(lsp_server.__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parent.parent)
 
 
 def python_command(code: str, *args: str) -> list[str]:
