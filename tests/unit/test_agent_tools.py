@@ -14,6 +14,7 @@ import pytest
 
 from lsp_server import isolation
 from lsp_server.agent.execution import ExecutionContext
+from lsp_server.agent.lint import run_ruff
 from lsp_server.agent.process import ProcessTimeout, run_process, safe_env
 from lsp_server.agent.registry import Tool, ToolRegistry, check_arguments, object_schema
 from lsp_server.agent.tools import ToolLimits, build_tools
@@ -437,3 +438,18 @@ async def test_children_run_at_most_max_children_at_once(tmp_path: Path) -> None
         running += 1 if event == "s" else -1
         peak = max(peak, running)
     assert peak == isolation.MAX_CHILDREN
+
+
+async def test_ruff_runs_as_its_binary_not_a_planted_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m ruff`` in the workspace imported the repository's ``ruff/__main__.py``."""
+    marker = tmp_path / "ran"
+    (tmp_path / "ruff").mkdir()
+    for name in ("__init__", "__main__"):
+        (tmp_path / "ruff" / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    found = await run_ruff("import os\n", tmp_path / "mod.py", cwd=tmp_path)
+    assert [d.code for d in found] == ["F401"]
+    assert not marker.exists()
