@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.agent import validate
+from lsp_server.agent import parse_check
 from lsp_server.agent.edits import splice
 from lsp_server.agent.lint import Diagnostic
 from lsp_server.agent.validate import (
@@ -130,7 +130,7 @@ async def test_nested_lambdas_are_rejected_without_hurting_the_server() -> None:
 async def test_slow_expression_chain_is_stopped_by_the_cpu_budget() -> None:
     """A 7 KB ``1+1+...`` chain held the GIL for 12 s."""
     text = "x = " + "+".join(["1"] * 3_500) + "\n"
-    assert validate.parse_cpu_budget(text) < 12
+    assert parse_check.parse_cpu_budget(text) < 12
     error = await check_parse(text)
     assert error is not None
     assert "CPU time" in error.message or "longer than" in error.message
