@@ -21,6 +21,7 @@ Hence, for every child:
 - Ruff runs as its binary (``ruff.find_ruff_bin()``), never ``python -m ruff``.
 - At most `MAX_CHILDREN` short-lived children run at once (`child_slot`), so
   one model reply calling 40 tools cannot start 40 processes.
+- Each child leads its own session; `kill_group` ends the whole group.
 
 `limit_preamble` is Python source a child runs first to cap its own address
 space and CPU time (``resource.setrlimit``; not ``preexec_fn``, which is unsafe
@@ -36,6 +37,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import weakref
@@ -122,6 +124,15 @@ def private_cwd() -> Path:
         _cwd = Path(tempfile.mkdtemp(prefix="llm-lsp-child-"))
         atexit.register(shutil.rmtree, _cwd, True)
     return _cwd
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group ``pid`` leads (a child started with ``start_new_session``);
+    also after the leader has exited, so grandchildren it left behind die too."""
+    if sys.platform == "win32":  # pragma: no cover - no process groups there
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+        os.killpg(pid, signal.SIGKILL)
 
 
 @contextlib.asynccontextmanager

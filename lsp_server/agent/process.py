@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsp_server.isolation import child_env, child_slot
+from lsp_server.isolation import child_env, child_slot, kill_group
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +104,10 @@ async def _feed(stdin: asyncio.StreamWriter | None, data: bytes | None) -> None:
 
 def _kill(proc: asyncio.subprocess.Process) -> None:
     """SIGKILL the child's whole process group, even when the child itself has exited."""
-    try:
-        if sys.platform != "win32":
-            os.killpg(proc.pid, signal.SIGKILL)
-        elif proc.returncode is None:  # pragma: no cover - exercised on Windows only
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is gone already
+    if sys.platform != "win32":
+        kill_group(proc.pid)
+    elif proc.returncode is None:  # pragma: no cover - exercised on Windows only
+        proc.kill()
 
 
 async def run_process(

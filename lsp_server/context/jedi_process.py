@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lsp_server.context.jedi_child import Emit, JobContext, JobFn, Stop, run_job
-from lsp_server.isolation import child_env, private_cwd, python_command
+from lsp_server.isolation import child_env, kill_group, private_cwd, python_command
 
 logger = logging.getLogger(__name__)
 
@@ -262,10 +262,9 @@ class ProcessWorker(JediWorker):
             _send_eof(conn)
         try:
             proc.wait(timeout=CLOSE_WAIT)
-            return
         except subprocess.TimeoutExpired:
             logger.warning("jedi worker pid %d did not exit on EOF; killing it", proc.pid)
-        proc.kill()
+        kill_group(proc.pid)  # the child if it still runs, and whatever it started
         try:
             proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
@@ -393,6 +392,7 @@ class ProcessWorker(JediWorker):
                 stdin=subprocess.DEVNULL,
                 stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
+                start_new_session=True,
                 close_fds=True,
             )
         except BaseException:
@@ -430,12 +430,13 @@ class ProcessWorker(JediWorker):
         if proc is None:
             return
         if kill and proc.poll() is None:
-            proc.kill()
+            kill_group(proc.pid)
         try:
             proc.wait(timeout=CLOSE_WAIT)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            kill_group(proc.pid)
             proc.wait()
+        kill_group(proc.pid)  # what jedi started (its compiled-module subprocess) goes too
 
     def _send_cancel(self, job: _Job) -> None:
         if self._current is not job:

@@ -302,3 +302,15 @@ async def test_truncated_parse_cache_is_removed_and_the_lookup_retried(tmp_path:
         assert await second.run(symbol_at, *args, deadline=60) == info
     finally:
         second.close()
+
+
+def spawn_job(ctx: JobContext) -> int:
+    """Starts a grandchild the way jedi starts its compiled-module subprocess."""
+    return subprocess.Popen(["sleep", "60"]).pid
+
+
+async def test_close_takes_the_childs_own_children_along(worker: ProcessWorker) -> None:
+    grandchild = await worker.run(spawn_job, deadline=30)
+    assert alive(grandchild)
+    worker.close()
+    assert await until(lambda: not alive(grandchild))
