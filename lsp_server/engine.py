@@ -48,7 +48,7 @@ class Engine:
         #: The one answer to which files may be read and sent; handed to every part.
         self.workspace = WorkspaceBoundary(root, read_buffer)
         self.root = self.workspace.root
-        self.symbols = SymbolIndex(self.workspace)
+        self.symbols = SymbolIndex(self.workspace, cache_dir=settings.storage.cache_dir / "jedi")
         self.assembler = Assembler(self.symbols)
         self.actions = Actions(self)
         self._hover = HoverPipeline(self)

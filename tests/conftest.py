@@ -187,8 +187,12 @@ async def start_session(
     init_options: dict[str, Any] | None = None,
     configuration: dict[str, Any] | None = None,
     capabilities: types.ClientCapabilities | None = None,
+    cwd: Path | None = None,
 ) -> Session:
-    """Start `python -m lsp_server serve` and initialize it like the named editor would."""
+    """Start `python -m lsp_server serve` and initialize it like the named editor would.
+
+    With ``cwd`` the server runs there as ``python -P`` (like the installed
+    ``llm-lsp`` script, nothing is imported from its working directory)."""
     stderr_log = tmp_path / "server-stderr.log"
     client = make_test_lsp_client()
     _fix_code_action_union(client)
@@ -197,12 +201,14 @@ async def start_session(
     env = env or server_env(tmp_path)
     await client.start_io(
         sys.executable,
+        *(["-P"] if cwd is not None else []),
         "-m",
         "lsp_server",
         "--log-file",
         str(stderr_log),
         "serve",
         env=env,
+        cwd=cwd,
     )
     await client.initialize_session(
         types.InitializeParams(

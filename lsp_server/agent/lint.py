@@ -1,16 +1,20 @@
 """Ruff as a library of structured diagnostics: source in, `Diagnostic`s out.
 
-Ruff runs as ``python -m ruff check --output-format=json`` on text piped to its
-stdin, with ``--stdin-filename`` set to the file's real path and the workspace
-root as working directory, so the user's own ruff configuration applies and
-unsaved editor text is linted. It never fixes, never writes a cache.
+Ruff runs as its own binary (``ruff.find_ruff_bin()``: never ``python -m
+ruff``, which would import a ``ruff`` package from the workspace) as ``ruff
+check --output-format=json`` on text piped to its stdin, with
+``--stdin-filename`` set to the file's real path and the workspace root as
+working directory, so the user's own ruff configuration applies and unsaved
+editor text is linted. Ruff is a Rust binary: its configuration is data, not
+code, so the workspace directory is safe for it. It never fixes, never writes
+a cache.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +84,21 @@ def parse_report(raw: str) -> list[Diagnostic]:
     return found
 
 
+@functools.cache
+def _find_ruff() -> str:
+    from ruff import find_ruff_bin  # type: ignore[import-untyped]  # the binary's locator
+
+    return str(find_ruff_bin())
+
+
+def ruff_binary() -> str:
+    """The path of the ruff executable; `LintUnavailable` when ruff is not installed."""
+    try:
+        return _find_ruff()
+    except (ImportError, FileNotFoundError) as exc:
+        raise LintUnavailable(f"the ruff binary is not installed: {exc}") from exc
+
+
 async def run_ruff(
     source: str, path: Path, *, cwd: Path, time_limit: float = 20.0
 ) -> list[Diagnostic]:
@@ -88,9 +107,7 @@ async def run_ruff(
     Raises `LintUnavailable` when ruff is missing, fails or times out.
     """
     args = [
-        sys.executable,
-        "-m",
-        "ruff",
+        ruff_binary(),
         "check",
         "--output-format=json",
         "--no-cache",

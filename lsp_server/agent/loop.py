@@ -12,7 +12,10 @@ Bounds (`AgentBounds`): ``max_steps`` model calls; ``max_total_tokens``
 (prompt + completion, summed over steps from ``Completion.usage``) checked
 before each further call, so an answer or fix from the step that crossed it is
 still used; ``deadline`` (absolute ``time.monotonic()``) enforced around every
-model call and tool batch. A call identical to an earlier one (same name,
+model call and tool batch; ``max_tool_calls`` calls of one reply run (one reply
+once asked for 40 lints at once), the rest are answered with a tool error
+saying so (child processes are also capped process-wide, see `isolation`). A
+call identical to an earlier one (same name,
 same arguments after canonical JSON) is not run again; the model is told so.
 On the last step the model is told that only an answer (explain) or
 ``propose_fix`` (fix) will be used. Given a ``fit`` (`ConversationMemory.fit`),
@@ -94,6 +97,7 @@ class AgentBounds:
     """Limits of one run; see the module docstring for their exact meaning."""
 
     max_steps: int = 6
+    max_tool_calls: int = 8
     max_total_tokens: int = 60_000
     deadline: float | None = None
     max_tokens_per_step: int = 1_500
@@ -194,7 +198,18 @@ class _Run:
 
     # -- one step ------------------------------------------------------------------
 
-    async def _one_call(self, call: ToolCall, step: int, repeated: bool, last: bool) -> str:
+    async def _one_call(
+        self, call: ToolCall, step: int, repeated: bool, last: bool, over: bool = False
+    ) -> str:
+        if over:
+            cap = self.bounds.max_tool_calls
+            return to_json(
+                ToolError(
+                    "too_many_calls",
+                    f"Not run: at most {cap} tool calls of one reply are run.",
+                    hint=f"Ask for what matters most, at most {cap} calls per reply.",
+                ).to_dict()
+            )
         if repeated:
             return to_json(
                 ToolError(
@@ -215,7 +230,10 @@ class _Run:
 
     async def run_calls(self, calls: list[ToolCall], step: int, last: bool) -> list[str]:
         flags: list[bool] = []
-        for call in calls:
+        cap = self.bounds.max_tool_calls
+        if len(calls) > cap:
+            logger.info("agent step %d: %d tool calls, %d run", step, len(calls), cap)
+        for call in calls[:cap]:
             key = canonical_call(call)
             flags.append(key in self.seen)
             self.seen.add(key)
@@ -226,8 +244,10 @@ class _Run:
                 )
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(self._one_call(call, step, repeated, last))
-                for call, repeated in zip(calls, flags, strict=True)
+                group.create_task(
+                    self._one_call(call, step, i < cap and flags[i], last, over=i >= cap)
+                )
+                for i, call in enumerate(calls)
             ]
         return [t.result() for t in tasks]
 

@@ -2,10 +2,12 @@
 
 `run_process` starts the child in its own session (process group), reads its
 output incrementally keeping only the head and the tail, and kills the whole
-group when the timeout passes or the awaiting task is cancelled, then waits for
-it, so no child outlives the request that started it. The environment passed
-to children drops variables that look like credentials: tests run user code,
-and with the agent's edit applied, code the model wrote.
+group on every way out (timeout, cancellation, and also after a normal exit,
+so grandchildren it left behind die with it), then waits for it, so nothing
+outlives the request that started it. At most `isolation.MAX_CHILDREN` run at
+once. The environment passed to children is `isolation.child_env`'s
+allow-list (no credential-like variables): tests run user code, and with the
+agent's edit applied, code the model wrote.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lsp_server.isolation import child_env, child_slot, kill_group
+
 logger = logging.getLogger(__name__)
 
-_SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
-_SECRET_PREFIXES = ("OPENAI_", "LLM_", "ANTHROPIC_", "AWS_", "AZURE_", "GOOGLE_", "GH_", "GITHUB_")
 _CHUNK = 65_536
 
 
@@ -50,15 +50,8 @@ class ProcessResult:
 
 
 def safe_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without credential-like variables, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not _SECRET_ENV.search(k) and not k.upper().startswith(_SECRET_PREFIXES)
-    }
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra or {})
-    return env
+    """The allow-listed environment for a child (`isolation.child_env`), plus ``extra``."""
+    return child_env(extra)
 
 
 class _Capture:
@@ -110,15 +103,11 @@ async def _feed(stdin: asyncio.StreamWriter | None, data: bytes | None) -> None:
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is not None:
-        return
-    try:
-        if sys.platform != "win32":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - exercised on Windows only
-            proc.kill()
-    except ProcessLookupError:
-        pass
+    """SIGKILL the child's whole process group, even when the child itself has exited."""
+    if sys.platform != "win32":
+        kill_group(proc.pid)
+    elif proc.returncode is None:  # pragma: no cover - exercised on Windows only
+        proc.kill()
 
 
 async def run_process(
@@ -136,6 +125,18 @@ async def run_process(
     output survives the timeout.) Cancellation kills the child's process
     group, waits for it and propagates.
     """
+    async with child_slot():
+        return await _run(args, cwd, time_limit, stdin, env, max_output)
+
+
+async def _run(
+    args: Sequence[str],
+    cwd: Path,
+    time_limit: float,
+    stdin: bytes | None,
+    env: Mapping[str, str] | None,
+    max_output: int,
+) -> ProcessResult:
     started = time.monotonic()
     kwargs: dict[str, Any] = {"start_new_session": True} if sys.platform != "win32" else {}
     proc = await asyncio.create_subprocess_exec(
@@ -159,8 +160,8 @@ async def run_process(
         logger.info("%s timed out after %.1f s; killed", args[:4], time_limit)
         raise ProcessTimeout(time_limit, out.text() + err.text()) from None
     finally:
+        _kill(proc)  # also after a normal exit: grandchildren left behind die too
         if proc.returncode is None:
-            _kill(proc)
             await proc.wait()
     return ProcessResult(
         returncode=returncode,

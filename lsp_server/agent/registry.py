@@ -162,7 +162,7 @@ def canonical_call(call: ToolCall) -> str:
     try:
         args = json.loads(call.arguments or "{}")
         text = json.dumps(args, sort_keys=True, separators=(",", ":"))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError, MemoryError):  # not JSON, or nested absurdly deep
         text = call.arguments
     return f"{call.name}\x00{text}"
 
@@ -223,7 +223,7 @@ class ToolRegistry:
             return f"Ignoring unknown tool {call.name}"
         try:
             args = json.loads(call.arguments or "{}")
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError, MemoryError):
             args = None
         return tool.describe(args if isinstance(args, dict) else {})
 
@@ -245,6 +245,12 @@ class ToolRegistry:
                 "invalid_json",
                 f"The arguments are not valid JSON ({exc.msg} at character {exc.pos}).",
                 hint=f"Send one JSON object: {_signature(tool.parameters)}.",
+            ) from None
+        except (RecursionError, MemoryError):
+            raise ToolError(
+                "invalid_arguments",
+                "The arguments are nested too deeply to read.",
+                hint=f"Send one flat JSON object: {_signature(tool.parameters)}.",
             ) from None
         if not isinstance(args, dict):
             raise ToolError(

@@ -1,9 +1,7 @@
 """Checks a drafted fix must pass before it is offered: it parses, lints no worse, tests pass.
 
-1. **Parse**: the edited module must parse with libcst; the error's line and
-   column go back to the model. Texts up to `THREAD_PARSE_CHARS` are parsed in
-   a thread, bigger ones in a subprocess (libcst holds the GIL for seconds on
-   megabyte files, which would freeze the event loop).
+1. **Parse**: the edited module must parse with libcst, in a limited child
+   process (`parse_check`); the error's line and column go back to the model.
 2. **Lint** (ruff, the project's configuration): no new problems. The edit is
    one contiguous replacement: lines ``changed = (start, end)`` of the edited
    text replace lines ``(start, end - delta)`` of the original, ``delta`` being
@@ -27,11 +25,9 @@ asking for another draft.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import shutil
-import sys
 import tempfile
 import threading
 from collections import Counter
@@ -42,44 +38,27 @@ from typing import Any
 
 from lsp_server.agent.edits import count_lines
 from lsp_server.agent.lint import Diagnostic, LintUnavailable, run_ruff
-from lsp_server.agent.process import ProcessTimeout, TestRun, run_process, run_pytest, safe_env
+from lsp_server.agent.parse_check import CheckUnavailable, ParseError, check_parse
+from lsp_server.agent.process import TestRun, run_pytest
 from lsp_server.agent.workspace import ToolError, Workspace
 from lsp_server.workspace import skipped_dir_name
 
 logger = logging.getLogger(__name__)
 
-THREAD_PARSE_CHARS = 300_000
+__all__ = [
+    "CheckResult",
+    "CheckUnavailable",
+    "ParseError",
+    "ValidationResult",
+    "check_parse",
+    "find_tests",
+    "module_name",
+    "new_diagnostics",
+    "validate_edit",
+]
+
 MAX_COPY_BYTES = 200_000_000
 MAX_TEST_FILES = 20
-_PARSE_SCRIPT = """\
-import json, sys, libcst
-try:
-    libcst.parse_module(sys.stdin.read())
-except libcst.ParserSyntaxError as e:
-    print(json.dumps({"line": e.raw_line, "column": e.raw_column + 1, "message": e.message}))
-"""
-
-
-class CheckUnavailable(Exception):
-    """A check could not run at all; not the draft's fault."""
-
-
-@dataclass(frozen=True, slots=True)
-class ParseError:
-    """Where and why the edited text does not parse (1-based line and column)."""
-
-    line: int
-    column: int
-    message: str
-    code: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "line": self.line,
-            "column": self.column,
-            "message": self.message,
-            "code": self.code,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,45 +111,6 @@ class ValidationResult:
 
 
 # -- checks ------------------------------------------------------------------------
-
-
-def _parse_sync(text: str) -> ParseError | None:
-    # Imported on first use (on a worker thread): libcst takes ~0.6 s to import,
-    # which the server's start should not pay.
-    import libcst
-
-    try:
-        libcst.parse_module(text)
-    except libcst.ParserSyntaxError as exc:
-        return ParseError(exc.raw_line, exc.raw_column + 1, exc.message)
-    except RecursionError:
-        return ParseError(1, 1, "the code is nested too deeply to parse")
-    return None
-
-
-async def check_parse(text: str, *, time_limit: float = 60.0) -> ParseError | None:
-    """The libcst parse error of ``text``, or None; `CheckUnavailable` if it cannot run."""
-    if len(text) <= THREAD_PARSE_CHARS:
-        error = await asyncio.to_thread(_parse_sync, text)
-    else:
-        try:
-            result = await run_process(
-                [sys.executable, "-c", _PARSE_SCRIPT],
-                cwd=Path(tempfile.gettempdir()),
-                time_limit=time_limit,
-                stdin=text.encode("utf-8"),
-                env=safe_env({"PYTHONIOENCODING": "utf-8"}),
-            )
-        except ProcessTimeout as exc:
-            raise CheckUnavailable(f"parsing took longer than {time_limit:g} s") from exc
-        if result.returncode != 0:
-            raise CheckUnavailable(f"the parser failed: {result.stderr.strip()[-300:]}")
-        error = ParseError(**json.loads(result.stdout)) if result.stdout.strip() else None
-    if error is not None:
-        lines = text.splitlines()
-        code = lines[error.line - 1].strip()[:200] if 0 < error.line <= len(lines) else ""
-        error = ParseError(error.line, error.column, error.message, code)
-    return error
 
 
 def new_diagnostics(

@@ -217,6 +217,31 @@ async def test_invalid_json_and_unknown_tool_go_back_to_the_model(tools: ToolReg
     assert unknown["error"]["type"] == "unknown_tool"
 
 
+async def test_arguments_nested_too_deep_are_a_tool_error(tools: ToolRegistry) -> None:
+    """1,100 levels of nesting raised RecursionError out of the agent loop."""
+    deep = '{"path": ' + "[" * 1_100 + "]" * 1_100 + "}"
+    model = ScriptedModel(reply("", use("read_file", deep)), reply("Done."))
+    result = await run_agent(explain_task(), model, tools)
+    assert result.ok and result.answer == "Done."
+    (error,) = model.tool_results(1)
+    assert error["error"]["type"] == "invalid_arguments"
+    assert "nested too deeply" in error["error"]["message"]
+
+
+async def test_tool_calls_of_one_reply_are_capped(tools: ToolRegistry) -> None:
+    """One reply once started 40 ruff processes at once."""
+    calls = [use("lint", {"path": "shop/pricing.py", "start_line": i + 1}) for i in range(40)]
+    model = ScriptedModel(reply("", *calls), reply("Done."))
+    result = await run_agent(explain_task(), model, tools, AgentBounds(max_tool_calls=8))
+    assert result.ok
+    results = model.tool_results(1)
+    assert len(results) == 40  # every call id gets its answer
+    refused = [r for r in results if r.get("error", {}).get("type") == "too_many_calls"]
+    assert len(refused) == 32
+    assert "at most 8 tool calls" in refused[0]["error"]["message"]
+    assert [c.name for c in result.context.tool_calls] == ["lint"] * 8
+
+
 async def test_step_bound(tools: ToolRegistry) -> None:
     model = ScriptedModel(
         *(reply("", use("list_files", {"pattern": f"*{i}*.py"})) for i in range(3))

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from lsp_server import isolation
 from lsp_server.agent.execution import ExecutionContext
+from lsp_server.agent.lint import run_ruff
 from lsp_server.agent.process import ProcessTimeout, run_process, safe_env
 from lsp_server.agent.registry import Tool, ToolRegistry, check_arguments, object_schema
 from lsp_server.agent.tools import ToolLimits, build_tools
@@ -381,7 +383,75 @@ async def test_run_process_truncates_output(tmp_path: Path) -> None:
 def test_safe_env_drops_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
     monkeypatch.setenv("MY_SERVICE_TOKEN", "t")
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("GIT_ASKPASS", "/bin/echo")  # not on the allow-list
     env = safe_env()
     assert "OPENAI_API_KEY" not in env
     assert "MY_SERVICE_TOKEN" not in env
+    assert "PYTHONPATH" not in env and "GIT_ASKPASS" not in env
     assert env["PATH"] == os.environ["PATH"]
+    assert env["LC_ALL"] == "C.UTF-8"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+@pytest.mark.parametrize("then", ["sleep 60", "exit 0"])
+async def test_grandchildren_die_when_the_child_times_out(tmp_path: Path, then: str) -> None:
+    """The grandchild holds the output pipe open; the child itself sleeps or has exited."""
+    with pytest.raises(ProcessTimeout) as info:
+        await run_process(["sh", "-c", f"sleep 60 & echo $!; {then}"], cwd=tmp_path, time_limit=1.0)
+    grandchild = int(info.value.output.split()[0])
+    assert await _until(lambda: _gone(grandchild))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+async def test_grandchildren_die_when_the_child_exits_first(tmp_path: Path) -> None:
+    result = await run_process(
+        ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"], cwd=tmp_path, time_limit=20.0
+    )
+    grandchild = int(result.stdout.split()[0])
+    assert await _until(lambda: _gone(grandchild))
+
+
+async def _until(predicate: Any, seconds: float = 10.0) -> bool:
+    end = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < end:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_children_run_at_most_max_children_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    script = f"echo s >> {log}; sleep 0.3; echo e >> {log}"
+    await asyncio.gather(
+        *(run_process(["sh", "-c", script], cwd=tmp_path, time_limit=60) for _ in range(12))
+    )
+    running = peak = 0
+    for event in log.read_text().split():
+        running += 1 if event == "s" else -1
+        peak = max(peak, running)
+    assert peak == isolation.MAX_CHILDREN
+
+
+async def test_ruff_runs_as_its_binary_not_a_planted_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m ruff`` in the workspace imported the repository's ``ruff/__main__.py``."""
+    marker = tmp_path / "ran"
+    (tmp_path / "ruff").mkdir()
+    for name in ("__init__", "__main__"):
+        (tmp_path / "ruff" / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    found = await run_ruff("import os\n", tmp_path / "mod.py", cwd=tmp_path)
+    assert [d.code for d in found] == ["F401"]
+    assert not marker.exists()

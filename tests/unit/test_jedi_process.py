@@ -19,7 +19,8 @@ import pytest_asyncio
 
 from lsp_server.context.jedi.child import JobContext
 from lsp_server.context.jedi.process import ProcessWorker
-from lsp_server.context.jedi.worker import JediCrashed
+from lsp_server.context.jedi.queries import symbol_at
+from lsp_server.context.jedi.worker import JediCrashed, JediFailed
 
 # -- job functions: module level, so the child imports them by reference ------------------
 
@@ -129,7 +130,7 @@ async def test_segfault_and_memory_error_fail_cleanly(worker: ProcessWorker) -> 
     with pytest.raises(JediCrashed, match="signal 11"):
         await worker.run(segfault_job, deadline=30)
     pid = await worker.run(pid_job, deadline=30)
-    with pytest.raises(MemoryError):
+    with pytest.raises(JediFailed, match="MemoryError"):  # a failed lookup for the caller
         await worker.run(memory_job, deadline=30)
     assert await until(lambda: not alive(pid))  # a worker that ran out of memory exits
     assert await worker.run(pid_job, deadline=30) != pid
@@ -196,7 +197,7 @@ async def test_close_leaves_no_process_and_fails_later_calls(worker: ProcessWork
 
 
 async def test_unpicklable_arguments_fail_the_call_not_the_worker(worker: ProcessWorker) -> None:
-    with pytest.raises((TypeError, AttributeError)):
+    with pytest.raises(JediFailed):
         await worker.run(parts_job, lambda: 1, deadline=30)
     assert await worker.run(parts_job, 1, deadline=30) == 1
 
@@ -226,3 +227,91 @@ def test_child_exits_when_the_parent_dies(tmp_path: Path) -> None:
     while alive(child) and time.monotonic() < end:
         time.sleep(0.05)
     assert not alive(child)
+
+
+# -- isolation, graceful close, corrupt cache ----------------------------------------------
+
+
+def environment_job(ctx: JobContext) -> tuple[str, list[str], int]:
+    return os.getcwd(), sorted(os.environ), sys.flags.isolated
+
+
+async def test_child_is_isolated_from_cwd_pythonpath_and_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``json.py`` where the server runs never runs in the child, which sees no key."""
+    marker = tmp_path / "ran"
+    for name in ("json", "sitecustomize", "jedi"):
+        (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write('{name}')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("SOME_TOKEN", "t")
+    worker = ProcessWorker()
+    try:
+        cwd, names, isolated = await worker.run(environment_job, deadline=60)
+        await worker.run(symbol_at, tmp_path, "import json\njson.dumps\n", None, 2, 6, deadline=60)
+    finally:
+        worker.close()
+    assert isolated == 1
+    assert Path(cwd) != tmp_path and not Path(cwd).is_relative_to(tmp_path)
+    assert "OPENAI_API_KEY" not in names and "SOME_TOKEN" not in names
+    assert "PYTHONPATH" not in names
+    assert not marker.exists()
+
+
+async def test_close_lets_the_running_job_stop_instead_of_killing(
+    worker: ProcessWorker,
+) -> None:
+    await worker.run(pid_job, deadline=30)
+    proc = worker._proc
+    assert proc is not None
+    pending = asyncio.create_task(worker.run(until_stopped_job, 20.0, deadline=30))
+    await asyncio.sleep(0.3)
+    worker.close()
+    assert proc.returncode == 0  # exited on EOF after its job stopped: no SIGKILL
+    assert await pending == "stopped"  # the job saw its stop flag and its answer arrived
+
+
+def _module_project(root: Path) -> str:
+    (root / "helpers.py").write_text('def greet(name):\n    """Say hello."""\n    return name\n')
+    source = "from helpers import greet\ngreet('x')\n"
+    (root / "main.py").write_text(source)
+    return source
+
+
+async def test_truncated_parse_cache_is_removed_and_the_lookup_retried(tmp_path: Path) -> None:
+    root, cache = tmp_path / "ws", tmp_path / "cache" / "jedi"
+    root.mkdir()
+    source = _module_project(root)
+    args = (root, source, root / "main.py", 2, 1)
+    first = ProcessWorker(cache_dir=cache)
+    try:
+        info = await first.run(symbol_at, *args, deadline=60)
+    finally:
+        first.close()
+    assert info is not None and info.definition_path == root / "helpers.py"
+    pickles = list(cache.rglob("*.pkl"))
+    assert pickles, "jedi wrote no parse cache under the cache directory"
+    for pickle_file in pickles:  # what a kill during parso's write leaves behind
+        data = pickle_file.read_bytes()
+        pickle_file.write_bytes(data[: len(data) // 2])
+    second = ProcessWorker(cache_dir=cache)
+    try:
+        again = await second.run(symbol_at, *args, deadline=60)
+        assert again == info
+        assert await second.run(symbol_at, *args, deadline=60) == info
+    finally:
+        second.close()
+
+
+def spawn_job(ctx: JobContext) -> int:
+    """Starts a grandchild the way jedi starts its compiled-module subprocess."""
+    return subprocess.Popen(["sleep", "60"]).pid
+
+
+async def test_close_takes_the_childs_own_children_along(worker: ProcessWorker) -> None:
+    grandchild = await worker.run(spawn_job, deadline=30)
+    assert alive(grandchild)
+    worker.close()
+    assert await until(lambda: not alive(grandchild))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.agent import validate
+from lsp_server.agent import parse_check
 from lsp_server.agent.edits import splice
 from lsp_server.agent.lint import Diagnostic
 from lsp_server.agent.validate import (
@@ -100,14 +100,41 @@ async def test_check_parse_reports_position() -> None:
     assert "expected" in error.message
 
 
-async def test_big_text_is_parsed_in_a_subprocess(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(validate, "THREAD_PARSE_CHARS", 0)
+async def test_parse_child_accepts_valid_code_and_non_ascii() -> None:
     assert await check_parse("x = 1\n") is None
+    assert await check_parse("s = 'héllo 😀'\n") is None
     error = await check_parse("x = (\n")
     assert error is not None
     assert error.line >= 1
+
+
+async def test_parse_runs_isolated_from_planted_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``libcst.py``/``json.py`` in the server's cwd or on PYTHONPATH never runs."""
+    marker = tmp_path / "ran"
+    for name in ("libcst", "json", "sitecustomize"):
+        (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write('{name}')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert await check_parse("x = 1\n") is None
+    assert not marker.exists()
+
+
+async def test_nested_lambdas_are_rejected_without_hurting_the_server() -> None:
+    """40 KB of nested lambdas segfaulted libcst in the server process."""
+    error = await check_parse("x = " + "lambda: " * 5_000 + "0\n")
+    assert error is not None
+    assert "the parser gave up" in error.message or "nested" in error.message
+
+
+async def test_slow_expression_chain_is_stopped_by_the_cpu_budget() -> None:
+    """A 7 KB ``1+1+...`` chain held the GIL for 12 s."""
+    text = "x = " + "+".join(["1"] * 3_500) + "\n"
+    assert parse_check.parse_cpu_budget(text) < 12
+    error = await check_parse(text)
+    assert error is not None
+    assert "CPU time" in error.message or "longer than" in error.message
 
 
 def snapshot(root: Path) -> dict[str, str]:

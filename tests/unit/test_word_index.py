@@ -178,3 +178,25 @@ def test_a_file_the_boundary_excludes_later_leaves_the_index(tmp_path: Path) -> 
     words.mark_dirty(ignore)
     assert words.refresh() == 2
     assert [p.name for p in words.files_with("beta")] == ["a.py"]
+
+
+async def test_warm_up_carries_on_past_a_file_that_cannot_be_parsed(tmp_path: Path) -> None:
+    """10,000 nested ``not`` make ``ast.parse`` raise MemoryError; that file is skipped."""
+    from lsp_server.context.jedi.symbols import SymbolIndex
+    from lsp_server.context.pack.assembler import Assembler
+
+    _write(tmp_path, {**SHOP, "shop/aaa_deep.py": "x = " + "not " * 10_000 + "1\n"})
+    symbols = SymbolIndex(WorkspaceBoundary(tmp_path), isolate=False)
+    try:
+        assembler = Assembler(symbols)
+        deep = tmp_path / "shop/aaa_deep.py"
+        paths = [deep, *(p for p in assembler.words.discover() if p.name != deep.name)]
+        assert await assembler.warm(paths) == len(paths)
+        jobs = assembler.modules.file(tmp_path / "shop/jobs.py")
+        assert jobs is not None
+        run = jobs.chunks.by_qualname("Job.run")
+        assert run is not None
+        found = [(s.display, s.line) for s in assembler.finder.sites(jobs, run, (0, 0))]
+        assert ("shop/use.py", 10) in found
+    finally:
+        symbols.close()

@@ -24,7 +24,23 @@ WARM_CHUNK_CHARS = 300_000
 
 
 def warm_one(words: WordIndex, modules: ModuleCache, path: Path, chunk: bool) -> bool:
-    """Index one file and, with ``chunk``, chunk it into ``modules`` (worker thread)."""
+    """Index one file and, with ``chunk``, chunk it into ``modules`` (worker thread).
+
+    A file that cannot be indexed or parsed (``ast.parse`` raises MemoryError on
+    ~10,000 nested ``not``, RecursionError on deep nesting) is skipped with a log
+    line: the warm-up carries on with the next file.
+    """
+    try:
+        return _warm_one(words, modules, path, chunk)
+    except (RecursionError, MemoryError, ValueError, SyntaxError, UnicodeError) as exc:
+        logger.warning("warm-up skips %s: %s", path, type(exc).__name__)
+        return False
+    except Exception:  # a bug must not end the warm-up either
+        logger.exception("warm-up skips %s", path)
+        return False
+
+
+def _warm_one(words: WordIndex, modules: ModuleCache, path: Path, chunk: bool) -> bool:
     key = words.key(path)
     if key is None:
         return False

@@ -4,7 +4,16 @@
 starts: it reads jobs from its socket on one thread and runs them one at a time
 on the main thread, answering with pickles. Its stdout already is the parent's
 stderr; its log records are forwarded to the parent, which logs them as its
-own. It exits when the socket reaches EOF or its parent pid changes.
+own. When the socket reaches EOF or its parent pid changes it stops the
+running job (its stop flag), lets it return and exits: never in the middle of
+one, where parso may be writing a pickle to its disk cache.
+
+`run_job` runs one job in either mode. Parso writes its pickle cache without
+an atomic rename, so a process killed during a write leaves a truncated
+pickle, after which every lookup touching that module raised ``EOFError``. A
+job failing inside parso's cache loader (or with ``EOFError`` /
+``UnpicklingError``) therefore removes jedi's cache directory and parso's
+in-memory cache, and runs once more.
 
 `Stop` and `JobContext` are what a job function sees in either mode (thread or
 child). A `Stop` holds an absolute deadline on the monotonic clock, which is
@@ -19,15 +28,19 @@ import logging
 import os
 import pickle
 import queue
+import shutil
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 Emit = Callable[[Any], None]
 JobFn = Callable[..., Any]
+
+logger = logging.getLogger(__name__)
 
 
 class Stop:
@@ -59,11 +72,50 @@ class _ForwardLogs(logging.Handler):
             self._send(("log", 0, (record.name, record.levelno, self.format(record))))
 
 
+def _from_parse_cache(exc: BaseException) -> bool:
+    if isinstance(exc, (EOFError, pickle.UnpicklingError)):
+        return True
+    cache_module = os.path.join("parso", "cache.py")
+    return any(
+        frame.f_code.co_filename.endswith(cache_module)
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+def clear_parse_cache() -> None:
+    """Remove jedi's disk cache directory (parso's pickles) and parso's in-memory cache."""
+    import jedi.settings
+    import parso.cache
+
+    shutil.rmtree(jedi.settings.cache_directory, ignore_errors=True)
+    parso.cache.parser_cache.clear()
+
+
+def run_job(fn: JobFn, ctx: JobContext, args: tuple[Any, ...]) -> Any:
+    """``fn(ctx, *args)``, run again once after clearing a corrupt parse cache."""
+    try:
+        return fn(ctx, *args)
+    except Exception as exc:
+        if not _from_parse_cache(exc):
+            raise
+        logger.warning(
+            "jedi's parse cache is corrupt (%s: %s); removing it and retrying once",
+            type(exc).__name__,
+            exc,
+        )
+    clear_parse_cache()
+    return fn(ctx, *args)
+
+
 def child_main() -> None:
-    """The child's entry point: ``argv`` is fd, parent pid, sys.path (json), log level."""
+    """The child's entry point: ``argv`` is fd, parent pid, cache directory, log level."""
     os.dup2(2, 1)  # belt and braces: stdout already is the parent's stderr
     sys.stdout = sys.stderr
     fd, parent = int(sys.argv[1]), int(sys.argv[2])
+    if sys.argv[3]:
+        import jedi.settings
+
+        jedi.settings.cache_directory = sys.argv[3]
     conn = Connection(fd)
     lock = threading.Lock()
 
@@ -77,19 +129,24 @@ def child_main() -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("lsp_server").setLevel(int(sys.argv[4]))
-    jobs: queue.SimpleQueue[tuple[int, JobFn, tuple[Any, ...], float]] = queue.SimpleQueue()
+    jobs: queue.SimpleQueue[tuple[int, JobFn, tuple[Any, ...], float] | None] = queue.SimpleQueue()
     flags: dict[int, threading.Event] = {}
+
+    def finish() -> None:  # stop the running job, exit once it returned
+        for flag in list(flags.values()):
+            flag.set()
+        jobs.put(None)
 
     def read() -> None:
         while True:
             try:
                 if not conn.poll(1.0):
                     if os.getppid() != parent:
-                        os._exit(0)
+                        return finish()
                     continue
                 kind, job_id, *rest = conn.recv()
             except (EOFError, OSError):
-                os._exit(0)
+                return finish()
             if kind == "call":
                 flags[job_id] = threading.Event()
                 fn, args, at = rest
@@ -98,18 +155,20 @@ def child_main() -> None:
                 flags[job_id].set()
 
     threading.Thread(target=read, name="jedi-child-reader", daemon=True).start()
-    while True:
-        job_id, fn, args, at = jobs.get()
+    while (item := jobs.get()) is not None:
+        job_id, fn, args, at = item
         ctx = JobContext(Stop(at, flags[job_id]), functools.partial(_part, send, job_id))
         try:
-            send(("done", job_id, fn(ctx, *args)))
+            send(("done", job_id, run_job(fn, ctx, args)))
         except MemoryError:
             _send_error(send, job_id, MemoryError("jedi ran out of memory"))
             os._exit(3)
         except Exception as exc:
-            _send_error(send, job_id, exc)
+            with contextlib.suppress(OSError):  # the parent is gone
+                _send_error(send, job_id, exc)
         finally:
             flags.pop(job_id, None)
+    os._exit(0)
 
 
 def _part(send: Callable[[Any], None], job_id: int, value: Any) -> None:

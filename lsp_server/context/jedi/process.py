@@ -11,25 +11,33 @@ when the caller gave up or the deadline passed; ``ctx.emit(value)`` hands a
 partial result to the parent as soon as it is known.
 
 The child is started with ``subprocess`` (a fresh interpreter: never ``fork``,
-the server has threads) and its stdout is the server's stderr from its first
-instruction, so nothing it prints can reach the LSP stream (multiprocessing's
+the server has threads), isolated (`isolation.python_command`: ``python -I``
+in a private directory with an allow-listed environment, so no module of the
+workspace or the server's working directory shadows ours and no key is in its
+``os.environ``), with jedi's cache directory set to ``cache_dir``. Its stdout
+is the server's stderr from its first instruction, so nothing it prints can
+reach the LSP stream (multiprocessing's
 spawn imports the parent's ``__main__`` in the child before any of our code
 runs). Its stdin is /dev/null; requests, answers and log records travel over a
 socket pair as pickles. The child exits when that socket reaches EOF (the
-parent closed it or died) or its parent pid changes. It starts in the
-background when the worker is created, importing jedi and warming a project.
+parent closed it or died) or its parent pid changes, after the running job
+returned; `close` waits `CLOSE_WAIT` seconds for that before it kills. It
+starts in the background when the worker is created, importing jedi and
+warming a project.
 
 Failures: a child that died while idle is restarted and the job sent again; a
 child that dies during a job (killed, segfault, out of memory) fails that job
 with `JediCrashed` and the next job starts a new one. A job still running
 ``grace`` seconds after its deadline is killed (jedi's in-memory caches go with
 it; parso's disk cache stays) when another job is waiting, and regardless at
-``hard_limit`` seconds after its deadline.
+``hard_limit`` seconds after its deadline. Any other exception a job raises
+(jedi fails in many ways on odd code, a corrupt cache it could not recover
+from) becomes `JediFailed`, a `JediCrashed`: "no static facts this time",
+logged once per job and error type.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -40,6 +48,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from lsp_server.context.jedi.child import JobFn
@@ -51,6 +60,7 @@ from lsp_server.context.jedi.worker import (
     ThreadWorker,
     job_name,
 )
+from lsp_server.isolation import child_env, kill_group, private_cwd, python_command
 
 logger = logging.getLogger(__name__)
 
@@ -58,25 +68,29 @@ logger = logging.getLogger(__name__)
 GRACE = 2.0
 #: Seconds past its deadline after which a job is killed even when nothing waits.
 HARD_LIMIT = 30.0
+#: Seconds `ProcessWorker.close` lets the child finish its job and exit before killing it.
+CLOSE_WAIT = 2.0
+#: Variables the child keeps beyond `isolation.child_env` (jedi finds the user's venv by them).
+_JEDI_ENV = ("VIRTUAL_ENV", "CONDA_PREFIX")
 
 
-def thread_or_process(isolate: bool, warm: JobFn | None, *args: Any) -> JediWorker:
+def thread_or_process(
+    isolate: bool, warm: JobFn | None, *args: Any, cache_dir: Path | None = None
+) -> JediWorker:
     """A `ProcessWorker` (warmed with ``warm(*args)``) when ``isolate``, else a `ThreadWorker`.
 
     The child needs POSIX (its socket is passed by file descriptor) and a Python
     executable to start; without them jedi runs on a thread, and the log says so.
+    ``cache_dir`` is the child's jedi cache directory (None: jedi's default).
     """
     if isolate and os.name == "posix" and sys.executable:
-        return ProcessWorker(warm, *args)
+        return ProcessWorker(warm, *args, cache_dir=cache_dir)
     if isolate:
         logger.warning("jedi runs on a thread: no child process on %s", sys.platform)
     return ThreadWorker()
 
 
-_BOOT = (
-    "import json, sys; sys.path[:] = json.loads(sys.argv[3]); "
-    "from lsp_server.context.jedi.child import child_main; child_main()"
-)
+_BOOT = "from lsp_server.context.jedi.child import child_main; child_main()"
 
 
 class ProcessWorker(JediWorker):
@@ -88,7 +102,9 @@ class ProcessWorker(JediWorker):
         *warm_args: Any,
         grace: float = GRACE,
         hard_limit: float = HARD_LIMIT,
+        cache_dir: Path | None = None,
     ) -> None:
+        self.cache_dir = cache_dir
         self.grace = grace
         self.hard_limit = hard_limit
         self.starts = 0
@@ -117,16 +133,23 @@ class ProcessWorker(JediWorker):
         self._queue.put(job)
 
     def close(self) -> None:
-        """Stop the child and reap it (no zombie is left); pending jobs fail."""
+        """Stop the child (EOF, `CLOSE_WAIT` for it to exit, then kill) and reap it."""
         self._closed = True
         self._queue.put(None)
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            try:
-                proc.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                logger.error("jedi worker pid %d did not exit after SIGKILL", proc.pid)
+        proc, conn = self._proc, self._conn
+        if proc is None or proc.poll() is not None:
+            return
+        if conn is not None:
+            _send_eof(conn)
+        try:
+            proc.wait(timeout=CLOSE_WAIT)
+        except subprocess.TimeoutExpired:
+            logger.warning("jedi worker pid %d did not exit on EOF; killing it", proc.pid)
+        kill_group(proc.pid)  # the child if it still runs, and whatever it started
+        try:
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            logger.error("jedi worker pid %d did not exit after SIGKILL", proc.pid)
 
     # -- dispatcher thread -------------------------------------------------------
 
@@ -156,7 +179,7 @@ class ProcessWorker(JediWorker):
             if job is not None and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(JediCrashed("the jedi worker is closed"))
             job = None if self._queue.empty() else self._queue.get()
-        self._stop_child()
+        self._stop_child(kill=False)
 
     def _execute(self, job: Job) -> None:
         message = ("call", job.id, job.fn, job.args, job.at)
@@ -238,18 +261,19 @@ class ProcessWorker(JediWorker):
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
+                python_command(
                     _BOOT,
                     str(theirs.fileno()),
                     str(os.getpid()),
-                    json.dumps(sys.path),
+                    str(self.cache_dir or ""),
                     str(logging.getLogger("lsp_server").getEffectiveLevel()),
-                ],
+                ),
+                cwd=private_cwd(),
+                env=child_env({k: os.environ[k] for k in _JEDI_ENV if k in os.environ}),
                 stdin=subprocess.DEVNULL,
                 stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
+                start_new_session=True,
                 close_fds=True,
             )
         except BaseException:
@@ -287,12 +311,13 @@ class ProcessWorker(JediWorker):
         if proc is None:
             return
         if kill and proc.poll() is None:
-            proc.kill()
+            kill_group(proc.pid)
         try:
-            proc.wait(timeout=2.0)
+            proc.wait(timeout=CLOSE_WAIT)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            kill_group(proc.pid)
             proc.wait()
+        kill_group(proc.pid)  # what jedi started (its compiled-module subprocess) goes too
 
     def _send_cancel(self, job: Job) -> None:
         if self._current is not job:
@@ -304,6 +329,15 @@ class ProcessWorker(JediWorker):
                 self._conn.send(("cancel", job.id, None))
             except OSError as exc:
                 logger.debug("jedi worker: cancel not delivered: %s", exc)
+
+
+def _send_eof(conn: Connection) -> None:
+    """Shut the socket's sending side: the child sees EOF while the parent may still read."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        logger.debug("jedi worker: EOF not sent: %s", exc)
 
 
 def _has_fileno(stream: Any) -> bool:

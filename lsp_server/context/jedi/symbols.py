@@ -103,11 +103,13 @@ class SymbolIndex:
         *,
         cache_entries: int = CACHE_ENTRIES,
         isolate: bool = True,
+        cache_dir: Path | None = None,
     ) -> None:
-        """``isolate``: jedi in a child process (started now, in the background), else a thread."""
+        """``isolate``: jedi in a child process (started now, in the background), else a thread;
+        ``cache_dir``: the child's jedi (parso) cache directory."""
         self.workspace = workspace
         self.root = workspace.root
-        self._worker = thread_or_process(isolate, q.warm, self.root)
+        self._worker = thread_or_process(isolate, q.warm, self.root, cache_dir=cache_dir)
         self._cache = _Cache(cache_entries)
 
     @property

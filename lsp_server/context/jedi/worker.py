@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from lsp_server.context.jedi.child import Emit, JobContext, JobFn, Stop
+from lsp_server.context.jedi.child import Emit, JobContext, JobFn, Stop, run_job
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,23 @@ class JediCrashed(TimeoutError):
     A `TimeoutError`: for every caller it means the same as a missed deadline,
     "no static facts this time".
     """
+
+
+class JediFailed(JediCrashed):
+    """A jedi job raised: the lookup failed (the cause is chained and logged once)."""
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def _failed(fn: JobFn, exc: Exception) -> JediFailed:
+    key = (job_name(fn), type(exc).__name__)
+    if key not in _reported:
+        _reported.add(key)
+        logger.warning("jedi job %s failed: %s: %s (static fallback)", key[0], key[1], exc)
+    else:
+        logger.debug("jedi job %s failed again: %r", key[0], exc)
+    return JediFailed(f"{key[0]} failed: {key[1]}")
 
 
 def job_name(fn: JobFn) -> str:
@@ -96,6 +113,8 @@ class JediWorker:
         except (TimeoutError, asyncio.CancelledError):
             job.cancel()
             raise
+        except Exception as exc:  # any jedi failure is a failed lookup, never the caller's error
+            raise _failed(fn, exc) from exc
 
     def _submit(self, job: Job) -> None:
         raise NotImplementedError
@@ -119,7 +138,7 @@ class ThreadWorker(JediWorker):
                 return
             try:
                 ctx = JobContext(Stop(job.at, job.cancelled), job.part)
-                job.future.set_result(job.fn(ctx, *job.args))
+                job.future.set_result(run_job(job.fn, ctx, job.args))
             except BaseException as exc:
                 job.future.set_exception(exc)
 

@@ -84,7 +84,7 @@ def _parse(text: str) -> ast.Module | None:
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             return ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, SystemError) as exc:
+        except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError) as exc:
             logger.debug("module run does not parse alone: %s", exc)
             return None
 

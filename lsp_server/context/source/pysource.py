@@ -140,7 +140,7 @@ def segments(lines: list[str], segment_chars: int) -> Iterator[tuple[list[ast.st
                 if end == len(lines):
                     where = f" (line {exc.lineno + start})" if exc.lineno else ""
                     raise ParseFailure(f"{type(exc).__name__}: {exc.msg}{where}") from exc
-            except (ValueError, RecursionError) as exc:  # NUL bytes; absurd nesting
+            except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes; absurd nesting
                 if end == len(lines):
                     raise ParseFailure(f"{type(exc).__name__}: {exc}") from exc
             j = min(len(bounds) - 1, 2 * j - i)  # grow geometrically: linear overall

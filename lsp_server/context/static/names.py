@@ -154,7 +154,7 @@ def module_facts(module: ChunkedModule) -> ModuleFacts:
             continue
         try:
             tree = _parse(chunk.source)
-        except (SyntaxError, ValueError, RecursionError, SystemError) as exc:
+        except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError) as exc:
             logger.debug("module run at %d does not parse: %s", chunk.start_line, exc)
             continue
         off = chunk.start_line - 1
@@ -223,7 +223,7 @@ def used_names(
     text, removed = _dedent(region)
     try:
         tree = _parse(text)
-    except (SyntaxError, ValueError, RecursionError, SystemError) as exc:
+    except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError) as exc:
         logger.debug("target does not parse alone (%s); scanning tokens", exc)
         return _token_names(region, start_line, module_bound, limit)
     local = _local_bindings(tree)
@@ -291,7 +291,7 @@ def local_types(lines: list[str], start_line: int, end_line: int) -> dict[str, s
 def _local_types(text: str) -> tuple[tuple[str, str], ...]:
     try:
         tree = _parse(text)
-    except (SyntaxError, ValueError, RecursionError, SystemError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
         return ()
     found: dict[str, dict[str, None]] = {}  # values in order of appearance
     bound: set[str] = set()

@@ -37,7 +37,7 @@ def chunk_tree(source: str) -> ast.Module | None:
         warnings.simplefilter("ignore")
         try:
             return ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, SystemError) as exc:
+        except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError) as exc:
             logger.debug("chunk does not parse alone: %s", exc)
             return None
 
