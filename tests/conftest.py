@@ -61,6 +61,7 @@ class Session:
     stderr_log: Path
     usage_offset: int = 0
     opened: set[str] = field(default_factory=set)
+    initialized: types.InitializeResult | None = None  # the server's answer to `initialize`
 
     def begin(self) -> Session:
         """Start a test on a shared session: later `usage()` calls see only new records."""
@@ -203,7 +204,7 @@ async def start_session(
         "serve",
         env=env,
     )
-    await client.initialize_session(
+    initialized = await client.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities(client_name),
             root_uri=root.as_uri(),
@@ -211,7 +212,9 @@ async def start_session(
             initialization_options=init_options,
         )
     )
-    return Session(client, root, Path(env["LLM_LSP_USAGE_LOG"]), stderr_log)
+    return Session(
+        client, root, Path(env["LLM_LSP_USAGE_LOG"]), stderr_log, initialized=initialized
+    )
 
 
 @pytest_asyncio.fixture(params=CLIENTS, scope="module", loop_scope="module")
