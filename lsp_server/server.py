@@ -50,6 +50,7 @@ class LlmLanguageServer(LanguageServer):
         self.init_options: dict[str, Any] = {}
         self.root: Path | None = None
         self.pending_problems: list[SettingsProblem] = []
+        self._problems_shown: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._buffers: dict[Path, str] = {}  # open documents by normalised absolute path
         self._buffers_lock = threading.Lock()
@@ -105,11 +106,19 @@ class LlmLanguageServer(LanguageServer):
             task.cancel()
 
     def report_problems(self, problems: list[SettingsProblem]) -> None:
-        """Tell the user about each invalid setting."""
-        for problem in problems:
-            self.window_show_message(
-                types.ShowMessageParams(type=types.MessageType.Warning, message=problem.message())
-            )
+        """Tell the user about each invalid setting, once while it stays invalid.
+
+        Settings are rebuilt from every layer (at initialize, after pulling the
+        configuration, on each change): a problem already shown by the previous
+        build is not shown again.
+        """
+        messages = [problem.message() for problem in problems]
+        for message in messages:
+            if message not in self._problems_shown:
+                self.window_show_message(
+                    types.ShowMessageParams(type=types.MessageType.Warning, message=message)
+                )
+        self._problems_shown = set(messages)
 
     def report_failure(self, message: str) -> None:
         """An error the user should see, as one line."""
