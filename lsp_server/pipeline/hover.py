@@ -101,10 +101,10 @@ class HoverPipeline:
             metadata={"context_tokens": str(pack.tokens)},
         )
         try:
-            completion = await asyncio.wait_for(
-                llm.complete(request, deadline=deadline, request_id=request_id),
-                timeout=max(0.0, deadline - time.monotonic()),
-            )
+            # In this task, not wait_for's own (3.11): a cancel reaches the provider call
+            # directly, and one racing the answer is not lost.
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                completion = await llm.complete(request, deadline=deadline, request_id=request_id)
         except ProviderFailure as failure:
             return self._static_fallback(static, symbol, pack, failure.kind.value, failure.message)
         except TimeoutError:

@@ -98,8 +98,10 @@ def test_odd_code_never_raises(resolver: StaticResolver, tmp_path: Path) -> None
     uses = used_names(module.lines, 1, 5, module.facts.bound)
     types = local_types(module.lines, 2, 4)
     found = resolver.resolve_all(module, uses, "A", types)
-    # ``self.x`` is its assignment; the self-inheriting class and ``a = a.b()`` place nothing
-    assert [(d.name, d.line) for place in found.values() for d in place] == [("x", 3)]
+    # `self.x` is its own assignment; the self-referencing rest resolves to nothing
+    assert {at: [(d.name, d.kind, d.line) for d in defs] for at, defs in found.items()} == {
+        (3, 22): [("x", "statement", 3)]
+    }
 
 
 def test_cut_target_name_bound_above_it_in_the_function(resolver: StaticResolver) -> None:

@@ -127,6 +127,7 @@ def test_settings_object_is_immutable() -> None:
     settings = Settings()
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.llm.model = "x"  # type: ignore[misc]
+    assert settings.llm.model == "gpt-4o"
 
 
 # -- one declaration ---------------------------------------------------------------------

@@ -1,6 +1,12 @@
 """The fake provider's command line: serve in the foreground until Ctrl-C or SIGTERM.
 
 Run as ``python -m lsp_server.testing.fake_provider`` or ``scripts/fake_provider``.
+
+Both signals get our own handler. Python turns SIGINT into KeyboardInterrupt only
+when the parent left SIGINT at its default; a job started in the background by a
+non-interactive shell (``scripts/test &``, a CI runner) inherits SIGINT *ignored*,
+and the server then never stopped on Ctrl-C or SIGINT (issue 15: the CLI test
+timed out waiting for it on a busy machine, where the suite ran in the background).
 """
 
 from __future__ import annotations
@@ -8,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -16,6 +22,11 @@ from lsp_server.testing.fake_provider.provider import FakeProvider
 from lsp_server.testing.fake_provider.steps import DEFAULT_TEXT, Step
 
 logger = logging.getLogger(__name__)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGINT or SIGTERM: unwind the main loop (whatever SIGINT's inherited disposition)."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,18 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         logger.error("fake provider: cannot listen on %s:%s: %s", args.host, args.port, exc)
         return 1
-    done = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    logger.info(
-        "fake provider: base_url %s (admin under %s/_fake/)", provider.base_url, provider.url
-    )
     try:
-        while not done.wait(0.5):
-            pass
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _interrupt)
+        logger.info(
+            "fake provider: base_url %s (admin under %s/_fake/)", provider.base_url, provider.url
+        )
+        while True:
+            time.sleep(3600)  # a signal interrupts the sleep at once
     except KeyboardInterrupt:
         pass
     finally:
