@@ -97,6 +97,7 @@ def _err(message: str) -> None:
 
 
 async def _open(location: Location) -> tuple[Engine, Document] | None:
+    from lsp_server.engine import Engine
     from lsp_server.pipeline.runtime import Document
     from lsp_server.settings import build_settings
     from lsp_server.workspace import Refused

@@ -178,7 +178,9 @@ async def test_hostile_workspace_leaks_nothing(tmp_path: Path, fake: FakeProvide
         reads = [".env", ".ENV", "id_rsa", ".aws/credentials", "app/environ.py"]
         reads += ["app/zero.py", "app/leak.py", "app/proprietary.py", "app/dotenv.py"]
         fake.script(
-            Step(tool_calls=[_call("read_file", f"r{i}", path=p) for i, p in enumerate(reads)]),
+            # At most 8 tool calls of one reply run (the agent's bound): two replies of reads.
+            Step(tool_calls=[_call("read_file", f"r{i}", path=p) for i, p in enumerate(reads)][:5]),
+            Step(tool_calls=[_call("read_file", f"r{i}", path=p) for i, p in enumerate(reads)][5:]),
             Step(
                 tool_calls=[
                     _call("read_symbol", "s", path="app/proprietary.py", qualname="secret_algo"),

@@ -37,7 +37,7 @@ def project_for(root: Path | None) -> Any:
     """The worker's one `jedi.Project` for ``root`` (None: jedi's default project)."""
     if root is None:
         return None
-    guard_parso_reads()
+    guard_parso_reads(root)
     import jedi  # only the worker needs jedi
 
     with _projects_lock:
