@@ -17,22 +17,6 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "lsp_server"
 MAX_LINES = 400
 
-#: Cycles that exist today outside the context engine, one strongly connected component
-#: each. The pipeline branch removes the first two (the pipeline on a small `Runtime`
-#: protocol, the features on a small server protocol): the lead empties them at merge.
-#: The third is the test double's type-only import of `FakeProvider` in its HTTP handler,
-#: which no branch removes yet. A stale entry fails the test too, so the list stays true.
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        frozenset(
-            {
-                "lsp_server.testing.fake_provider.handler",
-                "lsp_server.testing.fake_provider.provider",
-            }
-        ),
-    }
-)
-
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
     """``lsp_server/context/jedi/queries.py`` → ``lsp_server.context.jedi.queries``."""
@@ -129,10 +113,8 @@ def path_through(graph: dict[str, set[str]], component: frozenset[str]) -> list[
 def test_no_new_import_cycle() -> None:
     graph = import_graph()
     found = set(cycles(graph))
-    new = [" -> ".join(path_through(graph, c)) for c in found - KNOWN_CYCLES]
-    assert not new, "import cycles inside lsp_server/:\n" + "\n".join(new)
-    gone = [sorted(c) for c in KNOWN_CYCLES - found]
-    assert not gone, f"remove these from KNOWN_CYCLES, they are gone: {gone}"
+    shown = [" -> ".join(path_through(graph, c)) for c in found]
+    assert not shown, "import cycles inside lsp_server/:\n" + "\n".join(shown)
 
 
 def test_the_cycle_check_sees_type_checking_relative_and_submodule_imports(

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from lsp_server.testing.fake_provider.responses import (
@@ -32,6 +32,7 @@ from lsp_server.testing.fake_provider.responses import (
     step_error_body,
     stream_events,
 )
+from lsp_server.testing.fake_provider.state import ProviderState
 from lsp_server.testing.fake_provider.steps import (
     ENDPOINTS,
     POLL_INTERVAL,
@@ -41,9 +42,6 @@ from lsp_server.testing.fake_provider.steps import (
     Step,
 )
 
-if TYPE_CHECKING:
-    from lsp_server.testing.fake_provider.provider import FakeProvider
-
 logger = logging.getLogger(__name__)
 
 
@@ -52,7 +50,7 @@ class FakeServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], provider: FakeProvider) -> None:
+    def __init__(self, address: tuple[str, int], provider: ProviderState) -> None:
         self.provider = provider
         super().__init__(address, FakeHandler)
 
@@ -91,7 +89,7 @@ class FakeHandler(BaseHTTPRequestHandler):
     server_version = "FakeProvider/1.0"
 
     @property
-    def _provider(self) -> FakeProvider:
+    def _provider(self) -> ProviderState:
         return cast(FakeServer, self.server).provider
 
     def log_message(self, format: str, *args: Any) -> None:
