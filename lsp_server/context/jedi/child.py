@@ -111,6 +111,7 @@ def child_main() -> None:
     """The child's entry point: ``argv`` is fd, parent pid, cache directory, log level."""
     os.dup2(2, 1)  # belt and braces: stdout already is the parent's stderr
     sys.stdout = sys.stderr
+    os.umask(0o077)  # jedi's parse cache holds the user's code: private files and folders
     fd, parent = int(sys.argv[1]), int(sys.argv[2])
     if sys.argv[3]:
         import jedi.settings

@@ -61,6 +61,7 @@ from lsp_server.context.jedi.worker import (
     job_name,
 )
 from lsp_server.isolation import child_env, kill_group, private_cwd, python_command
+from lsp_server.storage import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +258,10 @@ class ProcessWorker(JediWorker):
             return self._conn
         if self._closed:
             raise OSError("the jedi worker is closed")
+        if self.cache_dir is not None:
+            private_dir(
+                self.cache_dir
+            )  # 0700, like every folder of ours (the child adds 0600 files)
         ours, theirs = socket.socketpair()
         started = time.monotonic()
         try:
