@@ -25,7 +25,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import call_positions, machine, rss_mb, summary, wheel_project
+from bench_common import call_positions, machine, rss_mb, summary, wheel_project_for
 
 from lsp_server.testing.fake_provider import FakeProvider, Step
 
@@ -101,7 +101,7 @@ def _report(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    root = wheel_project("django", args.django)
+    root = wheel_project_for("django", args.django)
     files = len(list((root / "django").rglob("*.py")))
     positions = call_positions(root, "django", args.positions)
     state = Path(tempfile.mkdtemp(prefix="llm-lsp-bench-"))
@@ -110,11 +110,14 @@ async def main_async(args: argparse.Namespace) -> None:
         env.update(
             OPENAI_API_KEY="sk-bench",
             OPENAI_BASE_URL=fake.base_url,
-            LLM_LSP_CACHE_DIR=str(state / "cache"),
             LLM_LSP_USAGE_LOG=str(state / "usage.jsonl"),
         )
-        static = await _session(root, env, positions, False)
-        ai = await _session(root, env, positions, True)
+        # Each configuration starts with its own empty cache directory (jedi's parse
+        # cache lives there): both meet the project for the first time, as a user does.
+        static = await _session(
+            root, {**env, "LLM_LSP_CACHE_DIR": str(state / "s")}, positions, False
+        )
+        ai = await _session(root, {**env, "LLM_LSP_CACHE_DIR": str(state / "a")}, positions, True)
         provider_calls = len(fake.requests)
     n = len(positions)
     print(f"machine: {machine()}")
