@@ -206,11 +206,14 @@ async def start_session(
     configuration: dict[str, Any] | None = None,
     capabilities: types.ClientCapabilities | None = None,
     cwd: Path | None = None,
+    single_file: bool = False,
 ) -> Session:
     """Start `python -m lsp_server serve` and initialize it like the named editor would.
 
     With ``cwd`` the server runs there as ``python -P`` (like the installed
-    ``llm-lsp`` script, nothing is imported from its working directory)."""
+    ``llm-lsp`` script, nothing is imported from its working directory). With
+    ``single_file`` no workspace folder is sent (a file opened alone); ``root``
+    is then only where the session's relative paths point."""
     stderr_log = tmp_path / "server-stderr.log"
     client = make_test_lsp_client()
     _fix_code_action_union(client)
@@ -231,8 +234,10 @@ async def start_session(
     initialized = await client.initialize_session(
         types.InitializeParams(
             capabilities=capabilities or client_capabilities(client_name),
-            root_uri=root.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="project")],
+            root_uri=None if single_file else root.as_uri(),
+            workspace_folders=None
+            if single_file
+            else [types.WorkspaceFolder(uri=root.as_uri(), name="project")],
             initialization_options=init_options,
         )
     )

@@ -22,11 +22,9 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
-from pytest_lsp import client_capabilities
-from pytest_lsp.client import make_test_lsp_client
 
 from lsp_server.testing.fake_provider import FakeProvider, Step
-from tests.conftest import TEST_KEY, Session, _fix_code_action_union, server_env, start_session
+from tests.conftest import TEST_KEY, Session, server_env, start_session
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -241,23 +239,7 @@ async def test_single_file_mode_sends_that_file_only(tmp_path: Path, fake: FakeP
         "from helper import helper\n\n\ndef greet(n: int) -> int:\n    return helper(n)\n"
     )
     env = server_env(tmp_path, OPENAI_API_KEY=TEST_KEY, OPENAI_BASE_URL=fake.base_url)
-    client = make_test_lsp_client()
-    _fix_code_action_union(client)
-    stderr_log = tmp_path / "server-stderr.log"
-    await client.start_io(
-        sys.executable,
-        "-m",
-        "lsp_server",
-        "--log-file",
-        str(stderr_log),
-        "serve",
-        env=env,
-        cwd=home,
-    )
-    await client.initialize_session(
-        types.InitializeParams(capabilities=client_capabilities("visual-studio-code"))
-    )
-    session = Session(client, home, Path(env["LLM_LSP_USAGE_LOG"]), stderr_log)
+    session = await start_session(home, tmp_path, env=env, cwd=home, single_file=True)
     try:
         session.open("alone.py")
         fake.script(Step(text="Greets through the helper."))
