@@ -267,3 +267,12 @@ async def shared_ai_session(
 def ai_session(shared_ai_session: Session, fake: FakeProvider) -> Session:
     """The module's server, as Neovim and as VS Code, with a clean fake and usage view."""
     return shared_ai_session.begin()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on 127.0.0.1 for the session; tests use their own key prefixes."""
+    from tests.services import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
