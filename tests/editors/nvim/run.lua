@@ -1,0 +1,223 @@
+-- Drives the llm-lsp plugin in a real headless Neovim for tests/editors/test_nvim.py:
+--   nvim --headless -u NONE -l run.lua
+-- Environment: LLM_LSP_PLUGIN (editors/nvim), LLM_LSP_ROOT (the fixture project),
+-- LLM_LSP_SCENARIO ("main", "untrusted", "missing"), LLM_LSP_OUT (where the JSON of what
+-- the user saw is written), LLM_LSP_PYTHON (the interpreter that runs the server).
+-- Each step records what is on screen; the Python test asserts on it. Any Lua error is
+-- recorded as `error` and the script still writes its output and quits.
+
+local env = vim.env
+local out = { steps = {}, progress = {}, messages = {} }
+local root = env.LLM_LSP_ROOT
+local TIMEOUT = 180000
+
+vim.opt.rtp:prepend(env.LLM_LSP_PLUGIN)
+vim.cmd("filetype on")
+vim.cmd("runtime plugin/llm_lsp.lua")
+
+-- What the user is told (vim.notify and the server's window/showMessage).
+local notify = vim.notify
+vim.notify = function(message, level, o)
+  table.insert(out.messages, tostring(message))
+  return notify(message, level, o)
+end
+local show_message = vim.lsp.handlers["window/showMessage"]
+vim.lsp.handlers["window/showMessage"] = function(err, params, ctx)
+  table.insert(out.messages, params.message)
+  return show_message(err, params, ctx)
+end
+
+local finished = {}
+vim.api.nvim_create_autocmd("User", {
+  pattern = "LlmLspDone",
+  callback = function(ev)
+    finished[ev.data.command] = ev.data
+  end,
+})
+vim.api.nvim_create_autocmd("LspProgress", {
+  callback = function(ev)
+    local value = ev.data.params.value or {}
+    table.insert(out.progress, { kind = value.kind, title = value.title, message = value.message })
+  end,
+})
+
+local function wait_done(command)
+  assert(
+    vim.wait(TIMEOUT, function()
+      return finished[command] ~= nil
+    end, 50),
+    command .. " never finished"
+  )
+  local data = finished[command]
+  finished[command] = nil
+  return { result = data.result, error = data.error }
+end
+
+local function buffer_text(buf)
+  return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), "\n")
+end
+
+local function floats()
+  local wins = {}
+  for _, win in ipairs(vim.api.nvim_list_wins()) do
+    if vim.api.nvim_win_get_config(win).relative ~= "" then
+      table.insert(wins, win)
+    end
+  end
+  return wins
+end
+
+local function close_floats()
+  for _, win in ipairs(floats()) do
+    pcall(vim.api.nvim_win_close, win, true)
+  end
+end
+
+local function open(relative)
+  vim.cmd.edit(vim.fs.joinpath(root, relative))
+  local buf = vim.api.nvim_get_current_buf()
+  local client
+  assert(
+    vim.wait(TIMEOUT, function()
+      client = vim.lsp.get_clients({ bufnr = buf, name = "llm_lsp" })[1]
+      return client ~= nil and client.initialized == true
+    end, 50),
+    "the llm-lsp client never attached to " .. relative
+  )
+  return buf, client
+end
+
+--- Hover like `K` does until a float shows text (jedi's first look may miss the
+--- hover's static deadline on a busy machine: then Neovim says "No information").
+local function hover(line, col)
+  vim.api.nvim_win_set_cursor(0, { line, col })
+  local deadline = vim.uv.now() + TIMEOUT
+  while vim.uv.now() < deadline do
+    close_floats()
+    vim.lsp.buf.hover()
+    local text
+    vim.wait(60000, function()
+      for _, win in ipairs(floats()) do
+        text = buffer_text(vim.api.nvim_win_get_buf(win))
+        if text ~= "" then
+          return true
+        end
+      end
+      return false
+    end, 50)
+    if text and text ~= "" then
+      close_floats()
+      return text
+    end
+    vim.wait(500)
+  end
+  error("no hover float appeared")
+end
+
+local function document_window()
+  for _, win in ipairs(vim.api.nvim_list_wins()) do
+    local shown = vim.w[win].llm_lsp_document
+    if shown then
+      local config = vim.api.nvim_win_get_config(win)
+      return {
+        path = shown,
+        float = config.relative ~= "",
+        text = buffer_text(vim.api.nvim_win_get_buf(win)),
+        filetype = vim.bo[vim.api.nvim_win_get_buf(win)].filetype,
+      }, win
+    end
+  end
+  return nil
+end
+
+local function checkhealth()
+  vim.cmd("checkhealth llm_lsp")
+  local text = buffer_text(vim.api.nvim_get_current_buf())
+  vim.cmd("bwipeout!")
+  return text
+end
+
+--- Allow or deny the project file as a user would (`:trust` / `:trust ++deny`).
+local function secure(action)
+  local path = vim.fs.joinpath(root, ".llm-lsp.lua")
+  if action == "deny" then
+    vim.secure.trust({ action = "deny", path = path })
+    return
+  end
+  vim.cmd.edit(path)
+  vim.secure.trust({ action = "allow", bufnr = vim.api.nvim_get_current_buf() })
+  vim.cmd("bwipeout")
+end
+
+--- Steps reached, appended as they happen (what was reached if Neovim dies).
+local function reached(step)
+  local log = assert(io.open(env.LLM_LSP_OUT .. ".log", "a"))
+  log:write(step, "\n")
+  log:close()
+end
+
+local scenarios = {}
+
+function scenarios.main()
+  secure("allow")
+  require("llm_lsp").setup({ cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" } })
+  local _, client = open("shop/basket.py")
+  out.server_info = client.server_info
+  out.steps.hover = hover(19, 16)
+
+  vim.cmd("16,19LlmExplain")
+  out.steps.explain = wait_done("explain")
+  local document, win = document_window()
+  out.steps.explain.document = document
+  if win then
+    vim.api.nvim_win_close(win, true)
+  end
+
+  local stats = open("shop/stats.py")
+  vim.cmd("6LlmFix")
+  out.steps.fix = wait_done("fix")
+  out.steps.fix.buffer = buffer_text(stats)
+  vim.cmd("write")
+
+  vim.cmd("LlmRegenerate")
+  out.steps.regenerate = wait_done("regenerate")
+  vim.cmd("LlmReport")
+  out.steps.report = wait_done("report")
+  reached("checkhealth")
+  out.steps.health = checkhealth()
+  reached("checkhealth done")
+end
+
+function scenarios.untrusted()
+  secure("deny")
+  require("llm_lsp").setup({ cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" } })
+  open("shop/basket.py")
+  out.steps.hover = hover(19, 16)
+  out.steps.health = checkhealth()
+end
+
+function scenarios.missing()
+  require("llm_lsp").setup({ cmd = { "llm-lsp-not-installed-here", "serve" } })
+  out.steps.health = checkhealth()
+  vim.cmd("LlmExplain")
+  out.steps.explain = wait_done("explain")
+end
+
+local ok, err = xpcall(scenarios[env.LLM_LSP_SCENARIO], debug.traceback)
+if not ok then
+  out.error = err
+end
+local file = assert(io.open(env.LLM_LSP_OUT, "w"))
+file:write(vim.json.encode(out))
+file:close()
+for _, client in ipairs(vim.lsp.get_clients()) do
+  if vim.fn.has("nvim-0.11") == 1 then
+    client:stop()
+  else
+    client.stop()
+  end
+end
+vim.wait(10000, function()
+  return #vim.lsp.get_clients() == 0
+end, 50)
+vim.cmd("qa!")
