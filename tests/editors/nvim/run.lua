@@ -10,6 +10,14 @@ local env = vim.env
 local out = { steps = {}, progress = {}, messages = {} }
 local root = env.LLM_LSP_ROOT
 local TIMEOUT = 180000
+local started = vim.uv.hrtime()
+
+--- Steps reached, appended as they happen (what was reached if Neovim dies).
+local function reached(step)
+  local log = assert(io.open(env.LLM_LSP_OUT .. ".log", "a"))
+  log:write(string.format("%.1f s: %s\n", (vim.uv.hrtime() - started) / 1e9, step))
+  log:close()
+end
 
 vim.opt.rtp:prepend(env.LLM_LSP_PLUGIN)
 vim.cmd("filetype on")
@@ -94,9 +102,14 @@ local function hover(line, col)
   local deadline = vim.uv.now() + TIMEOUT
   while vim.uv.now() < deadline do
     close_floats()
+    reached("hover")
+    local told = #out.messages
     vim.lsp.buf.hover()
     local text
     vim.wait(60000, function()
+      if #out.messages > told then
+        return true -- "No information available": the hover answered nothing
+      end
       for _, win in ipairs(floats()) do
         text = buffer_text(vim.api.nvim_win_get_buf(win))
         if text ~= "" then
@@ -149,11 +162,18 @@ local function secure(action)
   vim.cmd("bwipeout")
 end
 
---- Steps reached, appended as they happen (what was reached if Neovim dies).
-local function reached(step)
-  local log = assert(io.open(env.LLM_LSP_OUT .. ".log", "a"))
-  log:write(step, "\n")
-  log:close()
+--- Queue the steps the test gave for `name` on the fake provider (its admin endpoint),
+--- right before the step, as the e2e tests script it before each request.
+local function script_fake(name)
+  local steps = vim.json.decode(env.LLM_LSP_STEPS or "{}")[name]
+  if steps == nil then
+    return
+  end
+  local post = "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], "
+    .. "data=sys.argv[2].encode(), headers={'Content-Type': 'application/json'}), timeout=60)"
+  local body = vim.json.encode({ steps = steps })
+  local result = vim.system({ env.LLM_LSP_PYTHON, "-c", post, env.LLM_LSP_FAKE .. "/_fake/script", body }):wait(120000)
+  assert(result.code == 0, "scripting the fake failed: " .. tostring(result.stderr))
 end
 
 local scenarios = {}
@@ -162,9 +182,12 @@ function scenarios.main()
   secure("allow")
   require("llm_lsp").setup({ cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" } })
   local _, client = open("shop/basket.py")
+  reached("attached")
   out.server_info = client.server_info
   out.steps.hover = hover(19, 16)
 
+  reached("explain")
+  script_fake("explain")
   vim.cmd("16,19LlmExplain")
   out.steps.explain = wait_done("explain")
   local document, win = document_window()
@@ -173,12 +196,15 @@ function scenarios.main()
     vim.api.nvim_win_close(win, true)
   end
 
+  reached("fix")
   local stats = open("shop/stats.py")
+  script_fake("fix")
   vim.cmd("6LlmFix")
   out.steps.fix = wait_done("fix")
   out.steps.fix.buffer = buffer_text(stats)
   vim.cmd("write")
 
+  reached("regenerate")
   vim.cmd("LlmRegenerate")
   out.steps.regenerate = wait_done("regenerate")
   vim.cmd("LlmReport")
@@ -192,7 +218,9 @@ function scenarios.untrusted()
   secure("deny")
   require("llm_lsp").setup({ cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" } })
   open("shop/basket.py")
+  reached("attached")
   out.steps.hover = hover(19, 16)
+  reached("checkhealth")
   out.steps.health = checkhealth()
 end
 
@@ -210,6 +238,7 @@ end
 local file = assert(io.open(env.LLM_LSP_OUT, "w"))
 file:write(vim.json.encode(out))
 file:close()
+reached("written")
 for _, client in ipairs(vim.lsp.get_clients()) do
   if vim.fn.has("nvim-0.11") == 1 then
     client:stop()
@@ -220,4 +249,5 @@ end
 vim.wait(10000, function()
   return #vim.lsp.get_clients() == 0
 end, 50)
+reached("stopped")
 vim.cmd("qa!")
