@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -117,6 +118,7 @@ def _start(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # one process group: Neovim, `timeout` and the server
     )
     return Run(scenario, tmp_path, root, out, proc)
 
@@ -179,9 +181,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             yield {run.scenario: run for run in started}
         finally:
             for run in started:
-                if run.proc.poll() is None:
-                    run.proc.kill()
-                    run.proc.wait()
+                if run.proc.poll() is None:  # a failed test: stop Neovim and its server
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(run.proc.pid, signal.SIGKILL)
+                run.proc.communicate()  # reaps it and closes its stderr pipe
 
 
 def test_hover_explain_fix_and_health_in_neovim(runs: dict[str, Run]) -> None:
@@ -210,6 +213,16 @@ def test_hover_explain_fix_and_health_in_neovim(runs: dict[str, Run]) -> None:
     assert fixed.get("error") is None and fixed["result"]["applied"] is True
     assert fixed["buffer"] + "\n" == FIXED_STATS
     assert (root / "shop" / "stats.py").read_text() == FIXED_STATS
+    # Ask: the answer document, and the conversation kept for a follow-up
+    ask = seen["steps"]["ask"]
+    assert ask.get("error") is None and ask["result"]["ok"] is True
+    assert HOVER_ANSWER in ask["document"]["text"]
+    assert ask["document"]["path"].endswith(".md") and ask["document"]["float"] is True
+    # Doctor: the report in a window
+    doctor = seen["steps"]["doctor"]
+    assert doctor.get("error") is None and doctor["result"]["ok"] is True
+    assert doctor["document"]["text"] == doctor["result"]["report"].strip("\n")
+    assert doctor["document"]["path"] == "llm-lsp doctor"
     # commands this server does not have yet answer so instead of failing
     for command, name in (("regenerate", "llmLsp.regenerate"), ("report", "llmLsp.showReport")):
         step = seen["steps"][command]

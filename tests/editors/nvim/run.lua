@@ -204,6 +204,24 @@ function scenarios.main()
   out.steps.fix.buffer = buffer_text(stats)
   vim.cmd("write")
 
+  reached("ask")
+  vim.cmd("LlmAsk where is VAT added?")
+  out.steps.ask = wait_done("ask")
+  document, win = document_window()
+  out.steps.ask.document = document
+  if win then
+    vim.api.nvim_win_close(win, true)
+  end
+
+  reached("doctor")
+  vim.cmd("LlmDoctor")
+  out.steps.doctor = wait_done("doctor")
+  document, win = document_window()
+  out.steps.doctor.document = document
+  if win then
+    vim.api.nvim_win_close(win, true)
+  end
+
   reached("regenerate")
   vim.cmd("LlmRegenerate")
   out.steps.regenerate = wait_done("regenerate")
