@@ -143,6 +143,7 @@ MAIN_STEPS = {
         {"tool_calls": [{"name": "find_references", "arguments": {"symbol": "apply_discount"}}]},
         {"text": EXPLAIN_ANSWER},
     ],
+    "slow_explain": [{"delay": 120}],
     "fix": [
         {
             "tool_calls": [
@@ -221,6 +222,11 @@ def test_hover_explain_fix_and_health_in_neovim(runs: dict[str, Run]) -> None:
     assert doctor.get("error") is None and doctor["result"]["ok"] is True
     assert doctor["document"]["text"] == doctor["result"]["report"].strip("\n")
     assert doctor["document"]["path"] == "llm-lsp doctor"
+    # :LlmCancel cancels a running Explain through its progress, long before the answer
+    cancel = seen["steps"]["cancel"]
+    assert cancel["result"] == {"ok": False, "cancelled": True, "message": "cancelled"}
+    assert cancel["seconds"] < 60
+    assert "llm-lsp: explain cancelled" in seen["messages"]
     # commands this server does not have yet answer so instead of failing
     for command, name in (("regenerate", "llmLsp.regenerate"), ("report", "llmLsp.showReport")):
         step = seen["steps"][command]

@@ -222,6 +222,24 @@ function scenarios.main()
     vim.api.nvim_win_close(win, true)
   end
 
+  reached("cancel")
+  script_fake("slow_explain")
+  local before = #out.progress
+  vim.cmd("LlmExplain")
+  assert(vim.wait(TIMEOUT, function()
+    for i = before + 1, #out.progress do
+      local message = out.progress[i].message or ""
+      if message:match("^Asking the model") then
+        return true
+      end
+    end
+    return false
+  end, 20), "the slow Explain never asked the model")
+  local asked = vim.uv.hrtime()
+  vim.cmd("LlmCancel")
+  out.steps.cancel = wait_done("explain")
+  out.steps.cancel.seconds = (vim.uv.hrtime() - asked) / 1e9
+
   reached("regenerate")
   vim.cmd("LlmRegenerate")
   out.steps.regenerate = wait_done("regenerate")

@@ -47,10 +47,17 @@ local function done(command, result, err)
   })
 end
 
+--- Commands about the buffer's code: they need the client attached to that buffer
+--- (the others, about the workspace, take any running llm-lsp client).
+local BUFFER_COMMANDS = { explain = true, fix = true, regenerate = true }
+
 local function need_client(command, bufnr)
-  local client = llm().client(bufnr)
+  local for_buffer = BUFFER_COMMANDS[command] == true
+  local client = llm().client(bufnr, not for_buffer)
   if client == nil then
-    local message = "the server is not running for this buffer (see :checkhealth llm_lsp)"
+    local message = for_buffer and "the server is not running for this buffer"
+      or "the server is not running"
+    message = message .. " (see :checkhealth llm_lsp)"
     llm().notify(message, levels.WARN)
     done(command, nil, message)
   end

@@ -233,12 +233,13 @@ function M.setup(opts)
   end
 end
 
---- The running llm-lsp client for `bufnr` (else any running one), or nil.
+--- The llm-lsp client attached to `bufnr` (with `any`, else any running one), or nil.
 --- @param bufnr integer?
+--- @param any boolean?
 --- @return vim.lsp.Client?
-function M.client(bufnr)
+function M.client(bufnr, any)
   local clients = vim.lsp.get_clients({ name = M.name, bufnr = bufnr or 0 })
-  if #clients == 0 then
+  if #clients == 0 and any then
     clients = vim.lsp.get_clients({ name = M.name })
   end
   return clients[1]
