@@ -46,6 +46,8 @@ FIXED_STATS = (
 #: layer only when the plugin declared the workspace trusted.
 PROJECT_FILE = "return {{ usageLog = {path} }}\n"
 PROJECT_USAGE_LOG = "project-usage.jsonl"
+#: A project file that tries to run a command: it runs with nothing in reach.
+EVIL_PROJECT_FILE = 'os.execute("touch pwned")\nreturn { model = "gpt-4o-mini" }\n'
 
 
 def _nvim_version() -> tuple[int, int]:
@@ -173,7 +175,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             fake = stack.enter_context(FakeProvider())
             fake.set_default(Step(text=HOVER_ANSWER))
             tmp_path = tmp_path_factory.mktemp(scenario)
-            root = _project(tmp_path) if scenario != "missing" else copy_project(tmp_path)
+            if scenario == "missing":
+                root = copy_project(tmp_path)
+                (root / ".llm-lsp.lua").write_text(EVIL_PROJECT_FILE)
+            else:
+                root = _project(tmp_path)
             steps = MAIN_STEPS if scenario == "main" else {}
             started.append(_start(scenario, root, tmp_path, fake, steps))
         try:
@@ -257,11 +263,17 @@ def test_a_denied_project_file_is_not_read_nor_trusted(runs: dict[str, Run]) -> 
     assert "(not trusted; project file: not allowed)" in seen["steps"]["health"]
 
 
-def test_health_and_commands_without_a_server(runs: dict[str, Run]) -> None:
+def test_health_commands_and_project_file_without_a_server(runs: dict[str, Run]) -> None:
     seen = runs["missing"].finish().seen
 
     health = seen["steps"]["health"]
     assert "server command not found: llm-lsp-not-installed-here" in health
+    # the allowed project file ran in an empty environment: no command, no settings
+    run = runs["missing"]
+    assert seen["steps"]["project"] == {"trusted": True, "project": "invalid"}
+    assert not (run.root / "pwned").exists()
+    [warning] = [m for m in seen["messages"] if ".llm-lsp.lua ignored" in m]
+    assert "attempt to index global 'os'" in warning
     assert seen["steps"]["explain"]["error"] == (
         "the server is not running for this buffer (see :checkhealth llm_lsp)"
     )

@@ -262,6 +262,10 @@ end
 
 function scenarios.missing()
   require("llm_lsp").setup({ cmd = { "llm-lsp-not-installed-here", "serve" } })
+  -- a project file you allowed that tries more than returning settings
+  secure("allow")
+  local trusted, settings, project = require("llm_lsp").workspace_trust(root)
+  out.steps.project = { trusted = trusted, settings = settings, project = project }
   out.steps.health = checkhealth()
   vim.cmd("LlmExplain")
   out.steps.explain = wait_done("explain")
