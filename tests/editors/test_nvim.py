@@ -261,6 +261,11 @@ def test_a_denied_project_file_is_not_read_nor_trusted(runs: dict[str, Run]) -> 
     assert not (tmp_path / PROJECT_USAGE_LOG).exists()
     assert _usage(tmp_path / "usage.jsonl") != []
     assert "(not trusted; project file: not allowed)" in seen["steps"]["health"]
+    # window = "vsplit": the Doctor's report beside the code, not in a float
+    doctor = seen["steps"]["doctor"]
+    assert doctor["result"]["ok"] is True
+    assert doctor["document"]["float"] is False and doctor["windows"] == 2
+    assert "llm-lsp doctor" in doctor["document"]["path"]
 
 
 def test_health_commands_and_project_file_without_a_server(runs: dict[str, Run]) -> None:

@@ -252,10 +252,17 @@ end
 
 function scenarios.untrusted()
   secure("deny")
-  require("llm_lsp").setup({ cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" } })
+  require("llm_lsp").setup({
+    cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" },
+    window = "vsplit",
+  })
   open("shop/basket.py")
   reached("attached")
   out.steps.hover = hover(19, 16)
+  vim.cmd("LlmDoctor")
+  out.steps.doctor = wait_done("doctor")
+  out.steps.doctor.document = document_window()
+  out.steps.doctor.windows = #vim.api.nvim_tabpage_list_wins(0)
   reached("checkhealth")
   out.steps.health = checkhealth()
 end
