@@ -267,8 +267,10 @@ def test_hover_explain_fix_and_health_in_neovim(runs: dict[str, Run]) -> None:
 
 
 def test_a_denied_project_file_is_not_read_nor_trusted(runs: dict[str, Run]) -> None:
+    """Also the Neovim 0.10 way of starting the client (`vim.lsp.start`)."""
     run = runs["untrusted"].finish()
     seen, tmp_path = run.seen, run.tmp_path
+    assert seen["steps"]["legacy"] is True
 
     assert HOVER_ANSWER in seen["steps"]["hover"]
     # the file was not read, and the server was not told the workspace is trusted

@@ -252,10 +252,16 @@ end
 
 function scenarios.untrusted()
   secure("deny")
+  -- Neovim 0.10's way (`vim.lsp.start` from a FileType autocommand): hide 0.11's API
+  -- from setup() only
+  local config, enable = vim.lsp.config, vim.lsp.enable
+  vim.lsp.config, vim.lsp.enable = nil, nil
   require("llm_lsp").setup({
     cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" },
     window = "vsplit",
   })
+  vim.lsp.config, vim.lsp.enable = config, enable
+  out.steps.legacy = vim.api.nvim_get_autocmds({ group = "llm_lsp_start" })[1] ~= nil
   open("shop/basket.py")
   reached("attached")
   out.steps.hover = hover(19, 16)
