@@ -294,8 +294,11 @@ def test_health_commands_and_project_file_without_a_server(runs: dict[str, Run])
     run = runs["missing"]
     assert seen["steps"]["project"] == {"trusted": True, "project": "invalid"}
     assert not (run.root / "pwned").exists()
-    [warning] = [m for m in seen["messages"] if ".llm-lsp.lua ignored" in m]
-    assert "attempt to index global 'os'" in warning
+    # (read twice: once for this check, once for the next)
+    warnings = [m for m in seen["messages"] if ".llm-lsp.lua ignored" in m]
+    assert len(warnings) == 2 and "attempt to index global 'os'" in warnings[0]
+    assert seen["steps"]["failed_trust"] is False
+    assert any("the `trusted` option failed, not trusted:" in m for m in seen["messages"])
     assert seen["steps"]["explain"]["error"] == (
         "the server is not running for this buffer (see :checkhealth llm_lsp)"
     )

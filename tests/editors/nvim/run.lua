@@ -279,6 +279,11 @@ function scenarios.missing()
   secure("allow")
   local trusted, settings, project = require("llm_lsp").workspace_trust(root)
   out.steps.project = { trusted = trusted, settings = settings, project = project }
+  -- a `trusted` option that fails leaves the workspace untrusted
+  require("llm_lsp").options.trusted = function()
+    error("no idea")
+  end
+  out.steps.failed_trust = (require("llm_lsp").workspace_trust(root))
   out.steps.health = checkhealth()
   vim.cmd("LlmExplain")
   out.steps.explain = wait_done("explain")

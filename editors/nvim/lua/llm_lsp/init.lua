@@ -96,7 +96,11 @@ function M.workspace_trust(root)
   local choice = M.options.trusted
   local trusted = allowed
   if type(choice) == "function" then
-    trusted = choice(root) == true
+    local ok, answer = pcall(choice, root)
+    if not ok then
+      notify("the `trusted` option failed, not trusted: " .. tostring(answer), vim.log.levels.WARN)
+    end
+    trusted = ok and answer == true
   elseif type(choice) == "boolean" then
     trusted = choice
   end
