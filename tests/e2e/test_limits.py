@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,32 @@ async def test_redis_unreachable_falls_back_to_local_said_once(
     assert "unreachable" in said[0] and "counted locally" in said[0]
     assert "hunter2-secret" not in said[0] and "hunter2-secret" not in stderr
     assert (tmp_path / "cache" / "limits" / "limits.sqlite3").exists()
+
+
+async def test_explain_shows_its_estimate_before_it_runs(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    fake.set_default(Step(text="It totals the basket, then applies the discount."))
+    session = await _start(tmp_path, _env(tmp_path, fake))
+    try:
+        await _hover(session)
+        result = await session.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command="llmLsp.explain",
+                arguments=[{"uri": session.uri("shop/basket.py"), "start": 16, "end": 19}],
+            )
+        )
+        begins = [
+            p
+            for reports in session.client.progress_reports.values()
+            for p in reports
+            if isinstance(p, types.WorkDoneProgressBegin)
+        ]
+    finally:
+        await session.stop()
+    assert result["ok"] is True
+    [begin] = begins
+    match = re.fullmatch(r"llm-lsp: Explain \(≈ \$(\d+\.\d{3})\)", begin.title)
+    assert match is not None, begin.title
+    # 3,000 tokens of context budget and 1,500 of answer at gpt-4o: about two cents
+    assert 0.02 <= float(match.group(1)) <= 0.03
