@@ -7,6 +7,9 @@ and the retry policy from settings. `complete` routes the request, walks the tie
 `route_reason` filled in, or raises `AllTiersFailed` (a `ProviderFailure`) with a
 readable summary per tier, after which the engine answers from the cache or static
 analysis. The router's decision is stamped on every usage record of the request.
+Before the chain, the limiter (`lsp_server/limits/`, when the engine gives one)
+applies budgets and rate limits: it may narrow the route or refuse with
+`LimitExceeded`; what it reserved is settled with the answer or released.
 
 `embed` asks one embedding-capable provider (`embedding_providers`: the primary
 endpoint, then a local one) for vectors, in batches of `EMBED_BATCH`, behind the

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import multiprocessing
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsp_server.limits.backend import Charge, LocalBackend, RateCharge
+from lsp_server.limits.build import build_limiter
 from lsp_server.limits.limiter import Identity, Limiter, LimitExceeded
 from lsp_server.limits.window import (
     WindowState,
@@ -25,7 +27,9 @@ from lsp_server.limits.window import (
 )
 from lsp_server.llm.providers import TierSpec
 from lsp_server.llm.router import Route, RouteStep
-from lsp_server.llm.types import ChatRequest, Completion, Usage
+from lsp_server.llm.service import LlmService
+from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure, Usage
+from lsp_server.settings import build_settings
 from lsp_server.settings_limits import (
     BudgetRule,
     LimitsSettings,
@@ -34,6 +38,7 @@ from lsp_server.settings_limits import (
     parse_rate_limits,
 )
 from lsp_server.telemetry.usage import UsageLog
+from lsp_server.testing.fake_provider import FakeProvider, Step
 
 # -- the sliding window ------------------------------------------------------------------
 
@@ -249,3 +254,81 @@ def test_release_gives_everything_back_and_a_hard_limit_refuses(tmp_path: Path) 
         assert degraded.notice is not None and "local model" in degraded.notice
 
     asyncio.run(run())
+
+
+# -- the service: reserve, settle, release ---------------------------------------------
+
+
+async def _through_service(tmp_path: Path, fake: FakeProvider) -> tuple[int, int, int]:
+    """(held while in flight, held after a cancelled call, held after a failed call)."""
+    env = {
+        "HOME": str(tmp_path),
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": fake.base_url,
+        "LLM_LSP_CACHE_DIR": str(tmp_path / "cache"),
+        "LLM_LSP_USER": "u",
+        "LLM_LSP_BUDGETS": '{"user": {"dailyUsd": 5}}',
+        "LLM_RETRY_MAX_ATTEMPTS": "1",
+    }
+    settings, problems = build_settings(env=env)
+    assert problems == []
+    usage = UsageLog(tmp_path / "usage.jsonl")
+    service = LlmService(settings.llm, usage, limiter=build_limiter(settings, None, usage))
+    store = LocalBackend(tmp_path / "cache" / "limits" / "limits.sqlite3")
+    key = "budget:user:u:day:" + period_label("day", datetime.now(UTC)) + ":usd"
+
+    async def held() -> int:
+        _, [value] = await store.reserve([Charge(key, 0, 1, 60.0)])
+        return value
+
+    fake.set_default(Step(text="slow", delay=30.0))
+    call = asyncio.ensure_future(
+        service.complete(_request(), deadline=time.monotonic() + 60, request_id="c")
+    )
+    await fake.wait_for_requests_async(1, 60.0, finished=False)
+    in_flight = await held()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    after_cancel = await held()
+    fake.set_default(Step(status=400, error_message="bad request"))
+    with pytest.raises(ProviderFailure):
+        await service.complete(_request(), deadline=time.monotonic() + 60, request_id="f")
+    after_failure = await held()
+    await service.aclose()
+    await store.aclose()
+    return in_flight, after_cancel, after_failure
+
+
+def test_a_cancelled_or_failed_call_gives_its_reservation_back(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    in_flight, after_cancel, after_failure = asyncio.run(_through_service(tmp_path, fake))
+    assert in_flight > 0  # the estimate was held while the call ran
+    assert after_cancel == 0
+    assert after_failure == 0
+
+
+def test_a_team_rate_limit_is_shared_by_its_members(tmp_path: Path) -> None:
+    rules = (RateRule("team", "hover", "requests", 3), RateRule("user", "*", "requests", 100))
+
+    def member(name: str) -> Limiter:
+        limiter = _limiter(tmp_path, rate_limits=rules, budgets=())
+        limiter.identity = Identity(name, team="core")
+        return limiter
+
+    alice, bob = member("alice"), member("bob")
+
+    async def run() -> list[str]:
+        out: list[str] = []
+        for limiter in (alice, bob, alice, bob):
+            try:
+                admitted = await limiter.admit(_request(), _route(PRIMARY), "r")
+                out.append(admitted.route.steps[0].spec.role)
+            except LimitExceeded as exc:
+                out.append(exc.message)
+        return out
+
+    first, second, third, fourth = asyncio.run(run())
+    assert (first, second, third) == ("primary", "primary", "primary")
+    assert fourth == "rate limit for hover of team core reached (3 requests per 60 s)"
