@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from lsp_server.limits.alerts import Alerts, Listener, amount_text, describe_budget
 from lsp_server.limits.backend import Backend, Charge, RateCharge
@@ -132,6 +133,7 @@ class Limiter:
         self.count_prompt = count_prompt
         self.alerts = Alerts(backend, usage_log, notify)
         self.clock = clock
+        self._pending: set[asyncio.Task[None]] = set()
 
     # -- admission ---------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class Limiter:
         options = [paid, cheaper] if cheaper and cheaper != paid else [paid]
         for i, steps in enumerate(options):
             booked = self._charges(budgets, steps, prompt, request.max_tokens)
-            ok, values = await self.backend.reserve([b.charge for b in booked])
+            ok, values = await self._reserve([b.charge for b in booked])
             if not ok:
                 continue
             soft = self._past_soft(booked, values)
@@ -176,13 +178,49 @@ class Limiter:
                     dataclasses.replace(b.charge, amount=s.charge.amount - b.charge.amount)
                     for b, s in zip(booked, smaller, strict=True)
                 ]
-                await self.backend.adjust(back)
+                await self._shrink(back, [s.charge for s in smaller])
                 past = f"{soft} past {self.settings.soft_limit:.0%}: cheaper model"
                 return Admission(self, self._narrow(route, options[1] + local), past, smaller)
             note = None if i == 0 else "budget nearly spent: cheaper model"
             return Admission(self, self._narrow(route, steps + local), note, booked)
         reason = await self._refusal(budgets, prompt + request.max_tokens)
         return self._degrade(route, local, reason, ErrorKind.QUOTA_EXCEEDED, request_id)
+
+    async def _reserve(self, charges: list[Charge]) -> tuple[bool, list[int]]:
+        """`backend.reserve`; cancelled meanwhile, what it reserved is given back."""
+        task = asyncio.ensure_future(self.backend.reserve(charges))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._later(self._undo(task, charges))
+            raise
+
+    async def _shrink(self, back: list[Charge], held: list[Charge]) -> None:
+        """Shrink a reservation to ``held``; cancelled meanwhile, ``held`` is given back."""
+        task = asyncio.ensure_future(self.backend.adjust(back))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._later(self._undo(task, held))
+            raise
+
+    async def _undo(self, task: asyncio.Future[Any], charges: list[Charge]) -> None:
+        """Once ``task`` (a reservation) is done, give ``charges`` back if it took them."""
+        result = await task
+        if isinstance(result, tuple) and not result[0]:
+            return
+        await self.backend.adjust([dataclasses.replace(c, amount=-c.amount) for c in charges])
+
+    def _later(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:  # a store failure: logged, the request is gone already
+                logger.exception("limits: could not give a cancelled reservation back")
+
+        task = asyncio.ensure_future(run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _prompt_tokens(self, request: ChatRequest) -> int:
         if self.count_prompt is not None:
@@ -327,5 +365,7 @@ class Limiter:
             logger.exception("limits store failed while settling")
 
     async def aclose(self) -> None:
-        """Release the backend."""
+        """Finish giving back cancelled reservations, then release the backend."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
         await self.backend.aclose()

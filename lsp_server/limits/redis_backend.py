@@ -93,10 +93,13 @@ return 0
 
 def where(url: str) -> str:
     """Host and port of a Redis URL (never its password)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path or "a unix socket"
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return parts.path or "a unix socket"
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+    except ValueError:  # a port that is no number: still no password in the message
+        return "the configured address"
 
 
 class RedisBackend:

@@ -332,3 +332,51 @@ def test_a_team_rate_limit_is_shared_by_its_members(tmp_path: Path) -> None:
     first, second, third, fourth = asyncio.run(run())
     assert (first, second, third) == ("primary", "primary", "primary")
     assert fourth == "rate limit for hover of team core reached (3 requests per 60 s)"
+
+
+class _Gated:
+    """A local store whose reservations wait for a gate (to cancel in the middle)."""
+
+    name = "local"
+
+    def __init__(self, inner: LocalBackend) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+
+    async def reserve(self, charges: list[Charge]) -> tuple[bool, list[int]]:
+        await self.gate.wait()
+        return await self.inner.reserve(charges)
+
+    async def adjust(self, charges: list[Charge]) -> list[int]:
+        return await self.inner.adjust(charges)
+
+    async def rate(self, charges: list[RateCharge], now: float, window: float) -> int | None:
+        return await self.inner.rate(charges, now, window)
+
+    async def first(self, key: str, ttl: float) -> bool:
+        return await self.inner.first(key, ttl)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_reservation_cancelled_in_flight_is_given_back(tmp_path: Path) -> None:
+    limiter = _limiter(tmp_path, budgets=(BudgetRule("user", "day", "usd", 1.0),))
+    gated = _Gated(LocalBackend(tmp_path / "l.sqlite3"))
+    limiter.backend = gated
+
+    async def run() -> int:
+        admit = asyncio.ensure_future(limiter.admit(_request(), _route(PRIMARY), "a"))
+        await asyncio.sleep(0.1)
+        admit.cancel()
+        gated.gate.set()  # the store takes the reservation after the caller has gone
+        with pytest.raises(asyncio.CancelledError):
+            await admit
+        await limiter.aclose()
+        key = "budget:user:u:day:" + period_label("day", datetime.fromtimestamp(1.8e9, UTC))
+        store = LocalBackend(tmp_path / "l.sqlite3")
+        _, [value] = await store.reserve([Charge(key + ":usd", 0, 1, 60.0)])
+        await store.aclose()
+        return value
+
+    assert asyncio.run(run()) == 0
