@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 from pathlib import Path
 
@@ -19,8 +20,12 @@ from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.pack.assembler import Assembler
 from lsp_server.context.tokens import TokenCounter, counter_for_model
+from lsp_server.limits.alerts import LimitEvent, Listener
+from lsp_server.limits.build import build_limiter
+from lsp_server.limits.limiter import Limiter
 from lsp_server.llm.queue import RequestQueue
 from lsp_server.llm.service import LlmService
+from lsp_server.llm.types import ChatRequest
 from lsp_server.pipeline.actions import Actions
 from lsp_server.pipeline.ask import Asker
 from lsp_server.pipeline.hover import HoverAnswer, HoverPipeline
@@ -43,8 +48,12 @@ class Engine:
         settings: Settings,
         root: Path | None,
         read_buffer: BufferReader | None = None,
+        on_limit_event: Listener | None = None,
     ) -> None:
-        """``root``: the workspace folder; None is single-file mode (`WorkspaceBoundary`)."""
+        """``root``: the workspace folder; None is single-file mode (`WorkspaceBoundary`).
+
+        ``on_limit_event`` hears budget alerts and backend notices (`limit_listeners`
+        takes more, e.g. a metrics exporter)."""
         #: The one answer to which files may be read and sent; handed to every part.
         self.workspace = WorkspaceBoundary(root, read_buffer)
         self.root = self.workspace.root
@@ -57,7 +66,9 @@ class Engine:
         self._retired: dict[LlmService, asyncio.Task[None]] = {}
         self._settings = settings
         self.usage_log = UsageLog(settings.storage.usage_log)
-        self.llm = LlmService(settings.llm, self.usage_log)
+        #: Who hears budget alerts and limits notices (`LimitEvent`).
+        self.limit_listeners: list[Listener] = [on_limit_event] if on_limit_event else []
+        self.llm = LlmService(settings.llm, self.usage_log, limiter=self._limiter(settings))
         self._counters: dict[str, TokenCounter] = {}
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
@@ -136,9 +147,30 @@ class Engine:
             self._tools = None
         self._settings = settings
         self.usage_log = UsageLog(settings.storage.usage_log)
-        self.llm = LlmService(settings.llm, self.usage_log)
+        self.llm = LlmService(settings.llm, self.usage_log, limiter=self._limiter(settings))
         grace = max(settings.hover.deadline, settings.agent.deadline)
         self._retired[old] = asyncio.get_running_loop().create_task(self._close_later(old, grace))
+
+    def _limiter(self, settings: Settings) -> Limiter:
+        return build_limiter(
+            settings,
+            self.root,
+            self.usage_log,
+            count_prompt=self._count_prompt,
+            notify=self._limit_event,
+        )
+
+    async def _count_prompt(self, request: ChatRequest) -> int:
+        """Prompt tokens of ``request`` as tiktoken counts them (tool specs included)."""
+        counter = await self.counter(self._settings.llm.model)
+        tokens = counter.count_messages(request.messages)
+        if request.tools:
+            tokens += counter.count(json.dumps(request.tools))
+        return tokens
+
+    def _limit_event(self, event: LimitEvent) -> None:
+        for listener in list(self.limit_listeners):
+            listener(event)
 
     async def _close_later(self, service: LlmService, delay: float) -> None:
         """Close a replaced service once calls that started on it have had their time."""

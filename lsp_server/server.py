@@ -33,6 +33,7 @@ from lsp_server.features import ask as ask_feature
 from lsp_server.features import code_actions
 from lsp_server.features import hover as hover_feature
 from lsp_server.features.base import guarded
+from lsp_server.limits.alerts import LimitEvent
 from lsp_server.protocol import LlmProtocol
 from lsp_server.settings import SECTION, Settings, SettingsNotice, build_settings
 
@@ -118,6 +119,12 @@ class LlmLanguageServer(LanguageServer):
                 )
         self._reported = set(messages)
 
+    def show_limit_event(self, event: LimitEvent) -> None:
+        """A budget alert (50/80/100 %) or a limits-store notice, as `window/showMessage`."""
+        serious = event.kind == "backend" or event.threshold >= 80
+        kind = types.MessageType.Warning if serious else types.MessageType.Info
+        self.window_show_message(types.ShowMessageParams(type=kind, message=event.message))
+
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run background work, keeping a reference and logging its failure."""
 
@@ -141,7 +148,7 @@ class LlmLanguageServer(LanguageServer):
         self.settings = settings
         _set_log_level(settings.log_level)
         if self.engine is None:
-            self.engine = Engine(settings, self.root, self.read_buffer)
+            self.engine = Engine(settings, self.root, self.read_buffer, self.show_limit_event)
         else:
             await self.engine.update_settings(settings)
         self.report_problems(problems)  # after the swap: what is reported is in force
@@ -177,7 +184,7 @@ def create_server() -> LlmLanguageServer:
         ls.root = ls.uri_to_path(root_uri) if root_uri else None
         settings, problems = build_settings(init_options=ls.init_options)
         ls.settings = settings
-        ls.engine = Engine(settings, ls.root, ls.read_buffer)
+        ls.engine = Engine(settings, ls.root, ls.read_buffer, ls.show_limit_event)
         ls.pending_problems = problems
         _set_log_level(settings.log_level)
         logger.info("initialized for root %s with %s", ls.root, settings.redacted())

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsp_server.settings_limits import LimitsSettings, parse_redis_url
 from lsp_server.settings_llm import LlmSettings
 from lsp_server.settings_spec import (
     SECTION,
@@ -49,6 +50,7 @@ from lsp_server.settings_spec import (
     trust_flag,
 )
 from lsp_server.settings_values import (
+    Secret,
     parse_bool,
     parse_log_level,
     parse_optional_positive_int,
@@ -231,6 +233,15 @@ class StorageSettings:
         env_default=_usage_log,
         shown_default="`~/.local/state/llm-lsp/usage.jsonl`",
     )
+    redis_url: Secret | None = setting(
+        key="redisUrl",
+        env="LLM_LSP_REDIS_URL",
+        parse=parse_redis_url,
+        doc="Redis shared by a team for budgets and rate limits; unreachable: the local "
+        "store, said once",
+        trust=USER,
+        shown_default="unset (a local store under `cacheDir`)",
+    )
 
 
 @dataclass(frozen=True)
@@ -238,6 +249,7 @@ class Settings:
     """Everything the server and the CLI can be configured with, in groups."""
 
     llm: LlmSettings = field(default_factory=LlmSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     hover: HoverSettings = field(default_factory=HoverSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     context: ContextSettings = field(default_factory=ContextSettings)

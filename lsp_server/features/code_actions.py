@@ -18,6 +18,7 @@ from lsprotocol import types
 from pygls.capabilities import get_capability
 
 from lsp_server.agent import ProposedEdit
+from lsp_server.context.pack.assembler import TaskKind
 from lsp_server.features.base import FeatureServer, warn
 from lsp_server.features.documents import explanation_path, publish
 from lsp_server.features.progress import ActionProgress, UserCancelled
@@ -155,7 +156,8 @@ async def _run_fix(ls: FeatureServer, raw: Any) -> tuple[ActionOutcome, str, int
         warn(ls, f"llm-lsp: cannot read {uri}")
         return None
     doc, version = found
-    async with ActionProgress(ls, "llm-lsp: Fix") as progress:
+    title = await engine.actions.title(TaskKind.FIX, doc, start, end)
+    async with ActionProgress(ls, f"llm-lsp: {title}") as progress:
         outcome = await engine.actions.fix(doc, start, end, diagnostic, progress.report)
         progress.end_message = outcome.message
     if outcome.edit is not None and ls.workspace.get_text_document(uri).version != version:
@@ -217,8 +219,9 @@ async def run_explain_command(ls: FeatureServer, args: list[Any]) -> dict[str, A
         warn(ls, f"llm-lsp: cannot read {uri}")
         return {"ok": False}
     doc, _version = found
+    title = await engine.actions.title(TaskKind.EXPLAIN, doc, start, end)
     try:
-        async with ActionProgress(ls, "llm-lsp: Explain") as progress:
+        async with ActionProgress(ls, f"llm-lsp: {title}") as progress:
             outcome = await engine.actions.explain(doc, start, end, progress.report)
             progress.end_message = outcome.message
     except UserCancelled:

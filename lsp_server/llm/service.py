@@ -7,6 +7,9 @@ and the retry policy from settings. `complete` routes the request, walks the tie
 `route_reason` filled in, or raises `AllTiersFailed` (a `ProviderFailure`) with a
 readable summary per tier, after which the engine answers from the cache or static
 analysis. The router's decision is stamped on every usage record of the request.
+Before the chain, the limiter (`lsp_server/limits/`, when the engine gives one)
+applies budgets and rate limits: it may narrow the route or refuse with
+`LimitExceeded`; what it reserved is settled with the answer or released.
 
 `embed` asks one embedding-capable provider (`embedding_providers`: the primary
 endpoint, then a local one) for vectors, in batches of `EMBED_BATCH`, behind the
@@ -20,8 +23,10 @@ settings change, which starts every provider afresh.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from lsp_server.llm.breaker import BreakerConfig, CircuitOpen
 from lsp_server.llm.chain import (
@@ -33,11 +38,14 @@ from lsp_server.llm.chain import (
 from lsp_server.llm.client import Embeddings
 from lsp_server.llm.providers import TierSpec, tier_specs
 from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy
-from lsp_server.llm.router import Router
+from lsp_server.llm.router import Route, Router
 from lsp_server.llm.tier import Tier
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure, Usage
 from lsp_server.settings import LlmSettings
 from lsp_server.telemetry.usage import UsageLog
+
+if TYPE_CHECKING:
+    from lsp_server.limits.limiter import Limiter
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +86,7 @@ class LlmService:
         *,
         policy: RetryPolicy | None = None,
         breakers: BreakerConfig | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.settings = settings
         self.usage_log = usage_log
@@ -90,6 +99,8 @@ class LlmService:
             if spec.unavailable is None
         }
         self.router = Router([t.spec for t in self.tiers.values()], settings.routing_rules)
+        #: Budgets and rate limits, asked before each request (`lsp_server/limits/`).
+        self.limiter = limiter
 
     @property
     def available(self) -> bool:
@@ -105,11 +116,33 @@ class LlmService:
     ) -> Completion:
         """The first answer along the routed tiers by `deadline` (absolute monotonic).
 
+        The limiter (when there is one) may narrow the route (soft limit: the cheaper
+        model; hard or rate limit: the local tier) or refuse (`LimitExceeded`, a
+        `ProviderFailure`); what it reserved is settled with the answer's usage, or
+        released when none comes (failure, cancellation).
         Raises `AllTiersFailed` when no tier answers; `CancelledError` propagates.
         """
+        route = self.router.route(request)
+        if self.limiter is None:
+            return await self._run(request, route, deadline, request_id)
+        admission = await self.limiter.admit(request, route, request_id)
+        try:
+            completion = await self._run(request, admission.route, deadline, request_id)
+        except BaseException:
+            await admission.release()
+            raise
+        await admission.settle(completion)
+        if admission.notice:
+            notice = "; ".join(n for n in (admission.notice, completion.notice) if n)
+            completion = dataclasses.replace(completion, notice=notice)
+        return completion
+
+    async def _run(
+        self, request: ChatRequest, route: Route, deadline: float, request_id: str
+    ) -> Completion:
         return await run_chain(
             self.tiers,
-            self.router.route(request),
+            route,
             request,
             deadline=Deadline(deadline, time.monotonic),
             request_id=request_id,
@@ -210,3 +243,5 @@ class LlmService:
         """Stop probes and close every client's connections."""
         for tier in self.tiers.values():
             await tier.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()

@@ -25,6 +25,7 @@ from lsp_server.agent import (
     run_agent,
 )
 from lsp_server.context.pack.assembler import ContextTask, TaskKind
+from lsp_server.limits.estimate import estimate_usd, format_usd
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
@@ -159,6 +160,37 @@ class Actions:
         except asyncio.CancelledError:
             queue.cancel(job.id)
             raise
+
+    async def title(self, kind: TaskKind, doc: Document, start: int, end: int) -> str:
+        """ "Explain (≈ $0.004)": the run's name with the estimate of its first model call.
+
+        The estimate is the prompt's upper bound (system prompt and selection counted,
+        the whole context budget) plus the longest answer of one step, at the model the
+        router picks; each later step is reserved against the budgets when it is sent.
+        """
+        name = "Explain" if kind == TaskKind.EXPLAIN else "Fix"
+        rt = self.runtime
+        if not rt.llm.available:
+            return name
+        settings = rt.settings
+        counter = await rt.counter(settings.llm.model)
+        system = EXPLAIN_SYSTEM if kind == TaskKind.EXPLAIN else FIX_SYSTEM
+        budget = (
+            settings.context.fix_tokens if kind == TaskKind.FIX else settings.context.explain_tokens
+        )
+        prompt = counter.count(system) + counter.count(_numbered(doc.text, start, end)) + budget
+        answer = AgentBounds().max_tokens_per_step
+        probe = ChatRequest(
+            messages=[],
+            feature=kind.value,
+            max_tokens=answer,
+            metadata={"context_tokens": str(prompt)},
+        )
+        steps = rt.llm.router.route(probe).steps
+        if not steps or steps[0].spec.role == "local":
+            return name
+        usd = estimate_usd([steps[0].model], prompt, answer)
+        return f"{name} (≈ {format_usd(usd)})" if usd > 0 else name
 
     async def explain(
         self, doc: Document, start: int, end: int, progress: Progress | None = None
