@@ -37,6 +37,7 @@ from lsp_server.llm.router import Router
 from lsp_server.llm.tier import Tier
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure, Usage
 from lsp_server.settings import LlmSettings
+from lsp_server.telemetry.tracing import span
 from lsp_server.telemetry.usage import UsageLog
 
 logger = logging.getLogger(__name__)
@@ -107,16 +108,24 @@ class LlmService:
 
         Raises `AllTiersFailed` when no tier answers; `CancelledError` propagates.
         """
-        return await run_chain(
-            self.tiers,
-            self.router.route(request),
-            request,
-            deadline=Deadline(deadline, time.monotonic),
-            request_id=request_id,
-            policy=self.policy,
-            reserve=self.settings.fallback_reserve,
-            usage_log=self.usage_log,
-        )
+        route = self.router.route(request)
+        attrs = {"llm_lsp.feature": request.feature, "llm_lsp.route": route.reason}
+        with span("llm.chain", {**attrs, "llm_lsp.request_id": request_id}) as traced:
+            completion = await run_chain(
+                self.tiers,
+                route,
+                request,
+                deadline=Deadline(deadline, time.monotonic),
+                request_id=request_id,
+                policy=self.policy,
+                reserve=self.settings.fallback_reserve,
+                usage_log=self.usage_log,
+            )
+            traced.update(
+                {"llm_lsp.tier": completion.tier, "llm_lsp.cost_usd": completion.cost_usd}
+            )
+            traced.set("llm_lsp.notice", completion.notice)
+            return completion
 
     def embedding_providers(self) -> list[str]:
         """Providers that can embed, in the order to prefer them: one per endpoint."""
