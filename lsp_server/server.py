@@ -31,6 +31,7 @@ from lsp_server import __version__
 from lsp_server.engine import Engine
 from lsp_server.features import ask as ask_feature
 from lsp_server.features import code_actions
+from lsp_server.features import health as health_feature
 from lsp_server.features import hover as hover_feature
 from lsp_server.features.base import guarded
 from lsp_server.protocol import LlmProtocol
@@ -199,6 +200,8 @@ def create_server() -> LlmLanguageServer:
         await _pull_configuration(ls)
         if ls.engine is not None:
             ls.spawn(ls.engine.warm_up(), "warm-up")
+            if health_feature.wants_notifications(ls.client_capabilities):
+                ls.spawn(health_feature.publish_health(ls), "health notifications")
             if await _watch_files(ls):
                 ls.engine.watch_files()
 
@@ -289,6 +292,15 @@ def create_server() -> LlmLanguageServer:
     @server.command(CMD_DOCTOR)
     async def on_doctor(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
         return await _command(ls, _run_doctor(ls, list(args)), "doctor")
+
+    @server.command(health_feature.CMD_HEALTH)
+    async def on_health(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        return await _command(ls, health_feature.run_health_command(ls, list(args)), "health")
+
+    @server.command(health_feature.CMD_SHOW_REPORT)
+    async def on_show_report(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        work = health_feature.run_show_report(ls, list(args))
+        return await _command(ls, work, "showReport")
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: LlmLanguageServer, params: None) -> None:

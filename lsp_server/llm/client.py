@@ -36,6 +36,7 @@ from lsp_server.llm.types import (
     Usage,
 )
 from lsp_server.settings_values import Secret
+from lsp_server.telemetry.tracing import trace_id
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 if TYPE_CHECKING:
@@ -267,6 +268,7 @@ class ProviderClient:
                 attempt=what.attempt,
                 tier=self.config.tier,
                 route=what.route,
+                trace_id=trace_id(),
             )
         )
         return cost
