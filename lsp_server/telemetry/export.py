@@ -8,8 +8,8 @@ OpenTelemetry's globals), so a settings change swaps them: the old ones are flus
 and shut down.
 
 - ``console``: the SDK's console exporters, written to stderr (stdout is the LSP stream).
-- ``file``: one JSON object per line per span (``"kind": "span"``) and per metrics
-  export (``"kind": "metrics"``), appended to a private (0600) file.
+- ``file``: one JSON object per line per span (``"signal": "span"``) and per metrics
+  export (``"signal": "metrics"``), appended to a private (0600) file.
 - ``otlp``: the official OTLP/HTTP exporters (``opentelemetry-exporter-otlp-proto-http``),
   configured by the standard variables: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the
   per-signal ``..._TRACES_ENDPOINT`` / ``..._METRICS_ENDPOINT``), headers, timeout,

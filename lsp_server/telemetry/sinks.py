@@ -1,8 +1,8 @@
 """Exporter pieces of our own: a JSON-lines file, and wrappers that fail quietly.
 
 Imported only once an exporter is configured (it imports the OpenTelemetry SDK).
-`JsonLinesFile` appends one JSON object per line (``{"kind": "span", ...}`` in the
-SDK's own span JSON, ``{"kind": "metrics", ...}`` per metrics export) with one
+`JsonLinesFile` appends one JSON object per line (``{"signal": "span", ...}`` in the
+SDK's own span JSON, ``{"signal": "metrics", ...}`` per metrics export) with one
 ``write(2)`` on an ``O_APPEND`` file opened 0600, like the usage log. `quiet_spans`
 and `quiet_metrics` wrap an exporter so that an unreachable collector (or a full
 disk) costs one warning while it lasts and one info line when it recovers; an
@@ -85,7 +85,7 @@ class _FileSpans(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = [
-            json.dumps({"kind": "span", **json.loads(s.to_json(indent=None))}, sort_keys=True)
+            json.dumps({"signal": "span", **json.loads(s.to_json(indent=None))}, sort_keys=True)
             for s in spans
         ]
         self.sink.append(lines)
@@ -101,7 +101,7 @@ class _FileMetrics(MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         body = json.loads(metrics_data.to_json(indent=None))
-        self.sink.append([json.dumps({"kind": "metrics", **body}, sort_keys=True)])
+        self.sink.append([json.dumps({"signal": "metrics", **body}, sort_keys=True)])
         return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

@@ -124,6 +124,12 @@ async def test_a_hover_that_retried_once(
     assert answered.attributes["gen_ai.usage.cache_read.input_tokens"] == 0
     assert answered.attributes["gen_ai.response.finish_reasons"] == ["stop"]
     assert answered.attributes["llm_lsp.cost_usd"] > 0
+    # the usage log points at the trace (both attempts)
+    usage = await session.wait_for_usage(2)
+    assert [(r["outcome"], r["trace_id"]) for r in usage] == [
+        ("error", root.trace_id),
+        ("ok", root.trace_id),
+    ]
     wait = _find(spans, "retry.wait")[0]
     assert wait.attributes["llm_lsp.retry.wait_s"] == pytest.approx(0.05)
     chain = _find(spans, "llm.chain")[0]
@@ -133,6 +139,28 @@ async def test_a_hover_that_retried_once(
     assert "gen_ai.input.messages" not in everything
     assert "Applies the discount." not in everything
     assert TEST_KEY not in everything
+
+
+async def test_a_cancelled_hover_ends_its_spans_marked_cancelled(
+    session: Session, fake: FakeProvider, receiver: OtlpReceiver
+) -> None:
+    fake.script(Step(text="too late", delay=30.0))
+    await session.cancelled_hover(fake, APPLY_DISCOUNT, msg_id=7001)
+
+    def cancelled() -> list[ReceivedSpan] | None:
+        for spans in receiver.traces().values():
+            root = [s for s in spans if s.name == "textDocument/hover" and not s.parent_id]
+            if root and root[0].attributes.get("llm_lsp.cancelled"):
+                return spans
+        return None
+
+    spans = await receiver.wait_for(cancelled)
+    [root] = [s for s in spans if not s.parent_id]
+    [attempt] = _find(spans, "chat gpt-4o")
+    for span in (root, attempt, *_find(spans, "llm.chain")):
+        assert span.status == "error"
+        assert span.attributes["error.type"] == "cancelled"
+        assert ("cancelled", {}) in span.events
 
 
 def _call(name: str, **arguments: str) -> dict[str, object]:
