@@ -202,3 +202,14 @@ def agent_ended(handle: SpanHandle, result: R) -> R:
     """Put how the run ended on its span; returns ``result``."""
     handle.update({"llm_lsp.agent.ok": result.ok, "llm_lsp.agent.stop": str(result.stop.value)})
     return result
+
+
+def cache_span(feature: str) -> contextlib.AbstractContextManager[SpanHandle]:
+    """``cache.lookup`` around one answer-cache lookup (for the cache to call)."""
+    return tracing.span("cache.lookup", {"llm_lsp.feature": feature})
+
+
+def cache_outcome(handle: SpanHandle, outcome: str, *, feature: str, layer: str = "") -> None:
+    """Record a lookup's outcome (``hit``, ``miss``, ``stale``) on its span and in metrics."""
+    handle.update({CACHE: outcome, "llm_lsp.cache.layer": layer or None})
+    metrics.record_cache(outcome, feature=feature)

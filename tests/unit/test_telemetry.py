@@ -17,7 +17,7 @@ import pytest
 
 from lsp_server.llm import spans
 from lsp_server.llm.types import ChatRequest, ErrorKind, ProviderFailure, Usage
-from lsp_server.telemetry import export, metrics, tracing
+from lsp_server.telemetry import export, genai, tracing
 
 KEY = "sk-test-DO-NOT-LEAK-1234567890abcdef"
 
@@ -40,7 +40,7 @@ def test_nothing_of_the_sdk_is_loaded_when_nothing_is_exported() -> None:
     code = """
 import asyncio, sys
 from lsp_server import server
-from lsp_server.telemetry import export, metrics, tracing
+from lsp_server.telemetry import export, genai, metrics, tracing
 from lsp_server.settings import build_settings
 settings, _ = build_settings(env={})
 server._configure_telemetry(settings)
@@ -69,11 +69,13 @@ def test_the_file_exporter_writes_the_span_tree_and_metrics(tmp_path: Path) -> N
                 spans.attempt_result(a, (), "gpt-4o", Usage(100, 10, 40), 0.0012, "stop", "hello")
 
     asyncio.run(scenario())
-    metrics.record_cache("hit", feature="hover")
+    with genai.cache_span("hover") as lookup:
+        genai.cache_outcome(lookup, "hit", feature="hover", layer="exact")
     export.shutdown()  # flushes
     records = _lines(target, "span")
     by_name = {r["name"]: r for r in records}
-    assert set(by_name) == {"textDocument/hover", "context.assemble", "chat gpt-4o"}
+    assert set(by_name) == {"textDocument/hover", "context.assemble", "chat gpt-4o", "cache.lookup"}
+    assert by_name["cache.lookup"]["attributes"]["llm_lsp.cache"] == "hit"
     root = by_name["textDocument/hover"]
     assert root["parent_id"] is None and root["kind"] == "SpanKind.SERVER"
     chat = by_name["chat gpt-4o"]
