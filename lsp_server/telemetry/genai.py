@@ -104,6 +104,7 @@ def attempt_span(
     }
     if messages is not None and tracing.record_content():
         attrs[INPUT_MESSAGES] = _scrubbed(json.dumps(list(messages), default=str), scrub)
+    tracing.add_to_request("llm_lsp.attempts", 1)
     with tracing.span(f"{operation} {model}".strip(), attrs, kind="client") as handle:
         state = Attempt(handle, operation, provider, model, tier)
         try:
@@ -151,6 +152,9 @@ def attempt_result(
             FINISH_REASONS: [finish_reason] if finish_reason else None,
         }
     )
+    tracing.add_to_request(COST, cost_usd)
+    tracing.add_to_request("llm_lsp.input_tokens", input_tokens)
+    tracing.add_to_request("llm_lsp.output_tokens", output_tokens)
     if answer is not None and tracing.record_content():
         output = [{"role": "assistant", "parts": [{"type": "text", "content": answer}]}]
         state.span.set(OUTPUT_MESSAGES, _scrubbed(json.dumps(output), scrub))
@@ -212,4 +216,5 @@ def cache_span(feature: str) -> contextlib.AbstractContextManager[SpanHandle]:
 def cache_outcome(handle: SpanHandle, outcome: str, *, feature: str, layer: str = "") -> None:
     """Record a lookup's outcome (``hit``, ``miss``, ``stale``) on its span and in metrics."""
     handle.update({CACHE: outcome, "llm_lsp.cache.layer": layer or None})
+    tracing.add_to_request(CACHE, outcome)
     metrics.record_cache(outcome, feature=feature)

@@ -49,6 +49,9 @@ class _State:
 
 
 _state: _State | None = None
+_totals: contextvars.ContextVar[dict[str, AttrValue] | None] = contextvars.ContextVar(
+    "llm_lsp_request_totals", default=None
+)
 _tags: contextvars.ContextVar[Mapping[str, AttrValue] | None] = contextvars.ContextVar(
     "llm_lsp_span_tags", default=None
 )
@@ -157,13 +160,38 @@ def span(name: str, attrs: Attrs | None = None, *, kind: str = "internal") -> It
             raise
 
 
-def request_span(
-    method: str, attrs: Attrs | None = None
-) -> contextlib.AbstractContextManager[SpanHandle]:
-    """The root span of one LSP request, named after its method."""
-    return span(
-        method, {"rpc.system": "jsonrpc", "rpc.method": method, **(attrs or {})}, kind="server"
-    )
+@contextlib.contextmanager
+def request_span(method: str, attrs: Attrs | None = None) -> Iterator[SpanHandle]:
+    """The root span of one LSP request, named after its method (kind SERVER).
+
+    When it ends it carries the request's totals (`add_to_request`): the cost and
+    tokens of every provider attempt below it, and the answer cache's outcome.
+    """
+    if _state is None:
+        yield NO_SPAN
+        return
+    totals: dict[str, AttrValue] = {}
+    token = _totals.set(totals)
+    try:
+        rpc = {"rpc.system": "jsonrpc", "rpc.method": method}
+        with span(method, {**rpc, **(attrs or {})}, kind="server") as handle:
+            try:
+                yield handle
+            finally:
+                handle.update(totals)
+    finally:
+        _totals.reset(token)
+
+
+def add_to_request(key: str, value: AttrValue) -> None:
+    """Add ``value`` to the request's total ``key`` (numbers add up; anything else is
+    replaced); it goes on the root span when the request ends."""
+    totals = _totals.get() if _state is not None else None
+    if totals is None:
+        return
+    current_value = totals.get(key)
+    both_numbers = isinstance(value, int | float) and isinstance(current_value, int | float)
+    totals[key] = current_value + value if both_numbers else value  # type: ignore[operator]
 
 
 def current() -> SpanHandle:

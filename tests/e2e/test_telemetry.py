@@ -96,6 +96,8 @@ async def test_a_hover_that_retried_once(
         "    chat gpt-4o",
     ]
     assert root.kind == "server"
+    assert root.attributes["llm_lsp.attempts"] == 2
+    assert root.attributes["llm_lsp.input_tokens"] == 120
     assert root.resource["service.name"] == "llm-lsp-under-test"
     assert root.resource["deployment.environment"] == "test"
     pack = _find(spans, "context.assemble")[0]
@@ -132,6 +134,7 @@ async def test_a_hover_that_retried_once(
     ]
     wait = _find(spans, "retry.wait")[0]
     assert wait.attributes["llm_lsp.retry.wait_s"] == pytest.approx(0.05)
+    assert root.attributes["llm_lsp.cost_usd"] == answered.attributes["llm_lsp.cost_usd"]
     chain = _find(spans, "llm.chain")[0]
     assert chain.attributes["llm_lsp.tier"] == "primary"
     # no text of the prompt or the answer without the opt-in, and never the key
@@ -199,6 +202,7 @@ async def test_an_explain_with_two_tool_calls(
     spans = await receiver.wait_for(explained)
     [root] = [s for s in spans if not s.parent_id]
     assert root.attributes["llm_lsp.command"] == "explain"
+    assert root.attributes["llm_lsp.input_tokens"] == 1200  # both steps
     assert _tree(root) == [
         "workspace/executeCommand",
         "  context.assemble",

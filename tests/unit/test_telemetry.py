@@ -60,6 +60,8 @@ def test_the_file_exporter_writes_the_span_tree_and_metrics(tmp_path: Path) -> N
 
     async def scenario() -> None:
         with tracing.request_span("textDocument/hover"):
+            with genai.cache_span("hover") as lookup:
+                genai.cache_outcome(lookup, "miss", feature="hover", layer="exact")
             with tracing.span("context.assemble", {"llm_lsp.context.tokens": 42}):
                 pass
             request = ChatRequest(messages=[{"role": "user", "content": "hi"}], feature="hover")
@@ -69,15 +71,21 @@ def test_the_file_exporter_writes_the_span_tree_and_metrics(tmp_path: Path) -> N
                 spans.attempt_result(a, (), "gpt-4o", Usage(100, 10, 40), 0.0012, "stop", "hello")
 
     asyncio.run(scenario())
-    with genai.cache_span("hover") as lookup:
-        genai.cache_outcome(lookup, "hit", feature="hover", layer="exact")
     export.shutdown()  # flushes
     records = _lines(target, "span")
     by_name = {r["name"]: r for r in records}
     assert set(by_name) == {"textDocument/hover", "context.assemble", "chat gpt-4o", "cache.lookup"}
-    assert by_name["cache.lookup"]["attributes"]["llm_lsp.cache"] == "hit"
+    assert by_name["cache.lookup"]["attributes"]["llm_lsp.cache"] == "miss"
     root = by_name["textDocument/hover"]
     assert root["parent_id"] is None and root["kind"] == "SpanKind.SERVER"
+    totals = {k: v for k, v in root["attributes"].items() if not k.startswith("rpc.")}
+    assert totals == {
+        "llm_lsp.cache": "miss",
+        "llm_lsp.cost_usd": 0.0012,
+        "llm_lsp.attempts": 1,
+        "llm_lsp.input_tokens": 100,
+        "llm_lsp.output_tokens": 10,
+    }
     chat = by_name["chat gpt-4o"]
     assert chat["parent_id"] == root["context"]["span_id"]
     assert chat["kind"] == "SpanKind.CLIENT"
