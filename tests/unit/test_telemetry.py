@@ -194,3 +194,15 @@ def test_a_dead_collector_costs_one_log_line(
         for r in caplog.records
         if r.name.startswith("opentelemetry") and r.levelno >= logging.WARNING
     ]
+
+
+def test_the_console_exporter_writes_to_stderr_never_to_the_lsp_stream(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    export.configure(export.ExportConfig("console"))
+    with tracing.request_span("textDocument/hover"):
+        pass
+    export.shutdown()
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert '"name": "textDocument/hover"' in err
