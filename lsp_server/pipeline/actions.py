@@ -92,7 +92,7 @@ class Actions:
             pack = await rt.assembler.assemble(
                 task, counter, budget, deadline=settings.context.deadline
             )
-            describe_pack(traced, pack, counter)
+            describe_pack(traced, pack)
         return pack.render()
 
     async def _run(self, task: AgentTask, progress: Progress | None) -> tuple[AgentResult, float]:

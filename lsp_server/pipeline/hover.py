@@ -151,5 +151,5 @@ class HoverPipeline:
             pack = await self.runtime.assembler.assemble(
                 task, counter, settings.hover.context_tokens, deadline=0.0
             )
-            describe_pack(traced, pack, counter)
+            describe_pack(traced, pack)
             return pack

@@ -104,7 +104,9 @@ async def test_a_hover_that_retried_once(
     assert pack.attributes["llm_lsp.task"] == "hover"
     assert pack.attributes["llm_lsp.context.tokens"] > 0
     pieces = pack.attributes["llm_lsp.context.pieces"]
-    assert len(pieces) == len(pack.attributes["llm_lsp.context.piece_tokens"]) > 0
+    piece_tokens = pack.attributes["llm_lsp.context.piece_tokens"]
+    assert len(pieces) == len(piece_tokens) > 0 and all(n > 0 for n in piece_tokens)
+    assert sum(piece_tokens) <= pack.attributes["llm_lsp.context.tokens"]
     assert any("apply_discount" in p or "pricing" in p for p in pieces), pieces
     failed, answered = _find(spans, "chat gpt-4o")
     for attempt in (failed, answered):
