@@ -94,9 +94,7 @@ class SpanHandle:
     def update(self, attrs: Attrs) -> None:
         """Several attributes; None values are left out."""
         if self._span is not None:
-            for key, value in attrs.items():
-                if value is not None:
-                    self._span.set_attribute(key, value)
+            self._span.set_attributes({k: v for k, v in attrs.items() if v is not None})
 
     def event(self, name: str, attrs: Attrs | None = None) -> None:
         """A point in time inside the span (e.g. a skipped tier)."""
