@@ -14,6 +14,7 @@ import asyncio
 import importlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
@@ -32,6 +33,9 @@ from lsp_server.pipeline.hover import HoverAnswer, HoverPipeline
 from lsp_server.pipeline.memory import SummaryCache
 from lsp_server.pipeline.runtime import Document
 from lsp_server.settings import Settings
+from lsp_server.telemetry import metrics
+from lsp_server.telemetry.export import active_config
+from lsp_server.telemetry.health import Health, SpendTally
 from lsp_server.telemetry.usage import UsageLog
 from lsp_server.workspace import BufferReader, WorkspaceBoundary
 
@@ -72,6 +76,9 @@ class Engine:
         self._counters: dict[str, TokenCounter] = {}
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
+        self._tally: SpendTally | None = None
+        #: USD left in today's budget, None when no budget is set; the budget part sets it.
+        self.budget_left: Callable[[], float | None] = lambda: None
 
     def document_changed(self, path: Path | None) -> None:
         """A buffer or file changed (also opened, closed, created, deleted): forget what
@@ -169,6 +176,10 @@ class Engine:
         return tokens
 
     def _limit_event(self, event: LimitEvent) -> None:
+        if event.kind == "alert":
+            metrics.record_budget_alert(
+                scope=event.scope, period=event.period, unit=event.unit, threshold=event.threshold
+            )
         for listener in list(self.limit_listeners):
             listener(event)
 
@@ -200,6 +211,17 @@ class Engine:
     def display_path(self, path: Path | None) -> str:
         """A workspace-relative path for labels and prompts."""
         return self.workspace.display_path(path)
+
+    def health(self) -> Health:
+        """Today's spend (all windows, from the usage log), budget left, breakers, queue."""
+        path = self._settings.storage.usage_log
+        if self._tally is None or self._tally.path != path:
+            self._tally = SpendTally(path)
+        spend, requests = self._tally.today()
+        queued = len(self._queue.jobs) if self._queue is not None else 0
+        breakers = self.llm.breaker_states()
+        exporter = active_config().exporter
+        return Health(spend, requests, self.budget_left(), breakers, queued, exporter)
 
     async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""

@@ -31,11 +31,14 @@ from lsp_server import __version__
 from lsp_server.engine import Engine
 from lsp_server.features import ask as ask_feature
 from lsp_server.features import code_actions
+from lsp_server.features import health as health_feature
 from lsp_server.features import hover as hover_feature
 from lsp_server.features.base import guarded
 from lsp_server.limits.alerts import LimitEvent
 from lsp_server.protocol import LlmProtocol
 from lsp_server.settings import SECTION, Settings, SettingsNotice, build_settings
+from lsp_server.telemetry import export
+from lsp_server.telemetry.tracing import request_span
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +150,7 @@ class LlmLanguageServer(LanguageServer):
         )
         self.settings = settings
         _set_log_level(settings.log_level)
+        _configure_telemetry(settings)
         if self.engine is None:
             self.engine = Engine(settings, self.root, self.read_buffer, self.show_limit_event)
         else:
@@ -170,6 +174,12 @@ def _set_log_level(level: str) -> None:
     logging.getLogger("lsp_server").setLevel(level)
 
 
+def _configure_telemetry(settings: Settings) -> None:
+    """Export traces and metrics as the settings say (nothing by default)."""
+    t = settings.telemetry
+    export.configure(export.ExportConfig(t.exporter, t.file, t.record_content, __version__))
+
+
 def create_server() -> LlmLanguageServer:
     """A server with every feature registered."""
     server = LlmLanguageServer()
@@ -187,6 +197,7 @@ def create_server() -> LlmLanguageServer:
         ls.engine = Engine(settings, ls.root, ls.read_buffer, ls.show_limit_event)
         ls.pending_problems = problems
         _set_log_level(settings.log_level)
+        _configure_telemetry(settings)
         logger.info("initialized for root %s with %s", ls.root, settings.redacted())
 
     @server.feature(types.INITIALIZED)
@@ -196,6 +207,8 @@ def create_server() -> LlmLanguageServer:
         await _pull_configuration(ls)
         if ls.engine is not None:
             ls.spawn(ls.engine.warm_up(), "warm-up")
+            if health_feature.wants_notifications(ls.client_capabilities):
+                ls.spawn(health_feature.publish_health(ls), "health notifications")
             if await _watch_files(ls):
                 ls.engine.watch_files()
 
@@ -242,7 +255,8 @@ def create_server() -> LlmLanguageServer:
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     async def on_hover(ls: LlmLanguageServer, params: types.HoverParams) -> types.Hover | None:
-        return await guarded(ls, hover_feature.hover(ls, params), None, name="hover")
+        with request_span(types.TEXT_DOCUMENT_HOVER):
+            return await guarded(ls, hover_feature.hover(ls, params), None, name="hover")
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -255,16 +269,20 @@ def create_server() -> LlmLanguageServer:
         ls: LlmLanguageServer, params: types.CodeActionParams
     ) -> list[types.CodeAction | types.Command]:
         # Listing must never fail the editor: on a bug, offer nothing.
-        listing = code_actions.list_actions(ls, params)
-        return await guarded(ls, listing, [], name="listing code actions")
+        with request_span(types.TEXT_DOCUMENT_CODE_ACTION):
+            listing = code_actions.list_actions(ls, params)
+            return await guarded(ls, listing, [], name="listing code actions")
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def on_code_action_resolve(
         ls: LlmLanguageServer, action: types.CodeAction
     ) -> types.CodeAction:
         failure = f"llm-lsp: '{action.title}' failed; see the server log"
-        work = code_actions.resolve(ls, action)
-        return await guarded(ls, work, action, name=f"resolving {action.title!r}", failure=failure)
+        with request_span(types.CODE_ACTION_RESOLVE, {"llm_lsp.action": action.title}):
+            work = code_actions.resolve(ls, action)
+            return await guarded(
+                ls, work, action, name=f"resolving {action.title!r}", failure=failure
+            )
 
     @server.command(code_actions.CMD_EXPLAIN)
     async def on_explain(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
@@ -282,11 +300,21 @@ def create_server() -> LlmLanguageServer:
     async def on_doctor(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
         return await _command(ls, _run_doctor(ls, list(args)), "doctor")
 
+    @server.command(health_feature.CMD_HEALTH)
+    async def on_health(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        return await _command(ls, health_feature.run_health_command(ls, list(args)), "health")
+
+    @server.command(health_feature.CMD_SHOW_REPORT)
+    async def on_show_report(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        work = health_feature.run_show_report(ls, list(args))
+        return await _command(ls, work, "showReport")
+
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: LlmLanguageServer, params: None) -> None:
         ls.cancel_background()
         if ls.engine is not None:
             await ls.engine.aclose()
+        await asyncio.to_thread(export.shutdown)  # flush what is still batched
 
     return server
 
@@ -295,9 +323,10 @@ async def _command(
     ls: LlmLanguageServer, work: Awaitable[dict[str, Any]], name: str
 ) -> dict[str, Any]:
     """A command's answer; ``$/cancelRequest`` cancels it; never a traceback."""
-    return await guarded(
-        ls, work, {"ok": False}, name=f"command {name}", failure=COMMAND_FAILED, track=True
-    )
+    with request_span(types.WORKSPACE_EXECUTE_COMMAND, {"llm_lsp.command": name}):
+        return await guarded(
+            ls, work, {"ok": False}, name=f"command {name}", failure=COMMAND_FAILED, track=True
+        )
 
 
 async def _run_doctor(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from lsp_server.settings_spec import (
     shown,
     trust_flag,
 )
+from lsp_server.settings_telemetry import TelemetrySettings
 from lsp_server.settings_values import (
     Secret,
     parse_bool,
@@ -254,6 +255,7 @@ class Settings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     context: ContextSettings = field(default_factory=ContextSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     log_level: str = setting(
         "INFO",
         key="logLevel",

@@ -173,6 +173,17 @@ def parse_log_level(value: Any) -> str:
     return text
 
 
+TELEMETRY_EXPORTERS = ("none", "console", "file", "otlp")
+
+
+def parse_telemetry_exporter(value: Any) -> str:
+    """none, console, file or otlp (any case)."""
+    text = parse_str(value).lower()
+    if text not in TELEMETRY_EXPORTERS:
+        raise ValueError("expected none, console, file or otlp")
+    return text
+
+
 def parse_optional_positive_int(value: Any) -> int | None:
     """A positive whole number, or None for null or ""."""
     return None if value is None or value == "" else parse_positive_int(value)
@@ -332,6 +343,7 @@ _PARSER_SCHEMAS: dict[Parser, dict[str, Any]] = {
     parse_secret: _OPTIONAL_STRING,
     parse_log_level: {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
     parse_optional_positive_int: {"type": ["integer", "null"], "minimum": 1},
+    parse_telemetry_exporter: {"type": "string", "enum": list(TELEMETRY_EXPORTERS)},
     parse_seconds_or_zero: {"type": "number", "minimum": 0},
     parse_fraction: {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
     parse_providers: {"type": ["array", "null"], "items": {"type": "object"}},

@@ -47,6 +47,7 @@ from lsp_server.agent.prompts import (
 from lsp_server.agent.registry import ToolRegistry, canonical_call, to_json
 from lsp_server.agent.workspace import ToolError
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure, ToolCall
+from lsp_server.telemetry import genai, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -296,9 +297,15 @@ class _Run:
         return self.result(False, stop, reason=reason)
 
     async def run(self) -> AgentResult:
+        """The run, traced: an ``invoke_agent`` span, one ``agent.step`` span per step."""
+        with genai.agent_span(self.task.kind) as traced, tracing.Steps() as self._steps:
+            return genai.agent_ended(traced, await self._run())
+
+    async def _run(self) -> AgentResult:
         bounds, is_fix = self.bounds, self.task.kind == "fix"
         nudged = False
         for step in range(1, bounds.max_steps + 1):
+            self._steps.begin("agent.step", {"llm_lsp.agent.step": step})
             if step > 1 and self.ctx.total_tokens >= bounds.max_total_tokens:
                 return self.unfinished(
                     StopReason.TOKEN_LIMIT, f"token limit ({bounds.max_total_tokens})"

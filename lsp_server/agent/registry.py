@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from lsp_server.agent.execution import ExecutionContext, ToolCallRecord
 from lsp_server.agent.workspace import ToolError
 from lsp_server.llm.types import ToolCall
+from lsp_server.telemetry import genai, tracing
 
 if TYPE_CHECKING:
     from lsp_server.agent.workspace import Workspace
@@ -305,8 +306,15 @@ class ToolRegistry:
         return result
 
     async def dispatch(self, call: ToolCall, ctx: ExecutionContext, *, step: int = 0) -> str:
-        """The JSON content of the ``tool`` message answering ``call``."""
-        return to_json(await self.run(call, ctx, step=step))
+        """The JSON content of the ``tool`` message answering ``call`` (an ``execute_tool``
+        span around the call)."""
+        attrs = genai.tool_attributes(call.name, call.id, call.arguments)
+        with tracing.span(f"execute_tool {call.name}", attrs) as traced:
+            result = await self.run(call, ctx, step=step)
+            error = result.get("error")
+            if isinstance(error, dict):
+                traced.fail(str(error.get("type", "tool_error")))
+            return to_json(result)
 
 
 def to_json(result: dict[str, Any]) -> str:

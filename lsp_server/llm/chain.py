@@ -28,6 +28,7 @@ from lsp_server.llm.retry import Deadline, RetryGaveUp, RetryPolicy
 from lsp_server.llm.router import Route, RouteStep
 from lsp_server.llm.tier import Tier
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure
+from lsp_server.telemetry import metrics, tracing
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ async def run_chain(
                 )
             )
             _skip_record(usage_log, request, request_id, step, route.reason, "circuit_open")
+            _traced_skip(step, "circuit_open", exc.state.value)
             logger.info("request %s: %s skipped: %s", request_id, step.spec.name, exc)
             continue
         except RetryGaveUp as exc:
@@ -214,13 +216,25 @@ async def run_chain(
             outcomes.append(outcome)
             if exc.kind in _ACCOUNT_KINDS:
                 dead_accounts.append((step.spec, outcome))
+            _traced_skip(step, exc.kind.value, tier.breaker.state.value)
             logger.info("request %s: %s gave up: %s", request_id, step.spec.name, outcome.reason)
             continue
         answered = dataclasses.replace(step, model=completion.model)
+        if outcomes:
+            metrics.record_fallback(feature=request.feature, tier=step.spec.role)
         return dataclasses.replace(
             completion,
             tier=step.spec.role,
             notice=notice(outcomes, answered),
             route_reason=route.reason,
         )
+    metrics.record_fallback(feature=request.feature, tier="none")
     raise AllTiersFailed(outcomes, route.reason)
+
+
+def _traced_skip(step: RouteStep, why: str, breaker: str) -> None:
+    """A tier that did not answer, as an event on the request's chain span."""
+    attrs = {"gen_ai.provider.name": step.spec.name, "llm_lsp.tier": step.spec.role}
+    tracing.current().event(
+        "tier.failed", {**attrs, "error.type": why, "llm_lsp.breaker_state": breaker}
+    )

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from lsp_server.llm import spans
 from lsp_server.llm.errors import classify
 from lsp_server.llm.pricing import cost_usd
 from lsp_server.llm.types import (
@@ -35,6 +36,7 @@ from lsp_server.llm.types import (
     Usage,
 )
 from lsp_server.settings_values import Secret
+from lsp_server.telemetry.tracing import trace_id
 from lsp_server.telemetry.usage import UsageLog, UsageRecord
 
 if TYPE_CHECKING:
@@ -110,6 +112,7 @@ class ProviderClient:
         self._secrets = (key,) if config.api_key else ()
         self._key = key
         self._sdk: openai.AsyncOpenAI | None = None
+        self._where = spans.Where(config.name, config.base_url, config.tier)
 
     @property
     def _client(self) -> openai.AsyncOpenAI:
@@ -151,10 +154,12 @@ class ProviderClient:
         ``route`` (the router's decision) is stamped on the attempt's usage record.
         """
         timeout = self._timeout(attempt_timeout)
-        (text, tool_calls, finish), usage, latency_ms, cost = await self._attempt(
-            lambda: self._call(request, model, timeout),
-            _Attempt(request.feature, model, request_id, attempt, route),
-        )
+        what = _Attempt(request.feature, model, request_id, attempt, route)
+        with spans.attempt_span(self._where, "chat", what, self._secrets, request) as span:
+            (text, tool_calls, finish), usage, latency_ms, cost = await self._attempt(
+                lambda: self._call(request, model, timeout), what
+            )
+            spans.attempt_result(span, self._secrets, model, usage, cost, finish, text)
         return Completion(
             text=text,
             model=model,
@@ -185,10 +190,12 @@ class ProviderClient:
         `ProviderFailure` (or `CancelledError`).
         """
         timeout = self._timeout(attempt_timeout)
-        vectors, usage, _, cost = await self._attempt(
-            lambda: self._embed_call(texts, model, dimensions, timeout),
-            _Attempt(feature, model, request_id, attempt, route),
-        )
+        what = _Attempt(feature, model, request_id, attempt, route)
+        with spans.attempt_span(self._where, "embeddings", what, self._secrets) as span:
+            vectors, usage, _, cost = await self._attempt(
+                lambda: self._embed_call(texts, model, dimensions, timeout), what
+            )
+            spans.attempt_result(span, self._secrets, model, usage, cost)
         return Embeddings(vectors, model, self.name, usage, cost)
 
     def _timeout(self, attempt_timeout: float | None) -> float:
@@ -261,6 +268,7 @@ class ProviderClient:
                 attempt=what.attempt,
                 tier=self.config.tier,
                 route=what.route,
+                trace_id=trace_id(),
             )
         )
         return cost

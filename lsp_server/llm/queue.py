@@ -28,6 +28,7 @@ from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure
 from lsp_server.settings import LlmSettings
+from lsp_server.telemetry import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ class RequestQueue:
             raise
         finally:
             self._jobs.pop(job.id, None)
+            waited = time.monotonic() - job.created
+            metrics.record_queue_wait(waited, feature=job.request.feature, outcome=job.state.value)
 
     async def _serve(self, job: QueuedJob) -> None:
         give_up_at = job.created + self.max_wait

@@ -26,6 +26,7 @@ from datetime import UTC
 from typing import TypeVar
 
 from lsp_server.llm.types import ErrorKind, ProviderFailure
+from lsp_server.telemetry.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,13 @@ async def call_with_retry(
             if not decision.retry:
                 raise RetryGaveUp(failure, reason=decision.reason, attempts=attempt) from failure
             last = failure
-        await sleep(decision.wait)
+        wait: dict[str, float | str | int] = {
+            "llm_lsp.retry.wait_s": decision.wait,
+            "llm_lsp.retry.reason": decision.reason,
+            "llm_lsp.retry.after_attempt": attempt,
+        }
+        with span("retry.wait", wait):
+            await sleep(decision.wait)
 
 
 def parse_retry_after(

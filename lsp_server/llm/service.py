@@ -42,6 +42,7 @@ from lsp_server.llm.router import Route, Router
 from lsp_server.llm.tier import Tier
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure, Usage
 from lsp_server.settings import LlmSettings
+from lsp_server.telemetry.tracing import span
 from lsp_server.telemetry.usage import UsageLog
 
 if TYPE_CHECKING:
@@ -140,16 +141,23 @@ class LlmService:
     async def _run(
         self, request: ChatRequest, route: Route, deadline: float, request_id: str
     ) -> Completion:
-        return await run_chain(
-            self.tiers,
-            route,
-            request,
-            deadline=Deadline(deadline, time.monotonic),
-            request_id=request_id,
-            policy=self.policy,
-            reserve=self.settings.fallback_reserve,
-            usage_log=self.usage_log,
-        )
+        attrs = {"llm_lsp.feature": request.feature, "llm_lsp.route": route.reason}
+        with span("llm.chain", {**attrs, "llm_lsp.request_id": request_id}) as traced:
+            completion = await run_chain(
+                self.tiers,
+                route,
+                request,
+                deadline=Deadline(deadline, time.monotonic),
+                request_id=request_id,
+                policy=self.policy,
+                reserve=self.settings.fallback_reserve,
+                usage_log=self.usage_log,
+            )
+            traced.update(
+                {"llm_lsp.tier": completion.tier, "llm_lsp.cost_usd": completion.cost_usd}
+            )
+            traced.set("llm_lsp.notice", completion.notice)
+            return completion
 
     def embedding_providers(self) -> list[str]:
         """Providers that can embed, in the order to prefer them: one per endpoint."""

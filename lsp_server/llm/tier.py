@@ -24,6 +24,7 @@ from lsp_server.llm.client import Embeddings, ProviderClient, ProviderConfig
 from lsp_server.llm.providers import TierSpec, list_models
 from lsp_server.llm.retry import Deadline, RetryPolicy, call_with_retry
 from lsp_server.llm.types import ChatRequest, Completion, ErrorKind, ProviderFailure
+from lsp_server.telemetry import metrics, tracing
 from lsp_server.telemetry.usage import UsageLog
 
 logger = logging.getLogger(__name__)
@@ -114,8 +115,10 @@ class Tier:
             nonlocal attempts
             attempts += 1
             try:
+                state = {"llm_lsp.breaker_state": self.breaker.state.value}
                 async with self.breaker.call(), asyncio.timeout(budget + HARD_TIMEOUT_GRACE):
-                    return await call(budget, attempts)
+                    with tracing.tagged(state):
+                        return await call(budget, attempts)
             except TimeoutError:
                 raise ProviderFailure(
                     ErrorKind.TIMEOUT,
@@ -222,6 +225,7 @@ class Tier:
             task.add_done_callback(self._tasks.discard)
 
     def _on_transition(self, old: BreakerState, new: BreakerState, reason: str) -> None:
+        metrics.record_breaker(self.spec.name, old.value, new.value)
         if new is BreakerState.OPEN and not self._closed:
             try:
                 loop = asyncio.get_running_loop()

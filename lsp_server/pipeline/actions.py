@@ -31,6 +31,7 @@ from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
 from lsp_server.pipeline.conversation import run_memory
 from lsp_server.pipeline.runtime import ActionRuntime, Document, Progress
+from lsp_server.pipeline.spans import describe_pack, pack_span
 from lsp_server.safe_markdown import fence, sanitize
 
 logger = logging.getLogger(__name__)
@@ -88,9 +89,11 @@ class Actions:
         budget = (
             settings.context.fix_tokens if kind == TaskKind.FIX else settings.context.explain_tokens
         )
-        pack = await rt.assembler.assemble(
-            task, counter, budget, deadline=settings.context.deadline
-        )
+        with pack_span(kind.value, budget) as traced:
+            pack = await rt.assembler.assemble(
+                task, counter, budget, deadline=settings.context.deadline
+            )
+            describe_pack(traced, pack)
         return pack.render()
 
     async def _run(self, task: AgentTask, progress: Progress | None) -> tuple[AgentResult, float]:

@@ -22,6 +22,7 @@ from lsp_server.context.model import Definition, SymbolInfo
 from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.runtime import Document, HoverRuntime
+from lsp_server.pipeline.spans import describe_pack, pack_span
 from lsp_server.prompts import hover_messages
 from lsp_server.render import (
     answer_notes,
@@ -146,6 +147,9 @@ class HoverPipeline:
         task = ContextTask(
             TaskKind.HOVER, doc.text, doc.path, line, line, focus=focus, callers=False, infer=False
         )
-        return await self.runtime.assembler.assemble(
-            task, counter, settings.hover.context_tokens, deadline=0.0
-        )
+        with pack_span(task.kind.value, settings.hover.context_tokens) as traced:
+            pack = await self.runtime.assembler.assemble(
+                task, counter, settings.hover.context_tokens, deadline=0.0
+            )
+            describe_pack(traced, pack)
+            return pack

@@ -45,6 +45,7 @@ class UsageRecord:
     attempt: int = 1
     tier: str = "primary"
     route: str = ""  # the router's decision and reason, e.g. "hover, ~850 tokens, ... -> primary"
+    trace_id: str | None = None  # the OpenTelemetry trace of the request, when tracing is on
     ts: str = dataclasses.field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
     )

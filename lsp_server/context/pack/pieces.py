@@ -73,6 +73,7 @@ class ContextPiece:
     path: str = ""
     start_line: int = 0  # 1-based, inclusive; the lines the label names
     end_line: int = 0
+    tokens: int = 0  # of render(), counted when the piece was fitted (0: not counted)
 
     def render(self) -> str:
         """Markdown for the prompt."""
@@ -200,8 +201,9 @@ def build_pack(candidates: list[Candidate], counter: TokenCounter, budget: int) 
             dropped.append(c.piece.label)
             continue
         seen.add(c.piece.label)
+        fitted = replace(fitted, tokens=counter.count(fitted.render()))
         chosen.append((rank, c.role, fitted))
-        left -= counter.count(fitted.render()) + JOIN_SLACK
+        left -= fitted.tokens + JOIN_SLACK
     chosen.sort(key=lambda item: _render_key(item[2], item[1], item[0]))
     # The final count is authoritative: drop the lowest priority until it fits.
     while chosen:
