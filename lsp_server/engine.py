@@ -35,6 +35,12 @@ __all__ = ["Document", "Engine", "HoverAnswer"]
 logger = logging.getLogger(__name__)
 
 
+def usage_log(settings: Settings) -> UsageLog:
+    """The usage log the settings name, rotated at their size."""
+    storage = settings.storage
+    return UsageLog(storage.usage_log, storage.usage_log_max_mb * 1024 * 1024)
+
+
 class Engine:
     """Answers features for one workspace root."""
 
@@ -56,7 +62,7 @@ class Engine:
         self._queue: RequestQueue | None = None
         self._retired: dict[LlmService, asyncio.Task[None]] = {}
         self._settings = settings
-        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.usage_log = usage_log(settings)
         self.llm = LlmService(settings.llm, self.usage_log)
         self._counters: dict[str, TokenCounter] = {}
         self._summaries: SummaryCache | None = None
@@ -135,7 +141,7 @@ class Engine:
             self._tools.close()
             self._tools = None
         self._settings = settings
-        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.usage_log = usage_log(settings)
         self.llm = LlmService(settings.llm, self.usage_log)
         grace = max(settings.hover.deadline, settings.agent.deadline)
         self._retired[old] = asyncio.get_running_loop().create_task(self._close_later(old, grace))

@@ -201,6 +201,9 @@ async def run_fix_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
             edit=workspace_edit(ls, uri, version, outcome.edit), label="llm-lsp fix"
         )
     )
+    if ls.engine is not None:  # a quality signal for the usage log
+        signal = "fix_applied" if applied.applied else "fix_discarded"
+        ls.engine.llm.usage_log.signal(outcome.request_id, signal, "fix")
     return {"ok": bool(applied.applied), "message": outcome.message}
 
 

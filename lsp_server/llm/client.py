@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lsp_server.llm.errors import classify
-from lsp_server.llm.pricing import cost_usd
+from lsp_server.llm.pricing import cost_usd, describe_price
 from lsp_server.llm.types import (
     ChatRequest,
     Completion,
@@ -261,6 +261,7 @@ class ProviderClient:
                 attempt=what.attempt,
                 tier=self.config.tier,
                 route=what.route,
+                price=describe_price(what.model, local=self.config.tier == "local"),
             )
         )
         return cost

@@ -1,0 +1,64 @@
+"""The request summary line of the usage log, from what a pipeline knows at the end.
+
+The pipelines (hover, explain, fix) call `summarize` once per request, whatever
+its outcome; `UsageLog.summarize` adds the totals of the request's provider
+attempts. This module turns a context pack into its pieces with their token
+counts and collects the rest (tier, variant, prompt version, answer length,
+signals, the breakers left open) so the pipelines need one call each.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lsp_server.context.pack.pieces import ContextPack
+from lsp_server.context.tokens import TokenCounter
+from lsp_server.llm.types import Completion
+from lsp_server.telemetry.usage import ContextUse, UsageLog
+
+logger = logging.getLogger(__name__)
+
+
+def context_uses(pack: ContextPack | None, counter: TokenCounter | None) -> tuple[ContextUse, ...]:
+    """Each piece of ``pack`` with the tokens its rendering takes."""
+    if pack is None:
+        return ()
+    return tuple(
+        ContextUse(p.label, p.role, counter.count(p.render()) if counter is not None else 0)
+        for p in pack.pieces
+    )
+
+
+def summarize(
+    log: UsageLog,
+    request_id: str,
+    feature: str,
+    started: float,
+    outcome: str,
+    *,
+    completion: Completion | None = None,
+    pack: ContextPack | None = None,
+    counter: TokenCounter | None = None,
+    breakers: Mapping[str, str] | None = None,
+    **facts: Any,
+) -> None:
+    """Write the summary of one request that began at ``started`` (monotonic)."""
+    try:
+        if completion is not None:
+            facts.setdefault("tier", completion.tier)
+            facts.setdefault("notice", completion.notice)
+            facts.setdefault("answer_chars", len(completion.text))
+        if pack is not None:
+            facts.setdefault("context_tokens", pack.tokens)
+            facts.setdefault("context", context_uses(pack, counter))
+        if breakers:
+            facts["breakers_open"] = tuple(
+                name for name, state in breakers.items() if state.startswith("open")
+            )
+        latency = round((time.monotonic() - started) * 1000, 1)
+        log.summarize(request_id, feature, outcome=outcome, latency_ms=latency, **facts)
+    except Exception:  # accounting never breaks an answer
+        logger.exception("cannot summarize request %s", request_id)
