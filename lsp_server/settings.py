@@ -235,7 +235,7 @@ class StorageSettings:
         key="usageLog",
         env="LLM_LSP_USAGE_LOG",
         parse=parse_path,
-        doc="one JSON line per provider attempt",
+        doc="one JSON line per provider attempt, per request and per quality signal",
         trust=USER,
         env_default=_usage_log,
         shown_default="`~/.local/state/llm-lsp/usage.jsonl`",
