@@ -243,7 +243,8 @@ def _breaker_openings(requests: list[Request]) -> dict[str, int]:
         reached = {
             str(a.get("provider")) for a in request.attempts if a.get("outcome") != "skipped"
         }
-        openings[day] += len(seen_open - open_now)
+        if seen_open - open_now:
+            openings[day] += len(seen_open - open_now)
         open_now = (open_now | seen_open) - (reached - seen_open)
     return dict(sorted(openings.items()))
 
