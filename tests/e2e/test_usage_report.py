@@ -1,9 +1,9 @@
 """The usage log written by a real server session, read back by `llm-lsp report` and `cost`.
 
-A hover that retried once after a 429, the same hover again (a repeat), and a fix the
-editor applied: the log must hold one attempt record per provider call, one summary per
-request and the quality signals; the CLI tools, run as subprocesses on that log, must
-show the figures the log holds.
+A hover that retried once after a 429, the same hover again (a repeat), a fix the
+editor applied and the same lines explained twice (a regeneration): the log must hold
+one attempt record per provider call, one summary per request and the quality signals;
+the CLI tools, run as subprocesses on that log, must show the figures the log holds.
 """
 
 from __future__ import annotations
@@ -103,16 +103,25 @@ async def test_session_log_feeds_report_and_cost(tmp_path: Path, fake: FakeProvi
             )
         )
         assert result["ok"] is True
-        requests = (await _wait(session, "request", warm + 3))[warm:]
-        signals = await _wait(session, "signal", 3)
+        for answer in ("It totals the basket.", "It totals the basket, with VAT."):
+            fake.script(Step(text=answer, usage=(500, 60)))
+            explained = await session.client.workspace_execute_command_async(
+                types.ExecuteCommandParams(
+                    command="llmLsp.explain",
+                    arguments=[{"uri": session.uri("shop/basket.py"), "start": 16, "end": 19}],
+                )
+            )
+            assert explained["ok"] is True
+        requests = (await _wait(session, "request", warm + 5))[warm:]
+        signals = await _wait(session, "signal", 4)
         attempts = session.records("attempt")
         system_prompts = [m["content"] for r in fake.requests[-4:] for m in r.messages[:1]]
     finally:
         await session.stop()
 
     # The summaries: what each request was, from the pipeline and its attempts.
-    hover, again, fix = requests
-    assert [r["feature"] for r in requests] == ["hover", "hover", "fix"]
+    hover, again, fix, explain, _ = requests
+    assert [r["feature"] for r in requests] == ["hover", "hover", "fix", "explain", "explain"]
     assert (hover["attempts"], hover["retries"], hover["outcome"]) == (2, 1, "ok")
     assert (hover["prompt_tokens"], hover["cached_tokens"]) == (321, 120)
     mine = [a for a in attempts if a["request_id"] == hover["request_id"]]
@@ -133,7 +142,10 @@ async def test_session_log_feeds_report_and_cost(tmp_path: Path, fake: FakeProvi
     assert {(s["signal"], s["request_id"]) for s in signals} >= {
         ("hover_repeated", hover["request_id"]),
         ("fix_applied", fix["request_id"]),
+        ("regenerated", explain["request_id"]),
     }
+    assert explain["variant"] == choose_variant(explain["request_id"], float(SHARE))
+    assert explain["answer_chars"] == len("It totals the basket.") and explain["context"]
 
     # A writer killed mid-line: the tools still read the log.
     with log.open("a") as handle:
@@ -144,7 +156,7 @@ async def test_session_log_feeds_report_and_cost(tmp_path: Path, fake: FakeProvi
     assert report.returncode == 0, report.stderr
     total = sum(a["cost_usd"] for a in attempts)
     first = report.stdout.splitlines()[0]
-    assert f"{warm + 3} requests, {len(attempts)} provider attempts, ${total:.4f}" in first
+    assert f"{warm + 5} requests, {len(attempts)} provider attempts, ${total:.4f}" in first
     page = out.read_text()
     assert page.count("<svg") == 6
     assert f'id="req-{hover["request_id"]}"' in page and "torn" not in page
