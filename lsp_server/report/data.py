@@ -20,6 +20,7 @@ from typing import Any
 
 _SINCE = re.compile(r"^(\d+)([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -56,18 +57,12 @@ class Request:
     summary: dict[str, Any] | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)
+    when: datetime = _NEVER  # its first record's time (set by `load`)
 
     @property
     def feature(self) -> str:
         source = self.summary or (self.attempts[0] if self.attempts else {})
         return str(source.get("feature") or "?")
-
-    @property
-    def when(self) -> datetime:
-        for record in (self.summary, *self.attempts):
-            if record is not None and (when := _when(record)) is not None:
-                return when
-        return datetime.min.replace(tzinfo=UTC)
 
     @property
     def cost(self) -> float:
@@ -115,7 +110,11 @@ def load(records: Iterable[Mapping[str, Any]], since: datetime | None = None) ->
         when = _when(record)
         if since is not None and (when is None or when < since):
             continue
-        request = requests.setdefault(request_id, Request(request_id))
+        request = requests.get(request_id)
+        if request is None:
+            request = requests[request_id] = Request(request_id)
+            if when is not None:
+                request.when = when
         if kind == "request":
             request.summary = dict(record)
         elif kind == "attempt":
@@ -185,9 +184,8 @@ class Figures:
         by_feature: dict[str, float] = defaultdict(float)
         for request in requests:
             for a in request.attempts:
-                when = _when(a) or request.when
                 cost = _num(a, "cost_usd")
-                by_day[when.date().isoformat()] += cost
+                by_day[str(a.get("ts", ""))[:10] or request.when.date().isoformat()] += cost
                 by_model[str(a.get("model") or "?")] += cost
                 by_feature[str(a.get("feature") or "?")] += cost
         latencies: dict[str, list[float]] = defaultdict(list)
