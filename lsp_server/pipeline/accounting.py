@@ -3,8 +3,9 @@
 The pipelines (hover, explain, fix) call `summarize` once per request, whatever
 its outcome; `UsageLog.summarize` adds the totals of the request's provider
 attempts. This module turns a context pack into its pieces with their token
-counts and collects the rest (tier, variant, prompt version, answer length,
-signals, the breakers left open) so the pipelines need one call each.
+counts (the pack's exact count shared out by characters) and collects the rest
+(tier, variant, prompt version, answer length, signals, the breakers left open)
+so the pipelines need one call each.
 """
 
 from __future__ import annotations
@@ -15,20 +16,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from lsp_server.context.pack.pieces import ContextPack
-from lsp_server.context.tokens import TokenCounter
 from lsp_server.llm.types import Completion
 from lsp_server.telemetry.usage import ContextUse, UsageLog
 
 logger = logging.getLogger(__name__)
 
 
-def context_uses(pack: ContextPack | None, counter: TokenCounter | None) -> tuple[ContextUse, ...]:
-    """Each piece of ``pack`` with the tokens its rendering takes."""
-    if pack is None:
+def context_uses(pack: ContextPack | None) -> tuple[ContextUse, ...]:
+    """Each piece of ``pack`` with its share of the pack's exact token count.
+
+    The share is by characters of each piece's rendering: counting every piece again
+    cost ~2 ms a piece on a busy machine, on the event loop of every hover."""
+    if pack is None or not pack.pieces:
         return ()
+    sizes = [len(p.render()) for p in pack.pieces]
+    total = sum(sizes) or 1
     return tuple(
-        ContextUse(p.label, p.role, counter.count(p.render()) if counter is not None else 0)
-        for p in pack.pieces
+        ContextUse(p.label, p.role, round(pack.tokens * size / total))
+        for p, size in zip(pack.pieces, sizes, strict=True)
     )
 
 
@@ -41,7 +46,6 @@ def summarize(
     *,
     completion: Completion | None = None,
     pack: ContextPack | None = None,
-    counter: TokenCounter | None = None,
     breakers: Mapping[str, str] | None = None,
     **facts: Any,
 ) -> None:
@@ -53,7 +57,7 @@ def summarize(
             facts.setdefault("answer_chars", len(completion.text))
         if pack is not None:
             facts.setdefault("context_tokens", pack.tokens)
-            facts.setdefault("context", context_uses(pack, counter))
+            facts.setdefault("context", context_uses(pack))
         if breakers:
             facts["breakers_open"] = tuple(
                 name for name, state in breakers.items() if state.startswith("open")

@@ -109,12 +109,11 @@ class Actions:
         started = time.monotonic()
         rt = self.runtime
         log = rt.llm.usage_log
-        counter = await rt.counter(rt.settings.llm.model)
         try:
             result, seconds = await self._run_agent(task, progress, request_id)
         except BaseException as exc:
             outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
-            summarize(log, request_id, task.kind, started, outcome, pack=pack, counter=counter)
+            summarize(log, request_id, task.kind, started, outcome, pack=pack)
             raise
         completion = result.completion
         signals = {"fix_validated": result.edit is not None} if task.kind == "fix" else {}
@@ -126,7 +125,6 @@ class Actions:
             "ok" if result.ok else "no_answer",
             completion=completion,
             pack=pack,
-            counter=counter,
             breakers=rt.llm.breaker_states(),
             answer_chars=len(result.answer or "") if task.kind == "explain" else 0,
             signals=signals,

@@ -105,7 +105,6 @@ class HoverPipeline:
             log.signal(earlier, "hover_repeated", "hover")
         pack = await self._pack(doc, line + 1, symbol)
         where = f"{rt.display_path(doc.path)}:{line + 1}"
-        counter = await rt.counter(settings.llm.model)
 
         def done(outcome: str, completion: Completion | None = None) -> None:
             summarize(
@@ -116,7 +115,6 @@ class HoverPipeline:
                 outcome,
                 completion=completion,
                 pack=pack,
-                counter=counter,
                 breakers=llm.breaker_states(),
                 variant=variant,
                 prompt_version=HOVER_PROMPT.tag(variant),
