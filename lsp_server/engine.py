@@ -27,6 +27,7 @@ from lsp_server.pipeline.hover import HoverAnswer, HoverPipeline
 from lsp_server.pipeline.memory import SummaryCache
 from lsp_server.pipeline.runtime import Document
 from lsp_server.settings import Settings
+from lsp_server.telemetry.signals import PendingFixes
 from lsp_server.telemetry.usage import UsageLog
 from lsp_server.workspace import BufferReader, WorkspaceBoundary
 
@@ -65,6 +66,8 @@ class Engine:
         self.usage_log = usage_log(settings)
         self.llm = LlmService(settings.llm, self.usage_log)
         self._counters: dict[str, TokenCounter] = {}
+        #: Fixes handed to the editor, until a change shows them applied or discarded.
+        self.pending_fixes = PendingFixes()
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
 

@@ -1,7 +1,8 @@
 """The usage log written by a real server session, read back by `llm-lsp report` and `cost`.
 
 A hover that retried once after a 429, the same hover again (a repeat), a fix the
-editor applied and the same lines explained twice (a regeneration): the log must hold
+editor applied (by command, and picked from the lightbulb), one the user typed over,
+and the same lines explained twice (a regeneration): the log must hold
 one attempt record per provider call, one summary per request and the quality signals;
 the CLI tools, run as subprocesses on that log, must show the figures the log holds.
 """
@@ -44,6 +45,32 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _propose_fix() -> dict[str, Any]:
+    return {
+        "name": "propose_fix",
+        "arguments": {
+            "path": STATS,
+            "start_line": 6,
+            "end_line": 6,
+            "replacement": GOOD_FIX,
+            "explanation": "Return 0.0 for an empty list.",
+        },
+    }
+
+
+async def _fix_action(session: Session, uri: str) -> types.CodeAction:
+    actions = await session.client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(types.Position(4, 0), types.Position(6, 0)),
+            context=types.CodeActionContext(diagnostics=[]),
+        )
+    )
+    assert actions is not None
+    [fix] = [a for a in actions if isinstance(a, types.CodeAction) and a.title == "Fix this code"]
+    return fix
+
+
 async def _wait(session: Session, kind: str, count: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline:
@@ -79,20 +106,7 @@ async def test_session_log_feeds_report_and_cost(tmp_path: Path, fake: FakeProvi
             Step(status=429, error_message="slow down", retry_after=0.05),
             Step(text="Applies the discount.", usage=(321, 45), cached_tokens=120),
             Step(text="Applies the discount, again.", usage=(300, 40)),
-            Step(
-                tool_calls=[
-                    {
-                        "name": "propose_fix",
-                        "arguments": {
-                            "path": STATS,
-                            "start_line": 6,
-                            "end_line": 6,
-                            "replacement": GOOD_FIX,
-                            "explanation": "Return 0.0 for an empty list.",
-                        },
-                    }
-                ]
-            ),
+            Step(tool_calls=[_propose_fix()]),
         )
         assert await session.hover(*APPLY_DISCOUNT) is not None
         assert await session.hover(*APPLY_DISCOUNT) is not None
@@ -112,16 +126,44 @@ async def test_session_log_feeds_report_and_cost(tmp_path: Path, fake: FakeProvi
                 )
             )
             assert explained["ok"] is True
-        requests = (await _wait(session, "request", warm + 5))[warm:]
-        signals = await _wait(session, "signal", 4)
+        # Fixes picked from the lightbulb: the editor applies the edit, or the user types on.
+        uri = session.open(STATS)
+        original = (session.root / STATS).read_text()
+        lines = original.splitlines(keepends=True)
+        fixed = "".join([*lines[:5], GOOD_FIX, *lines[6:]])
+        for version, texts in ((2, [fixed]), (3, ["# typed\n" + original] * 3)):
+            session.client.text_document_did_change(  # (back to the original text)
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                    content_changes=[types.TextDocumentContentChangeWholeDocument(text=original)],
+                )
+            )
+            fake.script(Step(tool_calls=[_propose_fix()]))
+            resolved = await session.client.code_action_resolve_async(
+                await _fix_action(session, uri)
+            )
+            assert resolved.edit is not None
+            for n, text in enumerate(texts):
+                session.client.text_document_did_change(
+                    types.DidChangeTextDocumentParams(
+                        text_document=types.VersionedTextDocumentIdentifier(
+                            uri=uri, version=version * 10 + n
+                        ),
+                        content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+                    )
+                )
+        requests = (await _wait(session, "request", warm + 7))[warm:]
+        signals = await _wait(session, "signal", 6)
         attempts = session.records("attempt")
-        system_prompts = [m["content"] for r in fake.requests[-4:] for m in r.messages[:1]]
+        system_prompts = [m["content"] for r in fake.requests for m in r.messages[:1]]
     finally:
         await session.stop()
 
     # The summaries: what each request was, from the pipeline and its attempts.
-    hover, again, fix, explain, _ = requests
-    assert [r["feature"] for r in requests] == ["hover", "hover", "fix", "explain", "explain"]
+    hover, again, fix, explain, _, picked, typed_on = requests
+    assert [r["feature"] for r in requests] == [
+        *("hover", "hover", "fix", "explain", "explain", "fix", "fix")
+    ]
     assert (hover["attempts"], hover["retries"], hover["outcome"]) == (2, 1, "ok")
     assert (hover["prompt_tokens"], hover["cached_tokens"]) == (321, 120)
     mine = [a for a in attempts if a["request_id"] == hover["request_id"]]
@@ -143,6 +185,8 @@ async def test_session_log_feeds_report_and_cost(tmp_path: Path, fake: FakeProvi
         ("hover_repeated", hover["request_id"]),
         ("fix_applied", fix["request_id"]),
         ("regenerated", explain["request_id"]),
+        ("fix_applied", picked["request_id"]),
+        ("fix_discarded", typed_on["request_id"]),
     }
     assert explain["variant"] == choose_variant(explain["request_id"], float(SHARE))
     assert explain["answer_chars"] == len("It totals the basket.") and explain["context"]
@@ -156,7 +200,7 @@ async def test_session_log_feeds_report_and_cost(tmp_path: Path, fake: FakeProvi
     assert report.returncode == 0, report.stderr
     total = sum(a["cost_usd"] for a in attempts)
     first = report.stdout.splitlines()[0]
-    assert f"{warm + 5} requests, {len(attempts)} provider attempts, ${total:.4f}" in first
+    assert f"{warm + 7} requests, {len(attempts)} provider attempts, ${total:.4f}" in first
     page = out.read_text()
     assert page.count("<svg") == 6
     assert f'id="req-{hover["request_id"]}"' in page and "torn" not in page
