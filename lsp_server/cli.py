@@ -1,4 +1,4 @@
-"""Command line: `llm-lsp serve | explain | fix | ask | doctor | settings`, and `--version`.
+"""Command line: `llm-lsp serve | explain | fix | ask | doctor | settings | report | cost`.
 
 `serve` speaks LSP on stdio (or TCP for debugging) and logs to stderr or a
 file, never stdout. `explain FILE:LINE[:COL]` runs the hover pipeline;
@@ -7,7 +7,9 @@ code actions do. `fix` prints a unified diff and writes the file only with
 `--apply`. `ask "QUESTION" [--root DIR]` answers a question about the
 workspace from its most relevant code and lists the sources. `settings` prints
 the settings in force (the key redacted); `settings --json` prints every
-setting's declaration as a JSON schema for editor clients. The engine is
+setting's declaration as a JSON schema for editor clients. `report --since 7d
+--out report.html` writes the usage dashboard and prints a summary table;
+`cost REQUEST_ID` explains what one request cost. The engine is
 the same one the server uses, so everything can be used and debugged without
 an editor.
 """
@@ -258,6 +260,18 @@ def _settings(as_json: bool) -> int:
     return 0
 
 
+def _report(log: Path | None, since: str, out: Path) -> int:
+    from lsp_server.report.commands import write_report
+
+    return write_report(log, since, out, sys.stdout, sys.stderr)
+
+
+def _cost(log: Path | None, request_id: str) -> int:
+    from lsp_server.report.commands import explain_cost
+
+    return explain_cost(log, request_id, sys.stdout, sys.stderr)
+
+
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from lsp_server.server import create_server
 
@@ -302,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     shown.add_argument(
         "--json", action="store_true", help="print every setting's declaration as a JSON schema"
     )
+    report = sub.add_parser("report", help="write the usage dashboard (HTML) and print a summary")
+    report.add_argument("--since", default="7d", help="7d, 12h, 30m or an ISO date (default 7d)")
+    report.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file")
+    report.add_argument("--usage-log", type=Path, help="the usage log (default: the settings' one)")
+    cost = sub.add_parser("cost", help="why one request cost what it did (from the usage log)")
+    cost.add_argument("request_id", help="the request id, or its first characters")
+    cost.add_argument("--usage-log", type=Path, help="the usage log (default: the settings' one)")
     args = parser.parse_args(argv)
     _configure_logging(args.log_level, args.log_file)
     if args.command == "serve":
@@ -320,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_doctor())
     if args.command == "settings":
         return _settings(args.json)
+    if args.command == "report":
+        return _report(args.usage_log, args.since, args.out)
+    if args.command == "cost":
+        return _cost(args.usage_log, args.request_id)
     parser.error(f"unknown command {args.command}")
     return 2
 

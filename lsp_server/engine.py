@@ -36,12 +36,19 @@ from lsp_server.settings import Settings
 from lsp_server.telemetry import metrics
 from lsp_server.telemetry.export import active_config
 from lsp_server.telemetry.health import Health, SpendTally
+from lsp_server.telemetry.signals import PendingFixes
 from lsp_server.telemetry.usage import UsageLog
 from lsp_server.workspace import BufferReader, WorkspaceBoundary
 
 __all__ = ["Document", "Engine", "HoverAnswer"]
 
 logger = logging.getLogger(__name__)
+
+
+def usage_log(settings: Settings) -> UsageLog:
+    """The usage log the settings name, rotated at their size."""
+    storage = settings.storage
+    return UsageLog(storage.usage_log, storage.usage_log_max_mb * 1024 * 1024)
 
 
 class Engine:
@@ -69,11 +76,13 @@ class Engine:
         self._queue: RequestQueue | None = None
         self._retired: dict[LlmService, asyncio.Task[None]] = {}
         self._settings = settings
-        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.usage_log = usage_log(settings)
         #: Who hears budget alerts and limits notices (`LimitEvent`).
         self.limit_listeners: list[Listener] = [on_limit_event] if on_limit_event else []
         self.llm = LlmService(settings.llm, self.usage_log, limiter=self._limiter(settings))
         self._counters: dict[str, TokenCounter] = {}
+        #: Fixes handed to the editor, until a change shows them applied or discarded.
+        self.pending_fixes = PendingFixes()
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
         self._tally: SpendTally | None = None
@@ -153,7 +162,7 @@ class Engine:
             self._tools.close()
             self._tools = None
         self._settings = settings
-        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.usage_log = usage_log(settings)
         self.llm = LlmService(settings.llm, self.usage_log, limiter=self._limiter(settings))
         grace = max(settings.hover.deadline, settings.agent.deadline)
         self._retired[old] = asyncio.get_running_loop().create_task(self._close_later(old, grace))

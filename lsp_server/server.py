@@ -231,6 +231,7 @@ def create_server() -> LlmLanguageServer:
         path = ls.buffer_updated(params.text_document.uri)
         if ls.engine is not None:
             ls.engine.document_changed(path)
+            code_actions.document_changed(ls, params.text_document.uri)  # fix applied?
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_did_close(ls: LlmLanguageServer, params: types.DidCloseTextDocumentParams) -> None:

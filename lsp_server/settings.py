@@ -53,6 +53,7 @@ from lsp_server.settings_telemetry import TelemetrySettings
 from lsp_server.settings_values import (
     Secret,
     parse_bool,
+    parse_fraction,
     parse_log_level,
     parse_optional_positive_int,
     parse_optional_str,
@@ -210,6 +211,14 @@ class ContextSettings:
         doc="shorter vectors (text-embedding-3 models)",
         shown_default="the model's",
     )
+    prompt_variant_share: float = setting(
+        0.0,
+        key="promptVariantShare",
+        env="LLM_LSP_PROMPT_VARIANT_SHARE",
+        parse=parse_fraction,
+        doc="share of requests (split by hovered symbol or request id) given variant b of "
+        "the prompt templates; the usage log and `llm-lsp report` compare the two",
+    )
 
 
 @dataclass(frozen=True)
@@ -229,7 +238,7 @@ class StorageSettings:
         key="usageLog",
         env="LLM_LSP_USAGE_LOG",
         parse=parse_path,
-        doc="one JSON line per provider attempt",
+        doc="one JSON line per provider attempt, per request and per quality signal",
         trust=USER,
         env_default=_usage_log,
         shown_default="`~/.local/state/llm-lsp/usage.jsonl`",
@@ -242,6 +251,14 @@ class StorageSettings:
         "store, said once",
         trust=USER,
         shown_default="unset (a local store under `cacheDir`)",
+    )
+    usage_log_max_mb: int = setting(
+        20,
+        key="usageLogMaxMb",
+        env="LLM_LSP_USAGE_LOG_MAX_MB",
+        parse=parse_positive_int,
+        doc="rotate the usage log at this size (3 older files kept: `.1` to `.3`)",
+        trust=USER,
     )
 
 

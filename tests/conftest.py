@@ -151,12 +151,18 @@ class Session:
         await self.wait_for_usage()
 
     def _all_usage(self) -> list[dict[str, Any]]:
+        """The attempt records (request summaries and signals are `records(kind)`)."""
+        return self.records("attempt")
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """Every usage-log line of ``kind`` ("attempt", "request", "signal")."""
         if not self.usage_log.exists():
             return []
-        return [json.loads(line) for line in self.usage_log.read_text().splitlines() if line]
+        lines = [json.loads(line) for line in self.usage_log.read_text().splitlines() if line]
+        return [r for r in lines if r.get("kind", "attempt") == kind]
 
     def usage(self) -> list[dict[str, Any]]:
-        """Usage records written since `begin()`."""
+        """Usage records of provider attempts written since `begin()`."""
         return self._all_usage()[self.usage_offset :]
 
     async def stop(self) -> None:

@@ -183,7 +183,23 @@ async def resolve(ls: FeatureServer, action: types.CodeAction) -> types.CodeActi
         warn(ls, outcome.message)
         return action
     action.edit = workspace_edit(ls, uri, version, outcome.edit)
+    if ls.engine is not None:  # applied or discarded: the document's next changes tell
+        replaced = ls.engine.pending_fixes.offer(
+            uri, outcome.request_id, outcome.edit.full_new_file_text
+        )
+        if replaced is not None:
+            ls.engine.llm.usage_log.signal(replaced, "fix_discarded", "fix")
     return action
+
+
+def document_changed(ls: FeatureServer, uri: str) -> None:
+    """After a change: the quality signal of a fix handed out by `resolve`, once decided."""
+    engine = ls.engine
+    if engine is None:
+        return
+    decided = engine.pending_fixes.changed(uri, str(ls.workspace.get_text_document(uri).source))
+    if decided is not None:
+        engine.llm.usage_log.signal(*decided, "fix")
 
 
 async def run_fix_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
@@ -203,6 +219,9 @@ async def run_fix_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
             edit=workspace_edit(ls, uri, version, outcome.edit), label="llm-lsp fix"
         )
     )
+    if ls.engine is not None:  # a quality signal for the usage log
+        signal = "fix_applied" if applied.applied else "fix_discarded"
+        ls.engine.llm.usage_log.signal(outcome.request_id, signal, "fix")
     return {"ok": bool(applied.applied), "message": outcome.message}
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lsp_server.llm import spans
 from lsp_server.llm.errors import classify
-from lsp_server.llm.pricing import cost_usd
+from lsp_server.llm.pricing import cost_usd, describe_price
 from lsp_server.llm.types import (
     ChatRequest,
     Completion,
@@ -269,6 +269,7 @@ class ProviderClient:
                 tier=self.config.tier,
                 route=what.route,
                 trace_id=trace_id(),
+                price=describe_price(what.model, local=self.config.tier == "local"),
             )
         )
         return cost

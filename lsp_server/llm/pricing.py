@@ -66,3 +66,16 @@ def cost_usd(
         + completion_tokens * price.output
     )
     return round(total / 1_000_000, 8)
+
+
+def describe_price(model: str, *, local: bool = False) -> str:
+    """The price applied to ``model``, as the usage log and `llm-lsp cost` show it."""
+    if local:
+        return "local endpoint: free"
+    price = price_for(model)
+    if price is None:
+        return f"{model}: unpriced (cost 0)"
+    return (
+        f"${price.input:g} in / ${price.cached_input:g} cached / ${price.output:g} out "
+        "per million tokens"
+    )

@@ -24,15 +24,19 @@ from lsp_server.agent import (
     ProposedEdit,
     run_agent,
 )
-from lsp_server.context.pack.assembler import ContextTask, TaskKind
+from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
 from lsp_server.limits.estimate import estimate_usd, format_usd
 from lsp_server.llm.chain import AllTiersFailed
 from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
+from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.conversation import run_memory
 from lsp_server.pipeline.runtime import ActionRuntime, Document, Progress
 from lsp_server.pipeline.spans import describe_pack, pack_span
+from lsp_server.prompts import EXPLAIN_SHAPE, FIX_PROMPT_VERSION
 from lsp_server.safe_markdown import fence, sanitize
+from lsp_server.telemetry.signals import RepeatTracker
+from lsp_server.telemetry.variants import choose_variant
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class ActionOutcome:
     markdown: str | None = None  # explain: the document to show
     edit: ProposedEdit | None = None  # fix: the validated edit
     summary: str = ""  # model · tokens · cost · steps · time
+    request_id: str = ""  # of the run, in the usage log (quality signals point at it)
 
 
 def _numbered(text: str, start: int, end: int) -> str:
@@ -76,8 +81,9 @@ class Actions:
 
     def __init__(self, runtime: ActionRuntime) -> None:
         self.runtime = runtime
+        self._repeats = RepeatTracker()
 
-    async def _pack_text(self, doc: Document, start: int, end: int, kind: TaskKind) -> str:
+    async def _pack(self, doc: Document, start: int, end: int, kind: TaskKind) -> ContextPack:
         """The selection's context: definitions it uses, class, imports, callers, tests."""
         rt = self.runtime
         settings = rt.settings
@@ -94,9 +100,46 @@ class Actions:
                 task, counter, budget, deadline=settings.context.deadline
             )
             describe_pack(traced, pack)
-        return pack.render()
+        return pack
 
-    async def _run(self, task: AgentTask, progress: Progress | None) -> tuple[AgentResult, float]:
+    async def _run(
+        self,
+        task: AgentTask,
+        progress: Progress | None,
+        request_id: str,
+        pack: ContextPack,
+        **facts: str,
+    ) -> tuple[AgentResult, float]:
+        """Run the agent; the request's usage summary is written whatever happens."""
+        started = time.monotonic()
+        rt = self.runtime
+        log = rt.llm.usage_log
+        try:
+            result, seconds = await self._run_agent(task, progress, request_id)
+        except BaseException as exc:
+            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            summarize(log, request_id, task.kind, started, outcome, pack=pack)
+            raise
+        completion = result.completion
+        signals = {"fix_validated": result.edit is not None} if task.kind == "fix" else {}
+        summarize(
+            log,
+            request_id,
+            task.kind,
+            started,
+            "ok" if result.ok else "no_answer",
+            completion=completion,
+            pack=pack,
+            breakers=rt.llm.breaker_states(),
+            answer_chars=len(result.answer or "") if task.kind == "explain" else 0,
+            signals=signals,
+            **facts,
+        )
+        return result, seconds
+
+    async def _run_agent(
+        self, task: AgentTask, progress: Progress | None, request_id: str
+    ) -> tuple[AgentResult, float]:
         rt = self.runtime
         settings = rt.settings
         started = time.monotonic()
@@ -105,7 +148,6 @@ class Actions:
         call_deadline = started + settings.agent.deadline
         queueing = settings.llm.queue_requests
         run_deadline = call_deadline + (settings.llm.queue_max_wait if queueing else 0.0)
-        request_id = uuid.uuid4().hex[:16]
 
         async def complete(request: ChatRequest) -> Completion:
             nonlocal call_deadline
@@ -211,13 +253,18 @@ class Actions:
             )
         if progress:
             progress("Gathering context")
-        context = await self._pack_text(doc, start, end, TaskKind.EXPLAIN)
+        pack = await self._pack(doc, start, end, TaskKind.EXPLAIN)
+        context = pack.render()
+        request_id = uuid.uuid4().hex[:16]
+        variant = choose_variant(request_id, rt.settings.context.prompt_variant_share)
+        earlier = self._repeats.seen(f"{path}:{start}-{end}", request_id)
+        if earlier is not None:
+            rt.llm.usage_log.signal(earlier, "regenerated", "explain")
         user = (
             f"Explain lines {start}-{end} of `{path}`:\n\n"
             f"{fence(_numbered(doc.text, start, end), 'python')}\n\n"
             f"Surrounding code:\n\n{context}\n"
-            "Structure the answer as: **Summary**, **How it works**, **Where it is used**, "
-            "**Pitfalls**."
+            f"{EXPLAIN_SHAPE.text(variant)}"
         )
         task = AgentTask(
             kind="explain",
@@ -228,7 +275,14 @@ class Actions:
             target_path=path,
             line_range=(start, end),
         )
-        result, seconds = await self._run(task, progress)
+        result, seconds = await self._run(
+            task,
+            progress,
+            request_id,
+            pack,
+            variant=variant,
+            prompt_version=EXPLAIN_SHAPE.tag(variant),
+        )
         summary = _summary(result, seconds)
         if not result.ok or not result.answer:
             reason = result.reason or "no answer"
@@ -238,7 +292,11 @@ class Actions:
         title = f"# Explanation of `{path}:{start}-{end}`"
         markdown = f"{title}\n\n{sanitize(result.answer.strip())}\n\n---\n_{summary}_\n"
         return ActionOutcome(
-            True, f"Explained {path}:{start}-{end}", markdown=markdown, summary=summary
+            True,
+            f"Explained {path}:{start}-{end}",
+            markdown=markdown,
+            summary=summary,
+            request_id=request_id,
         )
 
     async def fix(
@@ -260,7 +318,8 @@ class Actions:
         path = rt.display_path(doc.path)
         if progress:
             progress("Gathering context")
-        context = await self._pack_text(doc, start, end, TaskKind.FIX)
+        pack = await self._pack(doc, start, end, TaskKind.FIX)
+        context = pack.render()
         problem = f"The problem reported there: {diagnostic}\n\n" if diagnostic else ""
         user = (
             f"Fix the code at lines {start}-{end} of `{path}`.\n\n{problem}"
@@ -274,7 +333,10 @@ class Actions:
             original_text=doc.text,
             line_range=(start, end),
         )
-        result, seconds = await self._run(task, progress)
+        request_id = uuid.uuid4().hex[:16]
+        result, seconds = await self._run(
+            task, progress, request_id, pack, variant="a", prompt_version=FIX_PROMPT_VERSION
+        )
         summary = _summary(result, seconds)
         if not result.ok or result.edit is None:
             reason = result.reason or "no fix was found"
@@ -288,4 +350,5 @@ class Actions:
             f"Fix for {path}:{start}-{end}: {result.edit.explanation}",
             edit=result.edit,
             summary=summary,
+            request_id=request_id,
         )

@@ -24,6 +24,7 @@ recent `MAX_CONVERSATIONS`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -36,10 +37,11 @@ from lsp_server.context.pack.pieces import ContextPack
 from lsp_server.context.retrieval.embeddings import ChunkRef, Embed, Hit
 from lsp_server.context.retrieval.hybrid import Retriever, select
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
+from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.conversation import run_memory
 from lsp_server.pipeline.memory import Message
 from lsp_server.pipeline.runtime import AskRuntime, Progress
-from lsp_server.prompts import ask_message, ask_system
+from lsp_server.prompts import ASK_PROMPT_VERSION, ask_message, ask_system
 from lsp_server.render import answer_notes, footer
 from lsp_server.safe_markdown import sanitize
 
@@ -237,7 +239,25 @@ class Asker:
         previous = self._conversation(conversation_id)
         report: Progress = progress or (lambda _message: None)
         retriever = self.retriever()
-        return await self._ask(retriever, text, previous, report, uuid.uuid4().hex[:16])
+        request_id = uuid.uuid4().hex[:16]
+        log, started = self.runtime.llm.usage_log, time.monotonic()
+        try:
+            outcome = await self._ask(retriever, text, previous, report, request_id)
+        except BaseException as exc:  # summarized, then raised as it was
+            failed = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            summarize(log, request_id, "ask", started, failed, prompt_version=ASK_PROMPT_VERSION)
+            raise
+        summarize(
+            log,
+            request_id,
+            "ask",
+            started,
+            "ok" if outcome.answered else "fallback",
+            completion=outcome.completion,
+            context_tokens=outcome.prompt_tokens,
+            prompt_version=ASK_PROMPT_VERSION,
+        )
+        return outcome
 
     async def _ask(
         self,

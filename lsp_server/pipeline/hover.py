@@ -21,9 +21,10 @@ from lsp_server.context.jedi.worker import JediCrashed
 from lsp_server.context.model import Definition, SymbolInfo
 from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
+from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.runtime import Document, HoverRuntime
 from lsp_server.pipeline.spans import describe_pack, pack_span
-from lsp_server.prompts import hover_messages
+from lsp_server.prompts import HOVER_PROMPT, hover_messages
 from lsp_server.render import (
     answer_notes,
     footer,
@@ -32,6 +33,8 @@ from lsp_server.render import (
     unavailable_notice,
 )
 from lsp_server.safe_markdown import sanitize
+from lsp_server.telemetry.signals import RepeatTracker
+from lsp_server.telemetry.variants import choose_variant
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +66,12 @@ class HoverPipeline:
 
     def __init__(self, runtime: HoverRuntime) -> None:
         self.runtime = runtime
+        self._repeats = RepeatTracker()
 
     async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
         rt = self.runtime
+        started = time.monotonic()
         try:
             symbol = await rt.symbols.symbol_at(
                 doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
@@ -93,10 +98,31 @@ class HoverPipeline:
             )
         deadline = time.monotonic() + settings.hover.deadline
         request_id = uuid.uuid4().hex[:16]
+        key = symbol.full_name or f"{rt.display_path(doc.path)}:{symbol.name}"
+        variant = choose_variant(key, settings.context.prompt_variant_share)
+        log = llm.usage_log
+        earlier = self._repeats.seen(key, request_id)
+        if earlier is not None:
+            log.signal(earlier, "hover_repeated", "hover")
         pack = await self._pack(doc, line + 1, symbol)
         where = f"{rt.display_path(doc.path)}:{line + 1}"
+
+        def done(outcome: str, completion: Completion | None = None) -> None:
+            summarize(
+                log,
+                request_id,
+                "hover",
+                started,
+                outcome,
+                completion=completion,
+                pack=pack,
+                breakers=llm.breaker_states(),
+                variant=variant,
+                prompt_version=HOVER_PROMPT.tag(variant),
+            )
+
         request = ChatRequest(
-            messages=hover_messages(symbol, pack, where),
+            messages=hover_messages(symbol, pack, where, variant=variant),
             feature="hover",
             max_tokens=settings.hover.max_tokens,
             metadata={"context_tokens": str(pack.tokens)},
@@ -107,10 +133,16 @@ class HoverPipeline:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 completion = await llm.complete(request, deadline=deadline, request_id=request_id)
         except ProviderFailure as failure:
+            done("fallback")
             return self._static_fallback(static, symbol, pack, failure.kind.value, failure.message)
         except TimeoutError:
+            done("fallback")
             message = f"no answer within {settings.hover.deadline:g} s"
             return self._static_fallback(static, symbol, pack, "timeout", message)
+        except asyncio.CancelledError:
+            done("cancelled")
+            raise
+        done("ok", completion)
         notes = answer_notes(completion.notice, llm.breaker_states())
         parts = [static, "---", sanitize(completion.text.strip()), *notes]
         parts.append(footer(completion, completion.tier, pack.tokens))

@@ -147,7 +147,7 @@ def test_every_field_is_declared_once_with_unique_key_and_variable() -> None:
     assert [s.name for s in SPECS] == leaves
     keys = [s.key for s in SPECS]
     envs = [s.declaration.env for s in SPECS]
-    assert len(set(keys)) == len(keys) == 47
+    assert len(set(keys)) == len(keys) == 49
     assert len(set(envs)) == len(envs)
     assert all(s.declaration.doc for s in SPECS)
 
@@ -182,6 +182,7 @@ def test_json_schema_lists_every_setting_with_its_trust() -> None:
         "llmLsp.telemetryExporter",
         "llmLsp.telemetryFile",
         "llmLsp.telemetryRecordContent",
+        "llmLsp.usageLogMaxMb",
     }
     assert properties["llmLsp.timeout"]["default"] == 30.0
     assert properties["llmLsp.timeout"]["x-env"] == "LLM_TIMEOUT"
@@ -253,6 +254,7 @@ TRUSTED_ONLY = {
     "telemetryExporter": ("telemetry.exporter", "file"),
     "telemetryFile": ("telemetry.file", "/tmp/attacker-traces.jsonl"),
     "telemetryRecordContent": ("telemetry.record_content", True),
+    "usageLogMaxMb": ("storage.usage_log_max_mb", 1),
 }
 ENV = {"HOME": "/home/u", "OPENAI_API_KEY": "sk-user", "OPENAI_BASE_URL": "http://user.example/v1"}
 

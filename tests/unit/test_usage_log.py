@@ -82,3 +82,69 @@ def test_cost_from_pricing_table() -> None:
     assert price_for("gpt-4o-2024-08-06") == price_for("gpt-4o")
     assert price_for("gpt-4o-mini-2024-07-18") == price_for("gpt-4o-mini")
     assert cost_usd("llama3:8b", 1000, 1000) == 0.0
+
+
+def test_a_record_appended_to_a_torn_line_is_recovered(tmp_path: Path) -> None:
+    path = tmp_path / "usage.jsonl"
+    log = UsageLog(path)
+    log.write(_record(1))
+    with path.open("a") as handle:  # a writer killed mid-line, with a context list open
+        handle.write('{"context":[{"label":"a.py:1-2","role":"target"},{"lab')
+    log.write(_record(2))
+    log.signal("r1", "hover_repeated", "hover")
+    assert [(r["kind"], r["request_id"]) for r in log.read()] == [
+        ("attempt", "r1"),
+        ("attempt", "r2"),
+        ("signal", "r1"),
+    ]
+
+
+def test_rotation_by_size_keeps_three_older_files(tmp_path: Path) -> None:
+    path = tmp_path / "usage.jsonl"
+    line = len(_record(10).to_json()) + 1  # ids r10..r64: lines of one length
+    log = UsageLog(path, max_bytes=line * 10)
+    for i in range(10, 65):  # rotates after every 10 lines: 5 rotations, the oldest 2 dropped
+        log.write(_record(i))
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [
+        "usage.jsonl",
+        "usage.jsonl.1",
+        "usage.jsonl.2",
+        "usage.jsonl.3",
+    ]
+    assert all(p.stat().st_size <= line * 10 for p in log.files())
+    ids = [r["request_id"] for r in log.read()]
+    assert ids == [f"r{i}" for i in range(30, 65)]  # oldest first, nothing in between lost
+
+
+def test_rotation_by_several_processes_rotates_once(tmp_path: Path) -> None:
+    path = tmp_path / "usage.jsonl"
+    line = len(_record(0).to_json()) + 1
+    logs = [UsageLog(path, max_bytes=line * 100) for _ in range(4)]
+
+    def writer(log: UsageLog, base: int) -> None:
+        for i in range(50):
+            log.write(_record(base + i))
+
+    threads = [threading.Thread(target=writer, args=(log, n * 1000)) for n, log in enumerate(logs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 200 lines at 100 a file: one or two rotations, never one file per writer
+    assert len(list(logs[0].read())) == 200
+    assert len(logs[0].files()) <= 3
+
+
+def test_summary_sums_its_attempts_and_records_the_pipeline_facts(tmp_path: Path) -> None:
+    log = UsageLog(tmp_path / "usage.jsonl")
+    log.write(_record(7, outcome="error", error_class="rate_limit", cost_usd=0.0))
+    log.write(_record(7, attempt=2, cost_usd=0.002, cached_tokens=40))
+    log.write(_record(8))  # another request: not in r7's totals
+    summary = log.summarize(
+        "r7", "hover", outcome="ok", latency_ms=812.0, tier="primary", variant="b", cache="miss"
+    )
+    assert (summary.attempts, summary.retries, summary.fallbacks) == (2, 1, 0)
+    assert (summary.prompt_tokens, summary.cached_tokens, summary.cost_usd) == (200, 40, 0.002)
+    [line] = [r for r in log.read() if r["kind"] == "request"]
+    assert line["request_id"] == "r7" and line["variant"] == "b" and line["model"] == "gpt-4o"
+    assert line["latency_ms"] == 812.0 and line["cache"] == "miss"
