@@ -61,6 +61,9 @@ class LlmProtocol(LanguageServerProtocol):
             self._request_tasks.pop(msg_id, None)
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
+        if not isinstance(msg_id, int | str):  # lsprotocol lets any JSON through here
+            logger.warning("ignoring $/cancelRequest for an id that is not one: %.100r", msg_id)
+            return
         task = self._request_tasks.pop(msg_id, None)
         if task is not None:
             logger.info("cancelling the task of request %r", msg_id)
