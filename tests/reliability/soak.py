@@ -89,6 +89,8 @@ class SoakReport:
     stalls_ms: list[float] = field(default_factory=list)
     """CPU time of each callback over 10 ms after the warm-up."""
     stalls_wall_ms: list[float] = field(default_factory=list)
+    worst_stalls: list[str] = field(default_factory=list)
+    """The three longest (by CPU time): ``cpu_ms wall_ms callback``."""
     log_problems: list[str] = field(default_factory=list)
     usage_records: int = 0
     usage_cancelled: int = 0
@@ -136,6 +138,7 @@ class SoakReport:
             "max_stall_cpu_ms": round(max(self.stalls_ms, default=0.0), 1),
             "stalls_over_100ms_wall": sum(1 for ms in self.stalls_wall_ms if ms >= 100),
             "max_stall_wall_ms": round(max(self.stalls_wall_ms, default=0.0), 1),
+            "worst_stalls": self.worst_stalls,
             "usage_records": self.usage_records,
             "usage_cancelled": self.usage_cancelled,
             "provider_attempts": self.provider_attempts,
@@ -318,8 +321,11 @@ def _read_stalls(path: Path, since: float, report: SoakReport) -> None:
     if not path.exists():
         report.log_problems.append(f"the stall probe wrote nothing ({path})")
         return
+    kept: list[tuple[float, str]] = []
     for line in path.read_text(errors="replace").splitlines():
-        at, cpu, wall, _ = line.split(" ", 3)
+        at, cpu, wall, what = line.split(" ", 3)
         if float(at) >= since:
             report.stalls_ms.append(float(cpu))
             report.stalls_wall_ms.append(float(wall))
+            kept.append((float(cpu), f"{cpu} {wall} {what[:160]}"))
+    report.worst_stalls = [text for _, text in sorted(kept, reverse=True)[:3]]
