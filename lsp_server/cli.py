@@ -26,7 +26,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from lsp_server import __version__
 
@@ -282,7 +282,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             parser.error("--tcp expects HOST:PORT")
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
-        server.start_io()
+        from lsp_server.framing import ResyncingReader, install
+
+        install()
+        # pygls needs only readline() and read() of its stdin
+        server.start_io(cast(BinaryIO, ResyncingReader(sys.stdin.buffer)))
     # pygls' stdin reader thread may still be blocked in readline(); the records
     # and logs are already written, so leave without waiting for it.
     logging.shutdown()

@@ -38,7 +38,8 @@ class LlmProtocol(LanguageServerProtocol):
     pygls runs a `workspace/executeCommand` handler as a separate task behind a
     generator; cancelling the request only cancels the generator's future, so
     the command (and its provider call) would keep running. Commands register
-    their task with `track_request_task` and are cancelled here too.
+    their task with `track_request_task` and are cancelled here too. An editor's
+    late answer to a server request nobody waits for any more is dropped quietly.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,6 +61,9 @@ class LlmProtocol(LanguageServerProtocol):
             self._request_tasks.pop(msg_id, None)
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
+        if not isinstance(msg_id, int | str):  # lsprotocol lets any JSON through here
+            logger.warning("ignoring $/cancelRequest for an id that is not one: %.100r", msg_id)
+            return
         task = self._request_tasks.pop(msg_id, None)
         if task is not None:
             logger.info("cancelling the task of request %r", msg_id)
@@ -90,7 +94,21 @@ class LlmProtocol(LanguageServerProtocol):
     def handle_message(self, message: Any) -> None:
         if message is _ANSWERED:
             return
+        if not hasattr(message, "jsonrpc"):  # JSON, but not a JSON-RPC message
+            logger.warning("dropping a message that is not JSON-RPC: %.100r", message)
+            return
         super().handle_message(message)
+
+    def _handle_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        # The editor's answer to one of our requests (showDocument, progress create)
+        # can arrive after the request that was waiting for it was cancelled; pygls
+        # would then set a result on a cancelled future and log a traceback.
+        future = self._request_futures.get(msg_id)
+        if future is not None and future.done():
+            self._request_futures.pop(msg_id, None)
+            logger.debug("dropping the answer to %r: nobody waits for it any more", msg_id)
+            return
+        super()._handle_response(msg_id, result, error)
 
 
 def _detail(exc: BaseException) -> str:

@@ -71,7 +71,8 @@ class LlmLanguageServer(LanguageServer):
     def uri_to_path(self, uri: str) -> Path | None:
         """A filesystem path for a file:// URI, else None."""
         path = to_fs_path(uri)
-        return Path(path) if path else None
+        # a NUL byte (file:///%00) names no file, and makes every os call raise ValueError
+        return Path(path) if path and "\x00" not in path else None
 
     def read_buffer(self, path: Path) -> str | None:
         """The text of `path` if the editor has it open (unsaved changes included).

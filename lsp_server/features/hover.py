@@ -20,7 +20,7 @@ async def hover(ls: FeatureServer, params: types.HoverParams) -> types.Hover | N
     doc = ls.workspace.get_text_document(params.text_document.uri)
     try:
         source = doc.source
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: an unopened file that is not UTF-8
         logger.info("cannot read %s: %s", params.text_document.uri, exc)
         return None
     lines = doc.lines

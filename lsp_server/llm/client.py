@@ -339,7 +339,7 @@ class ProviderClient:
         )
         parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}
-        finish = "stop"
+        finish = ""
         usage = Usage()
         chunks = 0
         async with stream:
@@ -366,6 +366,12 @@ class ProviderClient:
         text = "".join(parts)
         if not text and not tool_calls:
             raise ProviderFailure(ErrorKind.MALFORMED_RESPONSE, "stream ended without content")
+        if not finish:
+            # The connection closed cleanly before the last event: what arrived is a part,
+            # never to be presented as the whole answer.
+            raise ProviderFailure(
+                ErrorKind.MALFORMED_RESPONSE, "stream ended before its finish reason"
+            )
         if usage == Usage() and chunks:
             # Some servers (llama.cpp) send no usage in streams: one content delta is one
             # token there, so count them rather than record a free call.

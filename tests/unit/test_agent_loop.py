@@ -172,7 +172,7 @@ async def test_parallel_tool_calls_run_concurrently() -> None:
         peak = max(peak, running)
         if running == 2:
             both.set()
-        await asyncio.wait_for(both.wait(), timeout=2)
+        await asyncio.wait_for(both.wait(), timeout=30)
         running -= 1
         return {"ok": True}
 
@@ -467,7 +467,7 @@ async def test_cancellation_while_waiting_for_the_model(tools: ToolRegistry) -> 
         raise AssertionError("not reached")
 
     task = asyncio.create_task(run_agent(explain_task(), ScriptedModel(hang), tools))
-    await asyncio.wait_for(entered.wait(), timeout=5)
+    await asyncio.wait_for(entered.wait(), timeout=30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -538,7 +538,7 @@ async def test_queued_explain_completes_when_a_tier_returns(fakes: Fakes, tmp_pa
         await wait_until(lambda: job.attempts >= 1)
         assert not job.result.done()
         fakes.primary.set_default(Step(text="from primary"))
-        completion = await asyncio.wait_for(job.result, 5.0)
+        completion = await asyncio.wait_for(job.result, 60.0)
     finally:
         await queue.aclose()
         await service.aclose()

@@ -287,11 +287,12 @@ async def test_client_timeout_is_recorded_as_disconnect(
     fp.script(Step(delay=10))
     with pytest.raises(openai.APITimeoutError):
         await client.chat.completions.create(model="gpt-4o", messages=USER, timeout=0.3)
-    record = await fp.wait_for_disconnect_async(3)
+    record = await fp.wait_for_disconnect_async(30)
     assert record is not None
     assert record.client_disconnected is True
     assert record.status is None
-    assert record.duration is not None and record.duration < 2
+    # well before the 10 s delay ends, with room for a busy machine's scheduling
+    assert record.duration is not None and record.duration < 8
 
 
 async def test_hang_up_during_stream_is_recorded(

@@ -12,7 +12,8 @@ enough of the OpenAI API for the real `openai` client to talk to it:
 Tests script its behaviour per request with `Step` values queued by
 `FakeProvider.script` (optionally per model and per endpoint): a delay, an HTTP error
 with an OpenAI error body and ``Retry-After``/``retry-after-ms`` headers, a malformed
-body, an abrupt TCP reset (before the response or in the middle of a stream), or a given
+body, an abrupt TCP reset (before the response or in the middle of a stream), an answer
+cut short on a clean close (`truncate_stream`), or a given
 answer or tool call. Every request is recorded as a `RecordedRequest`, including
 whether the client hung up while the server was still working on it.
 

@@ -200,10 +200,16 @@ class FakeHandler(BaseHTTPRequestHandler):
         if record.stream:
             self._stream(record, step, stream_events(record, step, answer))
             return
+        if step.truncate_stream:  # announce the whole body, send half of it, close
+            data = json.dumps(completion_body(answer)).encode()
+            self._send_raw(record, 200, data[: len(data) // 2], "application/json", step, len(data))
+            self.close_connection = True
+            return
         self._send_json(record, 200, completion_body(answer), step)
 
     def _stream(self, record: RecordedRequest, step: Step, events: list[str]) -> None:
         reset_at = max(2, len(events) // 2) if step.reset_mid_stream else None
+        end_at = max(2, len(events) // 2) if step.truncate_stream else None
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -224,6 +230,8 @@ class FakeHandler(BaseHTTPRequestHandler):
                 if self._wait(RESET_GRACE, record):
                     self._reset()
                 return
+            if i == end_at:
+                break
             if not self._write_chunk(f"data: {event}\n\n".encode(), record):
                 return
         self._write_chunk(b"", record)
@@ -302,11 +310,12 @@ class FakeHandler(BaseHTTPRequestHandler):
         data: bytes,
         content_type: str,
         step: Step | None = None,
+        length: int | None = None,
     ) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(length or len(data)))
             self._common_headers(record, step)
             self.end_headers()
             self.wfile.write(data)

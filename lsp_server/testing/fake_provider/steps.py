@@ -61,6 +61,10 @@ class Step:
     """Abort the TCP connection (RST) without sending any response."""
     reset_mid_stream: bool = False
     """For streamed requests: send about half the chunks, then abort the connection."""
+    truncate_stream: bool = False
+    """Cut the answer short but end the connection cleanly: a streamed answer stops after
+    about half its events (no ``finish_reason``, no ``[DONE]``); a plain one sends half
+    its body (fewer bytes than its ``Content-Length``) and closes."""
     usage: tuple[int, int] | None = None
     """(prompt_tokens, completion_tokens) to report; default: word counts."""
     cached_tokens: int = 0
