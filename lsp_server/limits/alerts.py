@@ -124,5 +124,6 @@ class Alerts:
                 error_class=cls,
                 tier="",
                 route=text,
+                kind="limit",
             )
         )

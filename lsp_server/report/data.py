@@ -57,7 +57,14 @@ class Request:
     summary: dict[str, Any] | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)
+    limits: list[str] = field(default_factory=list)  # budget / rate-limit decisions, as said
     when: datetime = _NEVER  # its first record's time (set by `load`)
+
+    @property
+    def budget(self) -> list[str]:
+        """The budget and rate-limit decisions on this request, as the user was told."""
+        said = list((self.summary or {}).get("budget") or ())
+        return said + [text for text in self.limits if text not in said]
 
     @property
     def feature(self) -> str:
@@ -119,6 +126,8 @@ def load(records: Iterable[Mapping[str, Any]], since: datetime | None = None) ->
             request.summary = dict(record)
         elif kind == "attempt":
             request.attempts.append(dict(record))
+        elif kind == "limit":
+            request.limits.append(str(record.get("route") or record.get("error_class") or ""))
     for signal in signals:
         target = requests.get(str(signal["request_id"]))
         if target is not None and isinstance(signal.get("signal"), str):

@@ -128,7 +128,7 @@ def _breakdown(request: Request) -> str:
         ("model", request.model),
         ("cache", s.get("cache", "n/a")),
         ("prompt", s.get("prompt_version", "")),
-        ("budget", ", ".join(s.get("budget") or ()) or "no decision recorded"),
+        ("budget", ", ".join(request.budget) or "no decision recorded"),
         ("signals", ", ".join(request.signals) or "none"),
         ("trace id", s.get("trace_id") or "n/a"),
     ]

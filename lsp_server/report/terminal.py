@@ -79,7 +79,7 @@ def cost_breakdown(request: Request) -> str:
         f"{retries} retr{'y' if retries == 1 else 'ies'}"
         + (f", latency {float(s['latency_ms']):.0f} ms" if "latency_ms" in s else ""),
         f"  cache: {s.get('cache', 'n/a')}",
-        f"  budget: {', '.join(s.get('budget') or ()) or 'no budget decision recorded'}",
+        f"  budget: {', '.join(request.budget) or 'no budget decision recorded'}",
     ]
     if s.get("prompt_version") or s.get("variant"):
         out.append(f"  prompt: {s.get('prompt_version', '')} (variant {s.get('variant', '?')})")

@@ -143,6 +143,7 @@ async def test_soft_limit_cheaper_model_then_hard_limit_static_and_alerts_once(
         third = await _hover(session)
         fourth = await _hover(session)
         records = session.usage()
+        limits = session.records("limit")
         messages = await _messages(session, "budget of user", 3)
     finally:
         await session.stop()
@@ -159,7 +160,7 @@ async def test_soft_limit_cheaper_model_then_hard_limit_static_and_alerts_once(
     assert len(messages) == 3
     assert " at 50 %" in messages[0] and " at 80 %" in messages[1]
     assert " at 100 %" in messages[2] and "paid models are off" in messages[2]
-    alerts = [r for r in records if r["outcome"] == "alert"]
+    alerts = [r for r in limits if r["outcome"] == "alert"]
     assert [r["error_class"] for r in alerts] == ["budget_50", "budget_80", "budget_100"]
     spent = sum(r["cost_usd"] for r in records if r["outcome"] == "ok")
     assert spent == pytest.approx(HOVER_USD + CHEAP_USD)
