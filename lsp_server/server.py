@@ -35,6 +35,7 @@ from lsp_server.features import hover as hover_feature
 from lsp_server.features.base import guarded
 from lsp_server.protocol import LlmProtocol
 from lsp_server.settings import SECTION, Settings, SettingsNotice, build_settings
+from lsp_server.settings_spec import trust_flag
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,13 @@ def create_server() -> LlmLanguageServer:
         ls.engine = Engine(settings, ls.root, ls.read_buffer)
         ls.pending_problems = problems
         _set_log_level(settings.log_level)
-        logger.info("initialized for root %s with %s", ls.root, settings.redacted())
+        trusted = trust_flag(ls.init_options, [])
+        logger.info(
+            "initialized for root %s (trusted workspace: %s) with %s",
+            ls.root,
+            trusted,
+            settings.redacted(),
+        )
 
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: LlmLanguageServer, params: types.InitializedParams) -> None:
