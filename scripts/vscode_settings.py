@@ -42,7 +42,7 @@ CLIENT_SETTINGS: dict[str, dict[str, Any]] = {
         "markdownDescription": (
             "The command line that starts the server, e.g. "
             '`["/home/me/.venv/bin/llm-lsp", "serve"]`. Unset: the Python extension\'s '
-            "interpreter runs `-m lsp_server serve`, else `python3 -m lsp_server serve`. "
+            "interpreter runs `-P -m lsp_server serve`, else `python3 -P -m lsp_server serve`. "
             "User settings only (a workspace cannot choose what runs)."
         ),
     },

@@ -15,6 +15,7 @@ import {
 } from "vscode-languageclient/node";
 import { HEALTH_NOTIFICATION, IDLE, statusFromHealth, type StatusView } from "./health";
 import {
+  MODULE_ARGS,
   describeLaunch,
   missingServerMessage,
   resolveLaunch,
@@ -135,7 +136,7 @@ function probe(python: string, env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve) => {
     execFile(
       python,
-      ["-m", "lsp_server", "--version"],
+      [...MODULE_ARGS, "--version"],
       { timeout: PROBE_TIMEOUT_MS, env },
       (error, _stdout, stderr) => {
         resolve(error ? `${error.message}\n${stderr}` : "");

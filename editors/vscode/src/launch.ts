@@ -19,6 +19,11 @@ export interface LaunchProblem {
 
 /** The fallback when nothing is configured and no Python extension answers. */
 export const DEFAULT_PYTHON = "python3";
+/**
+ * `-P` (Python 3.11+, which llm-lsp requires): the server's working directory is the workspace,
+ * and a repository's own `lsp_server/` must never be what `-m lsp_server` imports.
+ */
+export const MODULE_ARGS: readonly string[] = ["-P", "-m", "lsp_server"];
 
 /**
  * The launch for a `llmLsp.serverCommand` value (an array of strings: the whole command line;
@@ -43,11 +48,11 @@ export function resolveLaunch(
   }
   const python = pythonInterpreter?.trim() ? pythonInterpreter.trim() : undefined;
   if (python !== undefined) {
-    return { command: python, args: ["-m", "lsp_server", "serve"], source: "python-extension", python };
+    return { command: python, args: [...MODULE_ARGS, "serve"], source: "python-extension", python };
   }
   return {
     command: DEFAULT_PYTHON,
-    args: ["-m", "lsp_server", "serve"],
+    args: [...MODULE_ARGS, "serve"],
     source: "default",
     python: DEFAULT_PYTHON,
   };

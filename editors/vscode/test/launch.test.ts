@@ -17,7 +17,7 @@ test("a single string is the program, run with serve", () => {
 test("the Python extension's interpreter runs the module", () => {
   assert.deepEqual(resolveLaunch(undefined, "/w/.venv/bin/python"), {
     command: "/w/.venv/bin/python",
-    args: ["-m", "lsp_server", "serve"],
+    args: ["-P", "-m", "lsp_server", "serve"],
     source: "python-extension",
     python: "/w/.venv/bin/python",
   });
@@ -26,7 +26,7 @@ test("the Python extension's interpreter runs the module", () => {
 test("without either, python3 -m lsp_server", () => {
   const launch = resolveLaunch([], undefined);
   assert.ok(!("problem" in launch));
-  assert.equal(describeLaunch(launch), "python3 -m lsp_server serve");
+  assert.equal(describeLaunch(launch), "python3 -P -m lsp_server serve");
   assert.equal(launch.source, "default");
 });
 
@@ -39,6 +39,6 @@ test("the missing-server message names what to do", () => {
   const launch = resolveLaunch(undefined, "/w/py");
   assert.ok(!("problem" in launch));
   assert.match(missingServerMessage(launch, "/w/py: No module named lsp_server"), /not installed for \/w\/py.*pip/);
-  assert.match(missingServerMessage(launch, "spawn /w/py ENOENT"), /not found \(\/w\/py -m lsp_server serve\)/);
+  assert.match(missingServerMessage(launch, "spawn /w/py ENOENT"), /not found \(\/w\/py -P -m lsp_server serve\)/);
   assert.equal(describeLaunch({ command: "/a b/py", args: ["serve"], source: "setting" }), '"/a b/py" serve');
 });
