@@ -238,7 +238,7 @@ class Controller {
         return;
       }
     }
-    const client = this.createClient(launch, serverEnvironment(key));
+    const client = this.createClient(launch, env);
     this.client = client;
     try {
       await client.start();
@@ -285,14 +285,16 @@ class Controller {
     });
   }
 
-  private createClient(launch: ServerLaunch, extraEnv: Record<string, string>): LanguageClient {
+  /** `env` is the child's whole environment: for an executable, vscode-languageclient passes
+   * `options.env` to `spawn` as is (it does not merge it with the extension host's). */
+  private createClient(launch: ServerLaunch, env: NodeJS.ProcessEnv): LanguageClient {
     const trusted = vscode.workspace.isTrusted;
     const restricted = this.restricted;
     const keys = contributedKeys(this.context);
     const serverOptions: ServerOptions = {
       command: launch.command,
       args: [...launch.args],
-      options: { env: extraEnv },
+      options: { env },
     };
     const middleware: Middleware = {
       workspace: {
