@@ -37,6 +37,7 @@ from lsp_server.features.base import guarded
 from lsp_server.limits.alerts import LimitEvent
 from lsp_server.protocol import LlmProtocol
 from lsp_server.settings import SECTION, Settings, SettingsNotice, build_settings
+from lsp_server.settings_spec import trust_flag
 from lsp_server.telemetry import export
 from lsp_server.telemetry.tracing import request_span
 
@@ -199,7 +200,13 @@ def create_server() -> LlmLanguageServer:
         ls.pending_problems = problems
         _set_log_level(settings.log_level)
         _configure_telemetry(settings)
-        logger.info("initialized for root %s with %s", ls.root, settings.redacted())
+        trusted = trust_flag(ls.init_options, [])
+        logger.info(
+            "initialized for root %s (trusted workspace: %s) with %s",
+            ls.root,
+            trusted,
+            settings.redacted(),
+        )
 
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: LlmLanguageServer, params: types.InitializedParams) -> None:

@@ -32,7 +32,7 @@ from lsp_server.settings_values import Parser, parse_providers, parse_secret
 SECTION = "llmLsp"
 TRUST_FLAG = "trustedWorkspace"
 """The `initializationOptions` flag by which a client declares the workspace trusted."""
-CLIENT_KEYS = frozenset({"trace"})
+CLIENT_KEYS = frozenset({"trace", "serverCommand"})
 """Keys of the `llmLsp` section that belong to the editor client (VS Code's `trace.server`)."""
 
 _META = "llm_lsp_setting"
