@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from lsp_server.context.jedi.worker import JediCrashed
-from lsp_server.context.model import Definition, SymbolInfo
+from lsp_server.context.model import SymbolInfo
 from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
+from lsp_server.context.pack.grounding import focus_of
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.runtime import Document, HoverRuntime
 from lsp_server.prompts import hover_messages
@@ -92,7 +93,7 @@ class HoverPipeline:
             )
         deadline = time.monotonic() + settings.hover.deadline
         request_id = uuid.uuid4().hex[:16]
-        pack = await self._pack(doc, line + 1, symbol)
+        pack = await self._pack(doc, line + 1, column, symbol)
         where = f"{rt.display_path(doc.path)}:{line + 1}"
         request = ChatRequest(
             messages=hover_messages(symbol, pack, where),
@@ -124,27 +125,26 @@ class HoverPipeline:
         markdown = "\n\n".join([static, "---", notice, *notes])
         return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
 
-    async def _pack(self, doc: Document, line: int, symbol: SymbolInfo) -> ContextPack:
-        """The hovered line's chunk, the symbol's definition first, then what the chunk uses.
+    async def _pack(self, doc: Document, line: int, column: int, symbol: SymbolInfo) -> ContextPack:
+        """The symbol's definition first and whole, the hovered line's chunk, what it uses
+        (`context.pack.grounding`).
 
         Only the import map places the other names (no jedi inference, no callers):
         a hover must stay fast; Explain and Fix get the full search.
         """
         settings = self.runtime.settings
         counter = await self.runtime.counter(settings.llm.model)
-        focus: Definition | None = None
-        if symbol.definition_path is not None and symbol.definition_line is not None:
-            focus = Definition(
-                symbol.name,
-                symbol.full_name,
-                symbol.kind,
-                symbol.definition_path,
-                symbol.definition_line,
-                0,
-                symbol.in_workspace,
-            )
         task = ContextTask(
-            TaskKind.HOVER, doc.text, doc.path, line, line, focus=focus, callers=False, infer=False
+            TaskKind.HOVER,
+            doc.text,
+            doc.path,
+            line,
+            line,
+            focus=focus_of(symbol),
+            name=symbol.name,
+            column=column,
+            callers=False,
+            infer=False,
         )
         return await self.runtime.assembler.assemble(
             task, counter, settings.hover.context_tokens, deadline=0.0
