@@ -67,6 +67,7 @@ class HoverPipeline:
     async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
         rt = self.runtime
+        prefetch = self._prefetch(doc)  # the pack's first steps, while jedi answers
         try:
             symbol = await rt.symbols.symbol_at(
                 doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
@@ -93,6 +94,8 @@ class HoverPipeline:
             )
         deadline = time.monotonic() + settings.hover.deadline
         request_id = uuid.uuid4().hex[:16]
+        if prefetch is not None:
+            await prefetch
         pack = await self._pack(doc, line + 1, column, symbol)
         where = f"{rt.display_path(doc.path)}:{line + 1}"
         request = ChatRequest(
@@ -124,6 +127,23 @@ class HoverPipeline:
         notes = answer_notes(None, self.runtime.llm.breaker_states())
         markdown = "\n\n".join([static, "---", notice, *notes])
         return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
+
+    def _prefetch(self, doc: Document) -> asyncio.Task[None] | None:
+        """Chunk the hovered file and load the tokenizer (both cached) while jedi answers,
+        when the hover will want a pack; a failure here is left to the pack to meet."""
+        rt = self.runtime
+        if not (rt.settings.hover.enabled and rt.llm.available and rt.may_send(doc.path)):
+            return None
+
+        async def run() -> None:
+            try:
+                await asyncio.gather(
+                    rt.assembler.module(doc.path, doc.text), rt.counter(rt.settings.llm.model)
+                )
+            except Exception as exc:  # the pack meets it again and says so
+                logger.debug("hover prefetch failed: %s", exc)
+
+        return asyncio.ensure_future(run())
 
     async def _pack(self, doc: Document, line: int, column: int, symbol: SymbolInfo) -> ContextPack:
         """The symbol's definition first and whole, the hovered line's chunk, what it uses
