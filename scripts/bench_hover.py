@@ -11,7 +11,8 @@ each site hovered twice (first contact in the file order, then warm):
 - ``offline``: ``llm-lsp serve`` with the AI part off (static facts only);
 - ``ai``: ``llm-lsp serve`` with the project's fake provider answering at 0 ms.
 
-Measured at the client: start (process start to initialize's reply), the first
+Every server starts with empty caches (ours under ``LLM_LSP_CACHE_DIR``, the
+peer's jedi parse cache under ``XDG_CACHE_HOME``). Measured at the client: start (process start to initialize's reply), the first
 hover after start, p50/p95 of first-contact hovers and of warm hovers. Each
 configuration runs ``--runs`` times (interleaved, so all see the same load); the
 figures are medians over the runs. From the AI runs' prompts (as the fake
@@ -162,6 +163,9 @@ async def main_async(args: argparse.Namespace) -> None:
                         **env,
                         "LLM_LSP_CACHE_DIR": str(cache),
                         "LLM_LSP_USAGE_LOG": str(cache / "usage.jsonl"),
+                        # jedi's parse cache (~/.cache/jedi for the peer) starts empty for
+                        # every server, as ours does under LLM_LSP_CACHE_DIR
+                        "XDG_CACHE_HOME": str(cache / "xdg"),
                     }
                     command = jls if config == "jls" else ours
                     options = None if config == "jls" else {"llmLsp": {"aiHover": config == "ai"}}
