@@ -12,13 +12,14 @@ each site hovered twice (first contact in the file order, then warm):
 - ``ai``: ``llm-lsp serve`` with the project's fake provider answering at 0 ms.
 
 Every server starts with empty caches (ours under ``LLM_LSP_CACHE_DIR``, the
-peer's jedi parse cache under ``XDG_CACHE_HOME``). Measured at the client: start (process start to initialize's reply), the first
-hover after start, p50/p95 of first-contact hovers and of warm hovers. Each
-configuration runs ``--runs`` times (interleaved, so all see the same load); the
-figures are medians over the runs. From the AI runs' prompts (as the fake
-provider received them): recall (definition header, its first body lines and
-the call-site line all in the prompt), wrong-symbol definitions, and the pack's
-tokens against its budget.
+peer's jedi parse cache under ``XDG_CACHE_HOME``). Measured at the client:
+start (process start to initialize's reply), the first hover after start,
+p50/p95 of first-contact hovers and of warm hovers. Each configuration runs
+``--runs`` times (interleaved, so all see the same load); the figures are
+medians over the runs. From the AI runs' prompts (as the fake provider received
+them): recall (definition header, its first body lines and the call-site line
+all in the prompt), wrong-symbol definitions, and the pack's tokens against
+its budget.
 
 Run: ``.venv/bin/python scripts/bench_hover.py [--sites 30] [--runs 3]``.
 """
