@@ -44,6 +44,9 @@ __all__ = ["Document", "Engine", "HoverAnswer"]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds the workspace index waits for the first hover to answer before it starts.
+INDEX_GRACE = 3.0
+
 
 def usage_log(settings: Settings) -> UsageLog:
     """The usage log the settings name, rotated at their size."""
@@ -80,9 +83,11 @@ class Engine:
         #: Who hears budget alerts and limits notices (`LimitEvent`).
         self.limit_listeners: list[Listener] = [on_limit_event] if on_limit_event else []
         self.llm = LlmService(settings.llm, self.usage_log, limiter=self._limiter(settings))
-        self._counters: dict[str, TokenCounter] = {}
+        self._counters: dict[str, asyncio.Future[TokenCounter]] = {}
         #: Fixes handed to the editor, until a change shows them applied or discarded.
         self.pending_fixes = PendingFixes()
+        #: set once the first hover has answered: the workspace is indexed after it
+        self._first_hover = asyncio.Event()
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
         self._tally: SpendTally | None = None
@@ -201,21 +206,29 @@ class Engine:
     async def warm_up(self) -> None:
         """Load the tokenizer and the provider SDK, then index and chunk the workspace
         (background; cancellable). The SDK is imported lazily (about 2 s), off the loop here
-        so the first model call does not import it on the event loop."""
+        so the first model call does not import it on the event loop. Indexing (seconds of
+        chunking on worker threads, competing for the GIL) starts once the first hover has
+        answered, or after `INDEX_GRACE` seconds without one."""
         await self.counter(self._settings.llm.model)
         if self.llm.available:
             await asyncio.to_thread(importlib.import_module, "openai")
+        try:
+            async with asyncio.timeout(INDEX_GRACE):
+                await self._first_hover.wait()
+        except TimeoutError:
+            pass
         await self.assembler.warm_workspace()
 
     async def counter(self, model: str) -> TokenCounter:
-        """The token counter for `model`, loaded once."""
-        counter = self._counters.get(model)
-        if counter is None:
-            counter = await asyncio.to_thread(
-                counter_for_model, model, self._settings.storage.cache_dir / "tiktoken"
-            )
-            self._counters[model] = counter
-        return counter
+        """The token counter for `model`, loaded once: a hover arriving while the warm-up
+        loads it waits for that load instead of starting a second one."""
+        loading = self._counters.get(model)
+        if loading is None or (loading.done() and loading.exception() is not None):
+            cache = self._settings.storage.cache_dir / "tiktoken"
+            loading = asyncio.ensure_future(asyncio.to_thread(counter_for_model, model, cache))
+            self._counters[model] = loading
+        # shielded: one caller's cancellation does not cancel the load the others wait on
+        return await asyncio.shield(loading)
 
     def display_path(self, path: Path | None) -> str:
         """A workspace-relative path for labels and prompts."""
@@ -234,7 +247,10 @@ class Engine:
 
     async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
-        return await self._hover.hover(doc, line, column)
+        try:
+            return await self._hover.hover(doc, line, column)
+        finally:
+            self._first_hover.set()
 
     async def aclose(self) -> None:
         """Release clients and threads."""

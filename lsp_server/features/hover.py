@@ -38,6 +38,33 @@ async def hover(ls: FeatureServer, params: types.HoverParams) -> types.Hover | N
     )
     if answer is None:
         return None
+    server_line = lines[server_pos.line].rstrip("\r\n")
+    start, end = name_span(server_line, server_pos.character)
+    codec = doc.position_codec
     return types.Hover(
-        contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=answer.markdown)
+        contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=answer.markdown),
+        range=types.Range(
+            types.Position(pos.line, codec.client_num_units(server_line[:start])),
+            types.Position(pos.line, codec.client_num_units(server_line[:end])),
+        ),
     )
+
+
+def name_span(line: str, column: int) -> tuple[int, int]:
+    """The identifier at (or just before) ``column`` of ``line``, in code points, as
+    [start, end); an empty span at ``column`` where there is none."""
+    at = column
+    if not _word(line, at) and _word(line, at - 1):
+        at -= 1  # the cursor right after a name, as editors place it
+    if not _word(line, at):
+        return column, column
+    start, end = at, at + 1
+    while _word(line, start - 1):
+        start -= 1
+    while _word(line, end):
+        end += 1
+    return start, end
+
+
+def _word(line: str, i: int) -> bool:
+    return 0 <= i < len(line) and (line[i].isalnum() or line[i] == "_")

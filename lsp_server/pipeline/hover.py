@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from lsp_server.context.jedi.worker import JediCrashed
-from lsp_server.context.model import Definition, SymbolInfo
+from lsp_server.context.model import SymbolInfo
 from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
+from lsp_server.context.pack.grounding import focus_of
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.runtime import Document, HoverRuntime
@@ -72,6 +73,7 @@ class HoverPipeline:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
         rt = self.runtime
         started = time.monotonic()
+        prefetch = self._prefetch(doc)  # the pack's first steps, while jedi answers
         try:
             symbol = await rt.symbols.symbol_at(
                 doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
@@ -104,7 +106,9 @@ class HoverPipeline:
         earlier = self._repeats.seen(key, request_id)
         if earlier is not None:
             log.signal(earlier, "hover_repeated", "hover")
-        pack = await self._pack(doc, line + 1, symbol)
+        if prefetch is not None:
+            await prefetch
+        pack = await self._pack(doc, line + 1, column, symbol)
         where = f"{rt.display_path(doc.path)}:{line + 1}"
 
         def done(outcome: str, completion: Completion | None = None) -> None:
@@ -157,27 +161,43 @@ class HoverPipeline:
         markdown = "\n\n".join([static, "---", notice, *notes])
         return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
 
-    async def _pack(self, doc: Document, line: int, symbol: SymbolInfo) -> ContextPack:
-        """The hovered line's chunk, the symbol's definition first, then what the chunk uses.
+    def _prefetch(self, doc: Document) -> asyncio.Task[None] | None:
+        """Chunk the hovered file and load the tokenizer (both cached) while jedi answers,
+        when the hover will want a pack; a failure here is left to the pack to meet."""
+        rt = self.runtime
+        if not (rt.settings.hover.enabled and rt.llm.available and rt.may_send(doc.path)):
+            return None
+
+        async def run() -> None:
+            try:
+                await asyncio.gather(
+                    rt.assembler.module(doc.path, doc.text), rt.counter(rt.settings.llm.model)
+                )
+            except Exception as exc:  # the pack meets it again and says so
+                logger.debug("hover prefetch failed: %s", exc)
+
+        return asyncio.ensure_future(run())
+
+    async def _pack(self, doc: Document, line: int, column: int, symbol: SymbolInfo) -> ContextPack:
+        """The symbol's definition first and whole, the hovered line's chunk, what it uses
+        (`context.pack.grounding`).
 
         Only the import map places the other names (no jedi inference, no callers):
         a hover must stay fast; Explain and Fix get the full search.
         """
         settings = self.runtime.settings
         counter = await self.runtime.counter(settings.llm.model)
-        focus: Definition | None = None
-        if symbol.definition_path is not None and symbol.definition_line is not None:
-            focus = Definition(
-                symbol.name,
-                symbol.full_name,
-                symbol.kind,
-                symbol.definition_path,
-                symbol.definition_line,
-                0,
-                symbol.in_workspace,
-            )
         task = ContextTask(
-            TaskKind.HOVER, doc.text, doc.path, line, line, focus=focus, callers=False, infer=False
+            TaskKind.HOVER,
+            doc.text,
+            doc.path,
+            line,
+            line,
+            focus=focus_of(symbol),
+            name=symbol.name,
+            column=column,
+            callers=False,
+            infer=False,
         )
         with pack_span(task.kind.value, settings.hover.context_tokens) as traced:
             pack = await self.runtime.assembler.assemble(

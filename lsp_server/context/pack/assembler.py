@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from lsp_server.context.index.callers import (
     MAX_CALLERS,
@@ -40,6 +41,7 @@ from lsp_server.context.index.warmup import log_rescan, memo_display, warm_one
 from lsp_server.context.index.words import WordIndex
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.model import Definition
+from lsp_server.context.pack.grounding import Grounding, ground, hovered_use, line_first
 from lsp_server.context.pack.pieces import (
     Candidate,
     ContextPack,
@@ -47,9 +49,12 @@ from lsp_server.context.pack.pieces import (
     Role,
     build_pack,
     fit,
-    piece,
 )
-from lsp_server.context.pack.snippets import definition_candidate, target_candidate
+from lsp_server.context.pack.snippets import (
+    class_and_imports,
+    definition_candidate,
+    target_candidate,
+)
 from lsp_server.context.retrieval.embeddings import Hit
 from lsp_server.context.source.chunker import Chunk
 from lsp_server.context.static.modules import Module, ModuleCache
@@ -97,8 +102,20 @@ class ContextTask:
     start_line: int
     end_line: int
     focus: Definition | None = None  # a hover's symbol: its definition goes first
+    name: str = ""  # a hover's symbol as the user sees it
+    column: int | None = None  # a hover's 0-based column (code points)
     callers: bool = True  # look up callers and related tests (project-wide, slower)
     infer: bool = True  # ask jedi about the names the import map cannot place (slower)
+
+
+class _Static(NamedTuple):
+    """What `Assembler._static` found on its worker thread."""
+
+    target: Module
+    first: Candidate
+    uses: list[NameUse]
+    static: dict[tuple[int, int], list[Definition]]
+    lead: Grounding | None
 
 
 class Assembler:
@@ -163,26 +180,35 @@ class Assembler:
         """The chunked module for ``text`` (cached by content; chunked off the loop)."""
         return await asyncio.to_thread(self.modules.get, path, text)
 
-    def _static(
-        self, task: ContextTask, counter: TokenCounter, budget: int
-    ) -> tuple[Module, Candidate, list[NameUse], dict[tuple[int, int], list[Definition]]]:
+    def _static(self, task: ContextTask, counter: TokenCounter, budget: int) -> _Static:
         """Worker-thread part: chunk the target, find its names, resolve what imports can.
 
         The target keeps at most `TARGET_SHARE` of the budget (the lines around
-        the cursor or range start), leaving room for what it uses.
+        the cursor or range start), leaving room for what it uses. A hover's
+        target is cut after its symbol's definition is placed (`grounding`).
         """
         target = self.modules.get(task.path, task.source)
         first = target_candidate(target.chunks, target.lines, task.start_line, task.end_line)
-        cut = fit(first, counter, int(budget * TARGET_SHARE))
-        if cut is not None and cut is not first.piece:
-            first = replace(first, piece=cut)
+        lead: Grounding | None = None
+        if task.kind is TaskKind.HOVER:
+            home = functools.partial(self._home, task, target)
+            lead = ground(target, first, task.focus, task.name, home, counter, budget)
+            first = lead.target
+        else:
+            cut = fit(first, counter, int(budget * TARGET_SHARE))
+            if cut is not None and cut is not first.piece:
+                first = replace(first, piece=cut)
         region = (first.piece.start_line, first.piece.end_line)
         uses = used_names(target.lines, *region, target.facts.bound, limit=MAX_NAMES)
+        if lead is not None:  # jedi's answer alone for the hovered name, its line's names next
+            hovered = hovered_use(uses, task.start_line, task.column)
+            uses = line_first([u for u in uses if u is not hovered], task.start_line)
         enclosing = target.chunks.enclosing(task.start_line)
         owner = enclosing.parent if enclosing is not None else None
         scope = (enclosing.start_line, enclosing.end_line) if enclosing else region
         types = local_types(target.lines, *scope)
-        return target, first, uses, self.resolver.resolve_all(target, uses, owner, types)
+        static = self.resolver.resolve_all(target, uses, owner, types)
+        return _Static(target, first, uses, static, lead)
 
     async def assemble(
         self, task: ContextTask, counter: TokenCounter, budget: int, *, deadline: float = 1.0
@@ -190,8 +216,10 @@ class Assembler:
         """The pack for ``task`` within ``budget`` tokens; jedi gets ``deadline`` seconds."""
         until = time.monotonic() + deadline
         display = self.display_path(task.path)
-        target, first, uses, static = await asyncio.to_thread(self._static, task, counter, budget)
-        candidates = [first]
+        target, first, uses, static, lead = await asyncio.to_thread(
+            self._static, task, counter, budget
+        )
+        candidates = [*lead.lead, first] if lead is not None else [first]
         region = (first.piece.start_line, first.piece.end_line)
         enclosing = target.chunks.enclosing(task.start_line)
         positions = [(u.line, u.column) for u in uses]
@@ -203,17 +231,23 @@ class Assembler:
                     task.source, task.path, rest, deadline=max(0.0, until - time.monotonic())
                 )
             )
-        ordered: list[Definition] = [task.focus] if task.focus is not None else []
+        ordered: list[Definition] = []
+        if lead is None and task.focus is not None:
+            ordered.append(task.focus)
         for position in positions:
             ordered.extend(resolved.get(position, ()))
+        if lead is not None and lead.placed is not None:
+            shown = lead.placed
+            ordered = [d for d in ordered if (d.path, d.line) != (shown.path, shown.line)]
         more = await asyncio.to_thread(self._definitions, task, target, ordered, region)
         candidates.extend(more)
-        candidates.extend(_class_and_imports(target, enclosing, uses, display))
+        candidates.extend(class_and_imports(target, enclosing, uses, display))
         if task.callers and enclosing is not None and enclosing.kind.value in _CALLABLE:
             left = until - time.monotonic()
             if self.words.ready or left >= MIN_CALLERS_TIME:  # the index needs no deadline
                 candidates.extend(await self._callers(task, target, enclosing, region, left))
-        return await asyncio.to_thread(build_pack, candidates, counter, budget)
+        notes = lead.notes if lead is not None else ()
+        return await asyncio.to_thread(build_pack, candidates, counter, budget, notes)
 
     def _home(self, task: ContextTask, target: Module, path: Path) -> Module | None:
         """The module of ``path``: the task's own buffer for its file, else buffer or disk."""
@@ -341,31 +375,3 @@ class Assembler:
 
 
 _CALLABLE = ("function", "method")
-
-
-def _class_and_imports(
-    target: Module, enclosing: Chunk | None, uses: list[NameUse], display: str
-) -> list[Candidate]:
-    out: list[Candidate] = []
-    if enclosing is not None and enclosing.parent is not None:
-        owner = target.chunks.by_qualname(enclosing.parent)
-        if owner is not None:
-            p = piece(
-                display,
-                owner.start_line,
-                owner.end_line,
-                Role.CLASS,
-                f"class `{owner.qualname}`",
-                owner.skeleton,
-                "skeleton",
-            )
-            out.append(Candidate(p, Role.CLASS))
-    used = frozenset(u.text.split(".", 1)[0] for u in uses if not u.text.startswith("?"))
-    statements = [(i, i.render(used)) for i in target.facts.imports]
-    kept = [(i, text) for i, text in statements if text is not None]
-    if kept:
-        start, end = kept[0][0].start_line, kept[-1][0].end_line
-        text = "\n".join(t for _, t in kept if t)
-        p = piece(display, start, end, Role.IMPORTS, "the imports the target uses", text)
-        out.append(Candidate(p, Role.IMPORTS))
-    return out

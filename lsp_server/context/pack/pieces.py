@@ -33,6 +33,7 @@ JOIN_SLACK = 2
 class Role(IntEnum):
     """What a piece is for; the value is its rendering rank (stable parts first)."""
 
+    FOCUS = -1  # a hover's own name: its definition (and its class skeleton)
     DEFINITION = 0  # in another file
     TEST = 1
     CALLER = 2
@@ -47,6 +48,7 @@ class Role(IntEnum):
 
 
 _ROLE_WORDS = {
+    Role.FOCUS: "definition of the hovered name",
     Role.DEFINITION: "definition",
     Role.TEST: "related test",
     Role.CALLER: "caller",
@@ -94,10 +96,11 @@ class ContextPack:
     budget: int
     exact_count: bool
     dropped: tuple[str, ...] = ()  # labels of candidates that did not fit
+    notes: tuple[str, ...] = ()  # said before the pieces (a hovered name not shown, why)
 
     def render(self) -> str:
-        """All pieces as one markdown block."""
-        return "\n".join(p.render() for p in self.pieces)
+        """All pieces as one markdown block, after the notes."""
+        return _render(self.notes, self.pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,16 +173,31 @@ def _floor(c: Candidate) -> ContextPiece | None:
     return None if c.floor is None else replace(c.piece, text=c.floor, form="signature")
 
 
+def _render(notes: tuple[str, ...], pieces: tuple[ContextPiece, ...]) -> str:
+    head = "".join(f"{n}\n\n" for n in notes)
+    return head + "\n".join(p.render() for p in pieces)
+
+
 def _render_key(p: ContextPiece, role: Role, rank: int) -> tuple[int, str, int, int, int]:
+    if role is Role.FOCUS:  # a hover's definition, then its class: in priority order
+        return (role.value, "", rank, 0, 0)
     return (role.value, p.path, p.start_line, p.end_line, rank)
 
 
-def build_pack(candidates: list[Candidate], counter: TokenCounter, budget: int) -> ContextPack:
-    """Fill ``budget`` tokens with ``candidates`` (highest priority first); see the docstring."""
+def build_pack(
+    candidates: list[Candidate],
+    counter: TokenCounter,
+    budget: int,
+    notes: tuple[str, ...] = (),
+) -> ContextPack:
+    """Fill ``budget`` tokens with ``candidates`` (highest priority first); see the docstring.
+
+    ``notes`` go first, before any piece (they are short; a pack of notes alone that
+    does not fit is empty)."""
     chosen: list[tuple[int, Role, ContextPiece]] = []
     dropped: list[str] = []
     seen: set[str] = set()
-    left = budget
+    left = budget - (counter.count(_render(notes, ())) + JOIN_SLACK if notes else 0)
     floors = [_floor(c) for c in candidates]
     costs = [0 if f is None else counter.count(f.render()) + JOIN_SLACK for f in floors]
     # Room kept for the floors of later candidates of the same group, so that one
@@ -208,11 +226,14 @@ def build_pack(candidates: list[Candidate], counter: TokenCounter, budget: int) 
     # The final count is authoritative: drop the lowest priority until it fits.
     while chosen:
         pieces = tuple(p for _, _, p in chosen)
-        tokens = counter.count("\n".join(p.render() for p in pieces))
+        tokens = counter.count(_render(notes, pieces))
         if tokens <= budget:
-            return ContextPack(pieces, tokens, budget, counter.exact, tuple(dropped))
+            return ContextPack(pieces, tokens, budget, counter.exact, tuple(dropped), notes)
         worst = max(range(len(chosen)), key=lambda i: chosen[i][0])
         logger.debug("pack over budget (%d > %d): dropping %s", tokens, budget, pieces[worst].label)
         dropped.append(pieces[worst].label)
         del chosen[worst]
+    tokens = counter.count(_render(notes, ()))
+    if notes and tokens <= budget:
+        return ContextPack((), tokens, budget, counter.exact, tuple(dropped), notes)
     return ContextPack((), 0, budget, counter.exact, tuple(dropped))

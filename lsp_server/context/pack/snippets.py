@@ -17,6 +17,8 @@ from pathlib import PurePosixPath
 from lsp_server.context.model import Definition
 from lsp_server.context.pack.pieces import Candidate, Role, piece
 from lsp_server.context.source.chunker import MODULE_QUALNAME, Chunk, ChunkedModule
+from lsp_server.context.static.modules import Module
+from lsp_server.context.static.names import NameUse
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +168,32 @@ def is_test_path(path: str) -> bool:
         or name == "conftest.py"
         or any(part in ("tests", "test", "testing") for part in p.parts[:-1])
     )
+
+
+def class_and_imports(
+    target: Module, enclosing: Chunk | None, uses: list[NameUse], display: str
+) -> list[Candidate]:
+    """The enclosing class's skeleton and the target's imports cut down to the names in use."""
+    out: list[Candidate] = []
+    if enclosing is not None and enclosing.parent is not None:
+        owner = target.chunks.by_qualname(enclosing.parent)
+        if owner is not None:
+            p = piece(
+                display,
+                owner.start_line,
+                owner.end_line,
+                Role.CLASS,
+                f"class `{owner.qualname}`",
+                owner.skeleton,
+                "skeleton",
+            )
+            out.append(Candidate(p, Role.CLASS))
+    used = frozenset(u.text.split(".", 1)[0] for u in uses if not u.text.startswith("?"))
+    statements = [(i, i.render(used)) for i in target.facts.imports]
+    kept = [(i, text) for i, text in statements if text is not None]
+    if kept:
+        start, end = kept[0][0].start_line, kept[-1][0].end_line
+        text = "\n".join(t for _, t in kept if t)
+        p = piece(display, start, end, Role.IMPORTS, "the imports the target uses", text)
+        out.append(Candidate(p, Role.IMPORTS))
+    return out

@@ -140,6 +140,31 @@ def _import_names(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str]]:
     return out
 
 
+_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def _module_scope(tree: ast.AST) -> list[ast.AST]:
+    """The nodes of ``tree`` in module scope: a def or class itself, not what it binds inside
+    (a method of a class defined under ``try:`` is not a module-level name)."""
+    out: list[ast.AST] = []
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if node is tree or not isinstance(node, _SCOPES):
+            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    return out
+
+
 def module_facts(module: ChunkedModule) -> ModuleFacts:
     """Top-level bindings and imports of a chunked module (its module-level runs parsed)."""
     bound: set[str] = set()
@@ -158,7 +183,7 @@ def module_facts(module: ChunkedModule) -> ModuleFacts:
             logger.debug("module run at %d does not parse: %s", chunk.start_line, exc)
             continue
         off = chunk.start_line - 1
-        for node in ast.walk(tree):
+        for node in _module_scope(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 names = _import_names(node)
                 bound.update(b for _, b in names)
