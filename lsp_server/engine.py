@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
+from lsp_server.cache import AnswerCache
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.pack.assembler import Assembler
 from lsp_server.context.tokens import TokenCounter, counter_for_model
@@ -33,6 +34,21 @@ from lsp_server.workspace import BufferReader, WorkspaceBoundary
 __all__ = ["Document", "Engine", "HoverAnswer"]
 
 logger = logging.getLogger(__name__)
+
+
+def open_answers(settings: Settings) -> AnswerCache:
+    """The answer cache the settings describe: diskcache under the cache dir, or Redis."""
+    return AnswerCache.open(
+        settings.storage.cache_dir / "answers",
+        ttl=settings.cache.ttl,
+        size_bytes=settings.cache.size_mb * 1024 * 1024,
+        redis_url=settings.storage.redis_url,
+        enabled=settings.cache.enabled,
+    )
+
+
+def _cache_settings(settings: Settings) -> tuple[object, ...]:
+    return (settings.cache, settings.storage.cache_dir, settings.storage.redis_url)
 
 
 class Engine:
@@ -58,6 +74,7 @@ class Engine:
         self._settings = settings
         self.usage_log = UsageLog(settings.storage.usage_log)
         self.llm = LlmService(settings.llm, self.usage_log)
+        self.answers = open_answers(settings)
         self._counters: dict[str, TokenCounter] = {}
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
@@ -130,13 +147,16 @@ class Engine:
         """
         if settings == self._settings:
             return
-        old = self.llm
+        old, old_settings = self.llm, self._settings
         if self._tools is not None and settings.agent.run_tests != self._settings.agent.run_tests:
             self._tools.close()
             self._tools = None
         self._settings = settings
         self.usage_log = UsageLog(settings.storage.usage_log)
         self.llm = LlmService(settings.llm, self.usage_log)
+        if _cache_settings(settings) != _cache_settings(old_settings):
+            old_answers, self.answers = self.answers, open_answers(settings)
+            await old_answers.aclose()
         grace = max(settings.hover.deadline, settings.agent.deadline)
         self._retired[old] = asyncio.get_running_loop().create_task(self._close_later(old, grace))
 
@@ -169,9 +189,13 @@ class Engine:
         """A workspace-relative path for labels and prompts."""
         return self.workspace.display_path(path)
 
-    async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
-        """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
-        return await self._hover.hover(doc, line, column)
+    async def hover(
+        self, doc: Document, line: int, column: int, *, regenerate: bool = False
+    ) -> HoverAnswer | None:
+        """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
+
+        ``regenerate``: bypass the answer cache and refresh it (the Regenerate action)."""
+        return await self._hover.hover(doc, line, column, regenerate=regenerate)
 
     async def aclose(self) -> None:
         """Release clients and threads."""
@@ -182,6 +206,7 @@ class Engine:
             await service.aclose()
         self._retired.clear()
         await self.llm.aclose()
+        await self.answers.aclose()
         self.assembler.close()
         self.symbols.close()
         if self._summaries is not None:

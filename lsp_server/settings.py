@@ -4,8 +4,8 @@ Every setting is declared on its field (`settings_spec.setting`): its `llmLsp.` 
 environment variable, parser, default, description and trust level. The settings
 come in groups, so each part takes only its own: `settings.llm` (providers, models,
 timeouts, retry, breakers, fallback, queue), `settings.hover`, `settings.agent`
-(explain/fix/ask runs), `settings.context` (budgets, memory, embeddings) and
-`settings.storage` (where files are written).
+(explain/fix/ask runs), `settings.context` (budgets, memory, embeddings),
+`settings.storage` (where files are written), `settings.cache` (the answer cache).
 
 Built in layers, later ones winning: defaults ← environment variables ← LSP
 `initializationOptions` ← `workspace/configuration` section `llmLsp`. An invalid
@@ -56,6 +56,7 @@ from lsp_server.settings_values import (
     parse_path,
     parse_positive_float,
     parse_positive_int,
+    parse_redis_url,
     parse_seconds_or_zero,
     parse_secret,
     resolve_provider_keys,
@@ -231,6 +232,44 @@ class StorageSettings:
         env_default=_usage_log,
         shown_default="`~/.local/state/llm-lsp/usage.jsonl`",
     )
+    redis_url: str | None = setting(
+        key="redisUrl",
+        env="LLM_LSP_REDIS_URL",
+        parse=parse_redis_url,
+        doc="Redis shared by a team for the answer cache (e.g. `redis://host:6379/0`); "
+        "unset or unreachable: the local cache",
+        trust=USER,
+    )
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """The answer cache: whether it is used, how long answers live, how much disk it takes."""
+
+    enabled: bool = setting(
+        True,
+        key="answerCache",
+        env="LLM_LSP_ANSWER_CACHE",
+        parse=parse_bool,
+        doc="reuse answers for unchanged code, and serve the latest one (marked stale) "
+        "when no model can answer",
+    )
+    ttl: float = setting(
+        7 * 86400.0,
+        key="answerCacheTtl",
+        env="LLM_LSP_ANSWER_CACHE_TTL",
+        parse=parse_positive_float,
+        doc="seconds a cached answer is reused (the latest answer per symbol is kept "
+        "at least 30 days for the fallback tier)",
+        shown_default="604800 (7 days)",
+    )
+    size_mb: int = setting(
+        256,
+        key="answerCacheSizeMb",
+        env="LLM_LSP_ANSWER_CACHE_SIZE_MB",
+        parse=parse_positive_int,
+        doc="disk the local answer cache may take, in MiB (least recently stored evicted)",
+    )
 
 
 @dataclass(frozen=True)
@@ -242,6 +281,7 @@ class Settings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     context: ContextSettings = field(default_factory=ContextSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     log_level: str = setting(
         "INFO",
         key="logLevel",

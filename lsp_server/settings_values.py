@@ -110,6 +110,14 @@ def parse_url(value: Any) -> str | None:
     return text
 
 
+def parse_redis_url(value: Any) -> str | None:
+    """A redis://, rediss:// or unix:// URL, or None for null or ""."""
+    text = parse_optional_str(value)
+    if text is not None and not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return text
+
+
 def parse_positive_float(value: Any) -> float:
     """A positive, finite number of seconds."""
     if isinstance(value, bool):

@@ -45,6 +45,8 @@ class UsageRecord:
     attempt: int = 1
     tier: str = "primary"
     route: str = ""  # the router's decision and reason, e.g. "hover, ~850 tokens, ... -> primary"
+    cache: str = ""  # answer cache: "hit:exact" | "hit:structural" | "stale:latest" ("" for calls)
+    saved_usd: float = 0.0  # what a cache hit saved: the cached answer's original cost
     ts: str = dataclasses.field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
     )

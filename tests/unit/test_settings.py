@@ -147,7 +147,7 @@ def test_every_field_is_declared_once_with_unique_key_and_variable() -> None:
     assert [s.name for s in SPECS] == leaves
     keys = [s.key for s in SPECS]
     envs = [s.declaration.env for s in SPECS]
-    assert len(set(keys)) == len(keys) == 37
+    assert len(set(keys)) == len(keys) == 41
     assert len(set(envs)) == len(envs)
     assert all(s.declaration.doc for s in SPECS)
 
@@ -172,6 +172,7 @@ def test_json_schema_lists_every_setting_with_its_trust() -> None:
         "llmLsp.runTests",
         "llmLsp.cacheDir",
         "llmLsp.usageLog",
+        "llmLsp.redisUrl",
     }
     assert properties["llmLsp.timeout"]["default"] == 30.0
     assert properties["llmLsp.timeout"]["x-env"] == "LLM_TIMEOUT"
@@ -233,6 +234,7 @@ TRUSTED_ONLY = {
     "runTests": ("agent.run_tests", True),
     "cacheDir": ("storage.cache_dir", "/tmp/attacker-cache"),
     "usageLog": ("storage.usage_log", "~/.bashrc"),
+    "redisUrl": ("storage.redis_url", "redis://attacker.example:6379/0"),
 }
 ENV = {"HOME": "/home/u", "OPENAI_API_KEY": "sk-user", "OPENAI_BASE_URL": "http://user.example/v1"}
 

@@ -1,0 +1,192 @@
+"""The answer cache through the real server: hits, misses, the stale tier, shared calls.
+
+Each test writes its own pair of modules (``shop/<name>_defs.py`` and
+``shop/<name>_use.py``), so the module's one server and its cache never mix
+answers between tests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types
+
+from lsp_server.testing.fake_provider import FakeProvider, Step
+from tests.conftest import TEST_KEY, Session, copy_project, server_env, start_session
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+DEFS = '''"""Definitions."""
+
+
+def apply_rate(total: float, rate: float) -> float:
+    """Apply a rate."""
+    rate = min(rate, 1.0)
+    return round(total * (1 - rate), 2)
+'''
+
+USE = '''"""Uses."""
+
+from shop.{name}_defs import apply_rate
+
+
+def order_total(total: float, rate: float) -> float:
+    # the order's total after its discount
+    return apply_rate(total, rate)
+
+
+def unrelated(x: int) -> int:
+    return x + 1
+'''
+CALL = "return apply_rate(total, rate)"
+HIT_FOOTER = re.compile(r"· cache, (just now|\d+ s old)_$")
+
+
+def cache_env(tmp_path: Path, fake: FakeProvider, **extra: str | None) -> dict[str, str]:
+    """A server with the answer cache on, talking to the fake provider."""
+    return server_env(
+        tmp_path,
+        OPENAI_API_KEY=TEST_KEY,
+        OPENAI_BASE_URL=fake.base_url,
+        LLM_LSP_ANSWER_CACHE="1",
+        **extra,
+    )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_cache_session(
+    tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider
+) -> AsyncIterator[Session]:
+    tmp_path = tmp_path_factory.mktemp("cache-session")
+    root = copy_project(tmp_path)
+    session = await start_session(root, tmp_path, env=cache_env(tmp_path, fake_provider))
+    await session.warm(("shop/basket.py", 18, 17))
+    yield session
+    await session.stop()
+
+
+@pytest.fixture
+def cs(shared_cache_session: Session, fake: FakeProvider) -> Session:
+    return shared_cache_session.begin()
+
+
+class Pair:
+    """One test's two modules: where the call is, and how to edit them."""
+
+    def __init__(self, session: Session, name: str) -> None:
+        self.session = session
+        self.use = f"shop/{name}_use.py"
+        self.defs = f"shop/{name}_defs.py"
+        self.use_text = USE.format(name=name)
+        self.defs_text = DEFS
+        (session.root / self.defs).write_text(self.defs_text)
+        (session.root / self.use).write_text(self.use_text)
+        self.versions = {self.use: 1, self.defs: 1}
+        session.open(self.use, self.use_text)
+
+    def edit(self, relative: str, text: str) -> None:
+        """The editor changes a buffer (and, for the other module, saves it)."""
+        self.versions[relative] += 1
+        uri = self.session.uri(relative)
+        if relative == self.defs:
+            self.defs_text = text
+            (self.session.root / relative).write_text(text)
+            self.session.client.workspace_did_change_watched_files(
+                types.DidChangeWatchedFilesParams(
+                    changes=[types.FileEvent(uri=uri, type=types.FileChangeType.Changed)]
+                )
+            )
+            return
+        self.use_text = text
+        self.session.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(
+                    uri=uri, version=self.versions[relative]
+                ),
+                content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+            )
+        )
+
+    def at(self) -> tuple[str, int, int]:
+        """Where `apply_rate` is called in the use module now."""
+        for number, line in enumerate(self.use_text.splitlines()):
+            if CALL in line:
+                return self.use, number, line.index(CALL) + len("return ")
+        raise AssertionError("the call is gone")
+
+    async def hover(self) -> str:
+        hover = await self.session.hover(*self.at())
+        assert hover is not None
+        assert isinstance(hover.contents, types.MarkupContent)
+        return hover.contents.value
+
+
+def chats(fake: FakeProvider) -> int:
+    return len([r for r in fake.requests if r.path == "/v1/chat/completions"])
+
+
+async def test_same_hover_twice_makes_one_call_and_says_cache_with_its_age(
+    cs: Session, fake: FakeProvider
+) -> None:
+    pair = Pair(cs, "twice")
+    fake.script(Step(text="Applies the capped rate.", usage=(300, 40)))
+    first = await pair.hover()
+    assert "Applies the capped rate." in first
+    assert first.rstrip().endswith("· primary_")
+    second = await pair.hover()
+    assert "Applies the capped rate." in second
+    assert HIT_FOOTER.search(second.rstrip()), second
+    assert "saved $0.0011" in second  # 300 * 2.5/M + 40 * 10/M
+    assert chats(fake) == 1
+    records = await cs.wait_for_usage(2)
+    assert [(r["provider"], r["outcome"], r["cache"]) for r in records] == [
+        ("primary", "ok", ""),
+        ("cache", "cached", "hit:exact"),
+    ]
+    assert records[1]["saved_usd"] == pytest.approx(0.00115)
+
+
+async def test_reformat_comment_and_unrelated_edits_hit(cs: Session, fake: FakeProvider) -> None:
+    pair = Pair(cs, "reformat")
+    fake.script(Step(text="Explained once."))
+    assert "Explained once." in await pair.hover()
+    edited = (
+        pair.use_text.replace(
+            "def order_total(total: float, rate: float) -> float:",
+            "def order_total(\n    total: float,\n    rate: float,\n) -> float:",
+        )
+        .replace("# the order's total after its discount", "# reworded comment")
+        .replace("return x + 1", "return x + 2")
+        .replace("'''", '"""')
+    )
+    pair.edit(pair.use, edited)
+    pair.edit(pair.defs, pair.defs_text.replace('"""Apply a rate."""', "'Apply a rate.'  # doc"))
+    value = await pair.hover()
+    assert "Explained once." in value
+    assert HIT_FOOTER.search(value.rstrip()), value
+    assert chats(fake) == 1
+    [_, hit] = await cs.wait_for_usage(2)
+    assert hit["cache"] == "hit:structural"
+
+
+async def test_change_to_the_function_or_a_definition_in_its_pack_misses(
+    cs: Session, fake: FakeProvider
+) -> None:
+    pair = Pair(cs, "change")
+    fake.script(Step(text="First."), Step(text="Second."), Step(text="Third."))
+    assert "First." in await pair.hover()
+    body = "    # the order's total after its discount\n"
+    pair.edit(pair.use, pair.use_text.replace(body, "    total = abs(total)\n"))
+    value = await pair.hover()
+    assert "Second." in value
+    assert value.rstrip().endswith("· primary_")
+    pair.edit(pair.use, USE.format(name="change"))  # back to the first version: a hit
+    assert "First." in await pair.hover()
+    pair.edit(pair.defs, pair.defs_text.replace("min(rate, 1.0)", "min(rate, 0.9)"))
+    value = await pair.hover()
+    assert "Third." in value
+    assert chats(fake) == 3
