@@ -61,6 +61,9 @@ class InFlight(Generic[T]):
             call.task.add_done_callback(functools.partial(self._done, key))
         else:
             self.joined += 1
+            logger.debug(
+                "sharing the call in flight for %s (%d waiting)", key[:12], call.waiters + 1
+            )
         call.detached = call.detached or detach
         call.waiters += 1
         try:

@@ -7,13 +7,16 @@ answers between tests.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from lsp_server.testing.fake_provider import FakeProvider, Step
 from tests.conftest import TEST_KEY, Session, copy_project, server_env, start_session
@@ -57,13 +60,36 @@ def cache_env(tmp_path: Path, fake: FakeProvider, **extra: str | None) -> dict[s
     )
 
 
+@pytest.fixture(scope="module")
+def local_provider() -> Iterator[FakeProvider]:
+    with FakeProvider(models=("qwen2.5-coder",)) as provider:
+        yield provider
+
+
+@pytest.fixture
+def local(local_provider: FakeProvider) -> FakeProvider:
+    local_provider.reset()
+    return local_provider
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_cache_session(
-    tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_provider: FakeProvider,
+    local_provider: FakeProvider,
 ) -> AsyncIterator[Session]:
     tmp_path = tmp_path_factory.mktemp("cache-session")
     root = copy_project(tmp_path)
-    session = await start_session(root, tmp_path, env=cache_env(tmp_path, fake_provider))
+    env = cache_env(
+        tmp_path,
+        fake_provider,
+        LLM_LOCAL_BASE_URL=local_provider.base_url,
+        LLM_LOCAL_MODEL="qwen2.5-coder",
+        LLM_TIMEOUT="20",
+        LLM_RETRY_INITIAL_BACKOFF="0.05",
+        LLM_RETRY_MAX_BACKOFF="0.2",
+    )
+    session = await start_session(root, tmp_path, env=env)
     await session.warm(("shop/basket.py", 18, 17))
     yield session
     await session.stop()
@@ -190,3 +216,102 @@ async def test_change_to_the_function_or_a_definition_in_its_pack_misses(
     value = await pair.hover()
     assert "Third." in value
     assert chats(fake) == 3
+
+
+def _hover_params(session: Session, at: tuple[str, int, int]) -> types.HoverParams:
+    path, line, character = at
+    return types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=session.uri(path)),
+        position=types.Position(line=line, character=character),
+    )
+
+
+async def _log_count(session: Session, text: str, count: int) -> None:
+    """Wait (for an event in the server's log) until ``text`` appears ``count`` times."""
+    deadline = time.monotonic() + 120.0
+    while time.monotonic() < deadline:
+        if session.stderr_log.read_text().count(text) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged {count} times")
+
+
+async def test_five_identical_hovers_share_one_call_and_four_cancelled_still_answer_the_fifth(
+    cs: Session, fake: FakeProvider
+) -> None:
+    pair = Pair(cs, "five")
+    joined = cs.stderr_log.read_text().count("sharing the call in flight")
+    fake.script(Step(text="One answer for all.", delay=8.0))
+    protocol = cs.client.protocol
+    params = _hover_params(cs, pair.at())
+    pending = {
+        msg_id: asyncio.ensure_future(
+            protocol.send_request_async(types.TEXT_DOCUMENT_HOVER, params, msg_id=msg_id)
+        )
+        for msg_id in range(9101, 9106)
+    }
+    await fake.wait_for_requests_async(1, 60.0, finished=False)
+    await _log_count(cs, "sharing the call in flight", joined + 4)
+    for msg_id in list(pending)[:4]:
+        protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+    for msg_id in list(pending)[:4]:
+        with pytest.raises(JsonRpcException) as info:
+            await asyncio.wait_for(pending[msg_id], 60)
+        assert info.value.code == -32800
+    fifth = await asyncio.wait_for(pending[9105], 60)
+    assert fifth is not None and isinstance(fifth.contents, types.MarkupContent)
+    assert "One answer for all." in fifth.contents.value
+    [call] = fake.requests
+    assert not call.client_disconnected
+
+
+async def test_cancelling_every_waiter_cancels_the_shared_call(
+    cs: Session, fake: FakeProvider
+) -> None:
+    pair = Pair(cs, "all_cancelled")
+    joined = cs.stderr_log.read_text().count("sharing the call in flight")
+    fake.script(Step(text="too late", delay=30.0))
+    protocol = cs.client.protocol
+    params = _hover_params(cs, pair.at())
+    pending = [
+        asyncio.ensure_future(
+            protocol.send_request_async(types.TEXT_DOCUMENT_HOVER, params, msg_id=msg_id)
+        )
+        for msg_id in (9201, 9202)
+    ]
+    await fake.wait_for_requests_async(1, 60.0, finished=False)
+    await _log_count(cs, "sharing the call in flight", joined + 1)
+    protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=9201))
+    with pytest.raises(JsonRpcException):
+        await asyncio.wait_for(pending[0], 60)
+    assert fake.requests[0].client_disconnected is False  # one still waits
+    protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=9202))
+    with pytest.raises(JsonRpcException):
+        await asyncio.wait_for(pending[1], 60)
+    hung_up = await fake.wait_for_disconnect_async(60.0)
+    assert hung_up is not None and hung_up.client_disconnected
+
+
+async def test_all_providers_down_serves_the_earlier_answer_marked_stale(
+    cs: Session, fake: FakeProvider, local: FakeProvider
+) -> None:
+    """Last in the module: it leaves the primary's breaker open."""
+    pair = Pair(cs, "stale")
+    fake.script(Step(text="Written for the first version."))
+    assert "Written for the first version." in await pair.hover()
+    body = "    # the order's total after its discount\n"
+    pair.edit(pair.use, pair.use_text.replace(body, "    total = abs(total)\n"))
+    fake.set_default(Step(status=503))
+    local.set_default(Step(status=503))
+    value = await pair.hover()
+    assert "Written for the first version." in value
+    assert "_Stale answer from the cache, written " in value
+    assert "the code changed since in target: function `order_total`" in value
+    assert "No live model answered: server error" in value
+    assert "gpt-4o: server error 503" in value
+    assert "qwen2.5-coder: server error 503" in value
+    assert re.search(r"· cache, stale, (just now|\d+ s old)_$", value.rstrip()), value
+    assert {r.model for r in local.requests} == {"qwen2.5-coder"}
+    records = await cs.wait_for_usage()
+    assert records[-1]["cache"] == "stale:latest"
+    assert records[-1]["saved_usd"] == 0.0
