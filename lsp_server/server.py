@@ -30,7 +30,7 @@ from pygls.uris import to_fs_path
 from lsp_server import __version__
 from lsp_server.engine import Engine
 from lsp_server.features import ask as ask_feature
-from lsp_server.features import code_actions
+from lsp_server.features import code_actions, regenerate
 from lsp_server.features import hover as hover_feature
 from lsp_server.features.base import guarded
 from lsp_server.protocol import LlmProtocol
@@ -240,7 +240,11 @@ def create_server() -> LlmLanguageServer:
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(
-            code_action_kinds=[code_actions.KIND_EXPLAIN, code_actions.KIND_FIX],
+            code_action_kinds=[
+                code_actions.KIND_EXPLAIN,
+                code_actions.KIND_FIX,
+                regenerate.KIND_REGENERATE,
+            ],
             resolve_provider=True,
         ),
     )
@@ -270,6 +274,11 @@ def create_server() -> LlmLanguageServer:
     @server.command(ask_feature.CMD_ASK)
     async def on_ask(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
         return await _command(ls, ask_feature.run_ask_command(ls, list(args)), "ask")
+
+    @server.command(regenerate.CMD_REGENERATE)
+    async def on_regenerate(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        work = regenerate.run_regenerate_command(ls, list(args))
+        return await _command(ls, work, "regenerate")
 
     @server.command(CMD_DOCTOR)
     async def on_doctor(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:

@@ -292,6 +292,59 @@ async def test_cancelling_every_waiter_cancels_the_shared_call(
     assert hung_up is not None and hung_up.client_disconnected
 
 
+async def test_regenerate_action_asks_again_and_refreshes_the_cached_answer(
+    cs: Session, fake: FakeProvider
+) -> None:
+    pair = Pair(cs, "regen")
+    fake.script(Step(text="The old answer."), Step(text="The new answer."))
+    assert "The old answer." in await pair.hover()
+    path, line, character = pair.at()
+    cursor = types.Range(types.Position(line, character), types.Position(line, character))
+    actions = await cs.client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=cs.uri(path)),
+            range=cursor,
+            context=types.CodeActionContext(diagnostics=[]),
+        )
+    )
+    assert actions is not None
+    [regen] = [a for a in actions if a.title.startswith("Regenerate")]
+    assert isinstance(regen, types.CodeAction) and regen.command is not None
+    assert regen.command.command == "llmLsp.regenerate"
+    assert chats(fake) == 1  # listing costs nothing
+    result = await cs.client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=regen.command.command, arguments=regen.command.arguments)
+    )
+    assert result["ok"] is True
+    assert "The new answer." in result["markdown"]
+    assert "regenerated the explanation of `shop.regen_defs.apply_rate`" in (
+        cs.client.messages[-1].message
+    )
+    value = await pair.hover()
+    assert "The new answer." in value
+    assert HIT_FOOTER.search(value.rstrip()), value
+    assert chats(fake) == 2
+
+
+async def test_cached_prompt_tokens_are_recorded_and_priced_at_the_cached_rate(
+    cs: Session, fake: FakeProvider
+) -> None:
+    pair = Pair(cs, "prefix")
+    fake.script(Step(text="Priced.", usage=(1000, 100), cached_tokens=800))
+    value = await pair.hover()
+    # 200 * $2.50/M + 800 * $1.25/M + 100 * $10/M = $0.0025
+    assert "_gpt-4o · 1000 in / 100 out tokens (800 cached) · $0.0025 · " in value
+    [record] = await cs.wait_for_usage()
+    assert record["cached_tokens"] == 800
+    assert record["cost_usd"] == pytest.approx(0.0025)
+    # the stable part (system rules, then the code) comes first; the variable part last
+    [request] = fake.requests
+    system, user = request.messages
+    assert system["role"] == "system" and "{words}" not in system["content"]
+    assert user["content"].startswith("Code from the workspace:")
+    assert user["content"].rstrip().endswith(f"as used at {pair.use}:{pair.at()[1] + 1}.")
+
+
 async def test_all_providers_down_serves_the_earlier_answer_marked_stale(
     cs: Session, fake: FakeProvider, local: FakeProvider
 ) -> None:
