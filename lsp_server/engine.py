@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 def open_answers(settings: Settings) -> AnswerCache:
     """The answer cache the settings describe: diskcache under the cache dir, or Redis."""
     return AnswerCache.open(
-        settings.storage.cache_dir / "answers",
+        settings.storage.cache_dir / "answer-cache",
         ttl=settings.cache.ttl,
         size_bytes=settings.cache.size_mb * 1024 * 1024,
         redis_url=settings.storage.redis_url,

@@ -60,7 +60,7 @@ async def test_two_servers_share_one_diskcache_folder_and_a_damaged_one_is_rebui
         assert chats(fake) == calls
     finally:
         await asyncio.gather(a.stop(), b.stop())
-    database = Path(shared) / "answers" / "cache.db"
+    database = Path(shared) / "answer-cache" / "cache.db"
     assert database.exists()
     for leftover in database.parent.glob("cache.db-*"):
         leftover.unlink()
@@ -94,7 +94,7 @@ async def test_two_servers_share_answers_through_redis(
         assert "Shared by the team." in value
         assert HIT_FOOTER.search(value.rstrip()), value
         assert chats(fake) == calls
-        assert not (tmp_path / "b" / "cache" / "answers").exists()  # not the local store
+        assert not (tmp_path / "b" / "cache" / "answer-cache").exists()  # not the local store
     finally:
         await asyncio.gather(a.stop(), b.stop())
 
