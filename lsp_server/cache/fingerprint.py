@@ -126,6 +126,9 @@ class CacheKeys:
     scope: str | None
     scope_label: str = ""
     pieces: Mapping[str, str] = field(default_factory=dict)
+    code_scope: str | None = None
+    """The code alone (models, parameters, every piece's fingerprint; no question, no
+    facts): the semantic layer shares answers only within one code scope."""
 
     @property
     def dedup(self) -> str:
@@ -156,13 +159,15 @@ def keys_for(
     exact = exact_key(feature, messages, model_list, params)
     structural = None
     pieces: dict[str, str] = {}
+    code_scope = None
     if pack is not None:
         pieces = pack_pieces(pack)
         structural = _digest(
             [PROMPT_VERSION, feature, model_list, params, facts, sorted(pieces.items())]
         )
+        code_scope = _digest([PROMPT_VERSION, feature, model_list, params, sorted(pieces.items())])
     scope_key = scope_label = None
     if scope is not None:
         scope_key = _digest([feature, list(scope)])
         scope_label = f"{scope[1]} in {scope[0]}"
-    return CacheKeys(feature, exact, structural, scope_key, scope_label or "", pieces)
+    return CacheKeys(feature, exact, structural, scope_key, scope_label or "", pieces, code_scope)

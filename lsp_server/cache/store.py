@@ -2,7 +2,11 @@
 
 `AnswerCache.lookup` checks the *exact* layer (the final request) and then the
 *structural* one (the code's structure, see `fingerprint`); a hit costs no
-provider call. `AnswerCache.call` makes the provider call on a miss, shared by
+provider call. For workspace questions, `semantic_lookup` adds the *semantic*
+layer: a question whose embedding is close to an earlier one's AND whose
+retrieved code has the same fingerprints gets that answer; a question about
+other code never does, however similar its wording. `AnswerCache.call` makes
+the provider call on a miss, shared by
 identical concurrent requests (`InFlight`), and stores the answer under every
 key: exact, structural and the *latest* answer for its scope (task, file,
 qualified name). `AnswerCache.fallback` is the cache tier of the chain
@@ -23,9 +27,11 @@ where entries live: `backends`. A damaged entry is dropped and reads as a miss.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from lsp_server.cache.backends import (
@@ -43,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 #: Latest-per-scope answers (the fallback tier's) live at least this long: 30 days.
 LATEST_MIN_TTL = 30 * 86400.0
+#: Cosine similarity from which two questions about the same code share an answer.
+SEMANTIC_THRESHOLD = 0.95
+#: Questions remembered per code scope for the semantic layer.
+SEMANTIC_PER_SCOPE = 32
 #: Feature names whose answers may be cached.
 CACHED_FEATURES = frozenset({"hover", "explain", "ask"})
 
@@ -51,6 +61,15 @@ Call = Callable[[], Awaitable[Completion]]
 
 def _key(layer: str, digest: str) -> str:
     return f"{layer}:{digest}"
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity; 0.0 for vectors of different lengths or zero length."""
+    if len(a) != len(b) or not a:
+        return 0.0
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
 
 
 class AnswerCache:
@@ -164,6 +183,51 @@ class AnswerCache:
             f"{name} (no longer in the context)" for name in entry.pieces if name not in keys.pieces
         ]
         return CacheLookup(CacheOutcome.STALE, "latest", entry, tuple(changed), elapsed)
+
+    async def semantic_lookup(self, keys: CacheKeys, vector: Sequence[float]) -> CacheLookup:
+        """The semantic layer (Ask only): an answer to a question whose embedding is at least
+        `SEMANTIC_THRESHOLD` similar to ``vector`` AND whose code scope (``keys.code_scope``:
+        the fingerprints of the retrieved code) is the same. Never an answer about other code.
+        """
+        if not self.enabled or keys.feature != "ask" or keys.code_scope is None:
+            return CacheLookup(CacheOutcome.OFF)
+        started = time.perf_counter()
+        best: tuple[float, str] | None = None
+        for other, digest in await self._questions(keys.code_scope):
+            score = cosine(vector, other)
+            if score >= SEMANTIC_THRESHOLD and (best is None or score > best[0]):
+                best = (score, digest)
+        entry = await self._read(_key("e", best[1])) if best is not None else None
+        elapsed = (time.perf_counter() - started) * 1000
+        if entry is None:
+            return CacheLookup(CacheOutcome.MISS, elapsed_ms=elapsed)
+        self.hits += 1
+        return CacheLookup(CacheOutcome.HIT, "semantic", entry, elapsed_ms=elapsed)
+
+    async def remember_question(self, keys: CacheKeys, vector: Sequence[float]) -> None:
+        """Index the question behind ``keys`` (already stored) for `semantic_lookup`."""
+        if not self.enabled or keys.feature != "ask" or keys.code_scope is None:
+            return
+        known = [(v, d) for v, d in await self._questions(keys.code_scope) if d != keys.exact]
+        known.append(([float(x) for x in vector], keys.exact))
+        value = json.dumps(known[-SEMANTIC_PER_SCOPE:], separators=(",", ":"))
+        await self.backend.set(_key("q", keys.code_scope), value, self.ttl)
+
+    async def _questions(self, scope: str) -> list[tuple[list[float], str]]:
+        raw = await self.backend.get(_key("q", scope))
+        if raw is None:
+            return []
+        try:
+            data = json.loads(raw)
+            return [
+                ([float(x) for x in vector], str(digest))
+                for vector, digest in data
+                if isinstance(vector, list) and isinstance(digest, str)
+            ]
+        except (ValueError, TypeError):
+            logger.info("dropping an unreadable question index")
+            await self.backend.delete(_key("q", scope))
+            return []
 
     async def forget(self, keys: CacheKeys) -> None:
         """Drop the entries under ``keys`` (exact and structural; the latest stays)."""

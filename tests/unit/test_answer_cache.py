@@ -296,3 +296,36 @@ async def test_a_failure_reaches_every_waiter_and_frees_the_key() -> None:
     )
     assert [str(r) for r in results] == ["provider down"] * 3
     assert flight.started == 1 and "k" not in flight
+
+
+def _ask_keys(question: str, code: str) -> object:
+    pack = ContextPack(
+        (ContextPiece("s.py:1-4", "retrieved", "function `total`", code, "full", "s.py", 1, 4),),
+        50,
+        3000,
+        True,
+    )
+    messages = [{"role": "user", "content": f"{code}\nQuestion: {question}"}]
+    return keys_for("ask", messages, models=["gpt-4o"], params=[800], pack=pack, facts=[question])
+
+
+async def test_semantic_layer_needs_a_close_question_about_the_same_code(tmp_path: Path) -> None:
+    cache = AnswerCache(DiskBackend(tmp_path / "c", 1 << 20), ttl=60)
+    first = _ask_keys("how is tax added?", CODE)
+    await cache.store(first, _completion("Tax is added by multiplying."))
+    await cache.remember_question(first, [1.0, 0.0, 0.1])
+    reworded = _ask_keys("where does tax get added?", CODE)
+    assert (await cache.lookup(reworded)).outcome is CacheOutcome.MISS  # other words
+    hit = await cache.semantic_lookup(reworded, [0.99, 0.01, 0.1])
+    assert (hit.outcome, hit.layer) == (CacheOutcome.HIT, "semantic")
+    assert hit.entry is not None and hit.entry.text == "Tax is added by multiplying."
+    # a different question about the same code: no
+    far = await cache.semantic_lookup(reworded, [0.0, 1.0, 0.0])
+    assert far.outcome is CacheOutcome.MISS
+    # the very same wording and vector about other code: never
+    other_code = _ask_keys("how is tax added?", CODE.replace("1 + rate", "1 + 2 * rate"))
+    crossed = await cache.semantic_lookup(other_code, [1.0, 0.0, 0.1])
+    assert crossed.outcome is CacheOutcome.MISS
+    # the hover never uses the semantic layer
+    assert (await cache.semantic_lookup(_keys(), [1.0, 0.0, 0.1])).outcome is CacheOutcome.OFF
+    await cache.aclose()
