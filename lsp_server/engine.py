@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
+from lsp_server.cache import AnswerCache
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.pack.assembler import Assembler
 from lsp_server.context.tokens import TokenCounter, counter_for_model
@@ -33,6 +34,7 @@ from lsp_server.pipeline.hover import HoverAnswer, HoverPipeline
 from lsp_server.pipeline.memory import SummaryCache
 from lsp_server.pipeline.runtime import Document
 from lsp_server.settings import Settings
+from lsp_server.settings_values import Secret
 from lsp_server.telemetry import metrics
 from lsp_server.telemetry.export import active_config
 from lsp_server.telemetry.health import Health, SpendTally
@@ -52,6 +54,25 @@ def usage_log(settings: Settings) -> UsageLog:
     """The usage log the settings name, rotated at their size."""
     storage = settings.storage
     return UsageLog(storage.usage_log, storage.usage_log_max_mb * 1024 * 1024)
+
+
+def open_answers(settings: Settings) -> AnswerCache:
+    """The answer cache the settings describe: diskcache under the cache dir, or Redis."""
+    return AnswerCache.open(
+        settings.storage.cache_dir / "answer-cache",
+        ttl=settings.cache.ttl,
+        size_bytes=settings.cache.size_mb * 1024 * 1024,
+        redis_url=_reveal(settings.storage.redis_url),
+        enabled=settings.cache.enabled,
+    )
+
+
+def _reveal(secret: Secret | None) -> str | None:
+    return secret.reveal() if secret is not None else None
+
+
+def _cache_settings(settings: Settings) -> tuple[object, ...]:
+    return (settings.cache, settings.storage.cache_dir, _reveal(settings.storage.redis_url))
 
 
 class Engine:
@@ -88,6 +109,7 @@ class Engine:
         self.pending_fixes = PendingFixes()
         #: set once the first hover has answered: the workspace is indexed after it
         self._first_hover = asyncio.Event()
+        self.answers = open_answers(settings)
         self._summaries: SummaryCache | None = None
         self._asker: Asker | None = None
         self._tally: SpendTally | None = None
@@ -162,13 +184,16 @@ class Engine:
         """
         if settings == self._settings:
             return
-        old = self.llm
+        old, old_settings = self.llm, self._settings
         if self._tools is not None and settings.agent.run_tests != self._settings.agent.run_tests:
             self._tools.close()
             self._tools = None
         self._settings = settings
         self.usage_log = usage_log(settings)
         self.llm = LlmService(settings.llm, self.usage_log, limiter=self._limiter(settings))
+        if _cache_settings(settings) != _cache_settings(old_settings):
+            old_answers, self.answers = self.answers, open_answers(settings)
+            await old_answers.aclose()
         grace = max(settings.hover.deadline, settings.agent.deadline)
         self._retired[old] = asyncio.get_running_loop().create_task(self._close_later(old, grace))
 
@@ -245,10 +270,14 @@ class Engine:
         exporter = active_config().exporter
         return Health(spend, requests, self.budget_left(), breakers, queued, exporter)
 
-    async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
-        """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
+    async def hover(
+        self, doc: Document, line: int, column: int, *, regenerate: bool = False
+    ) -> HoverAnswer | None:
+        """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
+
+        ``regenerate``: bypass the answer cache and refresh it (the Regenerate action)."""
         try:
-            return await self._hover.hover(doc, line, column)
+            return await self._hover.hover(doc, line, column, regenerate=regenerate)
         finally:
             self._first_hover.set()
 
@@ -261,6 +290,7 @@ class Engine:
             await service.aclose()
         self._retired.clear()
         await self.llm.aclose()
+        await self.answers.aclose()
         self.assembler.close()
         self.symbols.close()
         if self._summaries is not None:

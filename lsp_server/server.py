@@ -30,10 +30,11 @@ from pygls.uris import to_fs_path
 from lsp_server import __version__
 from lsp_server.engine import Engine
 from lsp_server.features import ask as ask_feature
-from lsp_server.features import code_actions
+from lsp_server.features import code_actions, regenerate
 from lsp_server.features import health as health_feature
 from lsp_server.features import hover as hover_feature
 from lsp_server.features.base import guarded
+from lsp_server.features.doctor import run_doctor_command
 from lsp_server.limits.alerts import LimitEvent
 from lsp_server.protocol import LlmProtocol
 from lsp_server.settings import SECTION, Settings, SettingsNotice, build_settings
@@ -270,7 +271,11 @@ def create_server() -> LlmLanguageServer:
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(
-            code_action_kinds=[code_actions.KIND_EXPLAIN, code_actions.KIND_FIX],
+            code_action_kinds=[
+                code_actions.KIND_EXPLAIN,
+                code_actions.KIND_FIX,
+                regenerate.KIND_REGENERATE,
+            ],
             resolve_provider=True,
         ),
     )
@@ -305,9 +310,14 @@ def create_server() -> LlmLanguageServer:
     async def on_ask(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
         return await _command(ls, ask_feature.run_ask_command(ls, list(args)), "ask")
 
+    @server.command(regenerate.CMD_REGENERATE)
+    async def on_regenerate(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
+        work = regenerate.run_regenerate_command(ls, list(args))
+        return await _command(ls, work, "regenerate")
+
     @server.command(CMD_DOCTOR)
     async def on_doctor(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
-        return await _command(ls, _run_doctor(ls, list(args)), "doctor")
+        return await _command(ls, run_doctor_command(ls, list(args)), "doctor")
 
     @server.command(health_feature.CMD_HEALTH)
     async def on_health(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
@@ -336,22 +346,6 @@ async def _command(
         return await guarded(
             ls, work, {"ok": False}, name=f"command {name}", failure=COMMAND_FAILED, track=True
         )
-
-
-async def _run_doctor(ls: LlmLanguageServer, args: list[Any]) -> dict[str, Any]:
-    """`llmLsp.doctor`: a tiny real prompt to every provider; the report in the log."""
-    from lsp_server.llm.doctor import format_report, run_doctor
-
-    engine = ls.engine
-    if engine is None:
-        return {"ok": False}
-    report = await run_doctor(ls.settings.llm, service=engine.llm, usage_log=engine.usage_log)
-    text = format_report(report)
-    ls.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=text))
-    verdict = text.strip().splitlines()[-1]
-    kind = types.MessageType.Info if report.ok else types.MessageType.Error
-    ls.window_show_message(types.ShowMessageParams(type=kind, message=verdict))
-    return {"ok": report.ok, "report": text}
 
 
 async def _watch_files(ls: LlmLanguageServer) -> bool:

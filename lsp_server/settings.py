@@ -4,8 +4,8 @@ Every setting is declared on its field (`settings_spec.setting`): its `llmLsp.` 
 environment variable, parser, default, description and trust level. The settings
 come in groups, so each part takes only its own: `settings.llm` (providers, models,
 timeouts, retry, breakers, fallback, queue), `settings.hover`, `settings.agent`
-(explain/fix/ask runs), `settings.context` (budgets, memory, embeddings) and
-`settings.storage` (where files are written).
+(explain/fix/ask runs), `settings.context` (budgets, memory, embeddings),
+`settings.storage` (where files are written), `settings.cache` (the answer cache).
 
 Built in layers, later ones winning: defaults ← environment variables ← LSP
 `initializationOptions` ← `workspace/configuration` section `llmLsp`. An invalid
@@ -247,8 +247,8 @@ class StorageSettings:
         key="redisUrl",
         env="LLM_LSP_REDIS_URL",
         parse=parse_redis_url,
-        doc="Redis shared by a team for budgets and rate limits; unreachable: the local "
-        "store, said once",
+        doc="Redis shared by a team for the answer cache, budgets and rate limits (e.g. "
+        "`redis://host:6379/0`); unreachable: the local stores, said once",
         trust=USER,
         shown_default="unset (a local store under `cacheDir`)",
     )
@@ -263,6 +263,36 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class CacheSettings:
+    """The answer cache: whether it is used, how long answers live, how much disk it takes."""
+
+    enabled: bool = setting(
+        True,
+        key="answerCache",
+        env="LLM_LSP_ANSWER_CACHE",
+        parse=parse_bool,
+        doc="reuse answers for unchanged code, and serve the latest one (marked stale) "
+        "when no model can answer",
+    )
+    ttl: float = setting(
+        7 * 86400.0,
+        key="answerCacheTtl",
+        env="LLM_LSP_ANSWER_CACHE_TTL",
+        parse=parse_positive_float,
+        doc="seconds a cached answer is reused (the latest answer per symbol is kept "
+        "at least 30 days for the fallback tier)",
+        shown_default="604800 (7 days)",
+    )
+    size_mb: int = setting(
+        256,
+        key="answerCacheSizeMb",
+        env="LLM_LSP_ANSWER_CACHE_SIZE_MB",
+        parse=parse_positive_int,
+        doc="disk the local answer cache may take, in MiB (least recently stored evicted)",
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the server and the CLI can be configured with, in groups."""
 
@@ -273,6 +303,7 @@ class Settings:
     context: ContextSettings = field(default_factory=ContextSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     log_level: str = setting(
         "INFO",
         key="logLevel",

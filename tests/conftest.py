@@ -177,6 +177,9 @@ def server_env(tmp_path: Path, **extra: str | None) -> dict[str, str]:
             "LLM_LSP_CACHE_DIR": str(tmp_path / "cache"),
             "LLM_LSP_USAGE_LOG": str(tmp_path / "usage.jsonl"),
             "LLM_LSP_LOG_LEVEL": "DEBUG",
+            # Tests repeat the same hover and expect a provider call each time; the answer
+            # cache's own tests (tests/e2e/test_cache*.py) turn it on.
+            "LLM_LSP_ANSWER_CACHE": "0",
         }
     )
     for key, value in extra.items():

@@ -22,6 +22,7 @@ from lsp_server.context.pack.assembler import TaskKind
 from lsp_server.features.base import FeatureServer, warn
 from lsp_server.features.documents import explanation_path, publish
 from lsp_server.features.progress import ActionProgress, UserCancelled
+from lsp_server.features.regenerate import list_action as regenerate_action
 from lsp_server.pipeline.actions import ActionOutcome
 from lsp_server.pipeline.runtime import Document
 
@@ -97,6 +98,9 @@ async def list_actions(
             d_start, d_end = _line_span(diag.range)
             args = _args(uri, d_start, d_end, message)
             actions.append(_fix_action(ls, title, args, [diag]))
+    regenerate = regenerate_action(params, only)
+    if regenerate is not None:
+        actions.append(regenerate)
     return actions
 
 

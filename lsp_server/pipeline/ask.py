@@ -38,6 +38,8 @@ from lsp_server.context.retrieval.embeddings import ChunkRef, Embed, Hit
 from lsp_server.context.retrieval.hybrid import Retriever, select
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
+from lsp_server.pipeline.ask_cache import lookup_question
+from lsp_server.pipeline.cached import hit_footer, record_cache_use
 from lsp_server.pipeline.conversation import run_memory
 from lsp_server.pipeline.memory import Message
 from lsp_server.pipeline.runtime import AskRuntime, Progress
@@ -308,8 +310,42 @@ class Asker:
             max_tokens=ANSWER_MAX_TOKENS,
             metadata={"context_tokens": str(pack.tokens)},
         )
+        keys = vector = None
+        if previous is None and rt.answers.enabled:
+            started = time.perf_counter()
+            keys, found, vector = await lookup_question(
+                rt, question, messages, pack, ANSWER_MAX_TOKENS, request_id
+            )
+            if found.entry is not None:
+                elapsed = (time.perf_counter() - started) * 1000
+                record_cache_use(rt.usage_log, request_id, "ask", found, elapsed)
+                conversation = self._new_conversation()
+                answer = {"role": "assistant", "content": found.entry.text}
+                conversation.messages = [*messages, answer]
+                conversation.turns += 1
+                parts = [
+                    f"# {_title(question)}",
+                    sanitize(found.entry.text.strip()),
+                    "**Sources**\n\n" + _listing(sources),
+                    *([keyword_note] if keyword_note else []),
+                    hit_footer(found, elapsed),
+                ]
+                message = f"answered from the cache ({found.layer})"
+                return AskOutcome(
+                    "\n\n".join(parts), message, conversation.id, sources, True, ranking
+                )
         try:
-            completion = await rt.llm.complete(request, deadline=deadline, request_id=request_id)
+            if keys is not None:
+                completion = await rt.answers.call(
+                    keys,
+                    lambda: rt.llm.complete(request, deadline=deadline, request_id=request_id),
+                )
+                if vector is not None:
+                    await rt.answers.remember_question(keys, vector)
+            else:
+                completion = await rt.llm.complete(
+                    request, deadline=deadline, request_id=request_id
+                )
         except ProviderFailure as failure:
             reason = f"the model did not answer ({failure.message})"
             markdown = self._places(question, sources, reason, keyword_note)

@@ -17,12 +17,14 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from lsp_server.cache import CacheKeys, CacheLookup, CacheOutcome
 from lsp_server.context.jedi.worker import JediCrashed
 from lsp_server.context.model import SymbolInfo
 from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
 from lsp_server.context.pack.grounding import focus_of
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
+from lsp_server.pipeline.cached import cache_keys, hit_footer, record_cache_use, stale_note
 from lsp_server.pipeline.runtime import Document, HoverRuntime
 from lsp_server.pipeline.spans import describe_pack, pack_span
 from lsp_server.prompts import HOVER_PROMPT, hover_messages
@@ -34,6 +36,7 @@ from lsp_server.render import (
     unavailable_notice,
 )
 from lsp_server.safe_markdown import sanitize
+from lsp_server.telemetry.genai import cache_outcome, cache_span
 from lsp_server.telemetry.signals import RepeatTracker
 from lsp_server.telemetry.variants import choose_variant
 
@@ -47,6 +50,8 @@ class AnswerSource(StrEnum):
     """Where the AI part of an answer came from."""
 
     PROVIDER = "provider"
+    CACHE = "cache"
+    STALE = "stale"
     FALLBACK = "fallback"
     OFFLINE = "offline"
 
@@ -60,6 +65,8 @@ class HoverAnswer:
     symbol: SymbolInfo
     completion: Completion | None = None
     pack: ContextPack | None = None
+    cache: CacheOutcome = CacheOutcome.OFF
+    """What the answer cache did (``llm_lsp.cache`` in traces)."""
 
 
 class HoverPipeline:
@@ -69,8 +76,13 @@ class HoverPipeline:
         self.runtime = runtime
         self._repeats = RepeatTracker()
 
-    async def hover(self, doc: Document, line: int, column: int) -> HoverAnswer | None:
-        """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there."""
+    async def hover(
+        self, doc: Document, line: int, column: int, *, regenerate: bool = False
+    ) -> HoverAnswer | None:
+        """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
+
+        ``regenerate``: ask the model even if the cache has an answer, and replace it.
+        """
         rt = self.runtime
         started = time.monotonic()
         prefetch = self._prefetch(doc)  # the pack's first steps, while jedi answers
@@ -111,18 +123,24 @@ class HoverPipeline:
         pack = await self._pack(doc, line + 1, column, symbol)
         where = f"{rt.display_path(doc.path)}:{line + 1}"
 
-        def done(outcome: str, completion: Completion | None = None) -> None:
+        def done(answer: HoverAnswer | None, outcome: str) -> None:
+            cached = answer is not None and answer.source in (
+                AnswerSource.CACHE,
+                AnswerSource.STALE,
+            )
             summarize(
                 log,
                 request_id,
                 "hover",
                 started,
                 outcome,
-                completion=completion,
+                completion=None if cached or answer is None else answer.completion,
                 pack=pack,
                 breakers=llm.breaker_states(),
                 variant=variant,
                 prompt_version=HOVER_PROMPT.tag(variant),
+                cache=cache_state,
+                **({"tier": "cache"} if cached else {}),
             )
 
         request = ChatRequest(
@@ -131,33 +149,108 @@ class HoverPipeline:
             max_tokens=settings.hover.max_tokens,
             metadata={"context_tokens": str(pack.tokens)},
         )
+        keys = cache_keys(
+            settings,
+            "hover",
+            request.messages,
+            params=[request.max_tokens, request.temperature],
+            pack=pack,
+            facts=[symbol.name, symbol.full_name, symbol.kind, symbol.signatures[:1]],
+            scope=(rt.display_path(doc.path), symbol.full_name or symbol.name),
+        )
+        with cache_span("hover") as traced:
+            found = await rt.answers.lookup(keys, bypass=regenerate)
+            cache_state = "bypass" if regenerate else found.outcome.value
+            cache_outcome(traced, cache_state, feature="hover", layer=found.layer or "")
+        if found.outcome is CacheOutcome.HIT:
+            answer = self._from_cache(static, symbol, pack, found, request_id, started, "")
+            done(answer, "cached")
+            return answer
         try:
             # In this task, not wait_for's own (3.11): a cancel reaches the provider call
             # directly, and one racing the answer is not lost.
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                completion = await llm.complete(request, deadline=deadline, request_id=request_id)
-        except ProviderFailure as failure:
-            done("fallback")
-            return self._static_fallback(static, symbol, pack, failure.kind.value, failure.message)
-        except TimeoutError:
-            done("fallback")
-            message = f"no answer within {settings.hover.deadline:g} s"
-            return self._static_fallback(static, symbol, pack, "timeout", message)
+                completion = await rt.answers.call(
+                    keys,
+                    lambda: llm.complete(request, deadline=deadline, request_id=request_id),
+                )
+        except (ProviderFailure, TimeoutError) as exc:
+            if isinstance(exc, ProviderFailure):
+                kind, message = exc.kind.value, exc.message
+            else:
+                kind, message = "timeout", f"no answer within {settings.hover.deadline:g} s"
+            answer = await self._fallback(
+                static, symbol, pack, keys, request_id, started, kind, message
+            )
+            if answer.source is AnswerSource.STALE:
+                cache_state = "stale"
+            done(answer, "fallback")
+            return answer
         except asyncio.CancelledError:
-            done("cancelled")
+            done(None, "cancelled")
             raise
-        done("ok", completion)
         notes = answer_notes(completion.notice, llm.breaker_states())
+        notes += self._cache_notes()
         parts = [static, "---", sanitize(completion.text.strip()), *notes]
         parts.append(footer(completion, completion.tier, pack.tokens))
         markdown = "\n\n".join(parts)
-        return HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack)
+        outcome = CacheOutcome.BYPASS if regenerate else found.outcome
+        answer = HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack, outcome)
+        done(answer, "ok")
+        return answer
+
+    def _cache_notes(self) -> list[str]:
+        notice = self.runtime.answers.take_notice()
+        return [f"_{notice}_"] if notice else []
+
+    def _from_cache(
+        self,
+        static: str,
+        symbol: SymbolInfo,
+        pack: ContextPack,
+        found: CacheLookup,
+        request_id: str,
+        started: float,
+        stale_why: str,
+    ) -> HoverAnswer:
+        """An answer from the cache: fresh (a hit) or stale (the fallback tier)."""
+        assert found.entry is not None
+        elapsed = (time.monotonic() - started) * 1000
+        record_cache_use(self.runtime.usage_log, request_id, "hover", found, elapsed)
+        notes = [stale_note(found, stale_why)] if stale_why else []
+        if stale_why:
+            notes += answer_notes(None, self.runtime.llm.breaker_states())
+        notes += self._cache_notes()
+        body = sanitize(found.entry.text.strip())
+        markdown = "\n\n".join([static, "---", body, *notes, hit_footer(found, elapsed)])
+        source = AnswerSource.STALE if stale_why else AnswerSource.CACHE
+        completion = found.entry.completion(request_id, elapsed)
+        return HoverAnswer(markdown, source, symbol, completion, pack, found.outcome)
+
+    async def _fallback(
+        self,
+        static: str,
+        symbol: SymbolInfo,
+        pack: ContextPack,
+        keys: CacheKeys,
+        request_id: str,
+        started: float,
+        kind: str,
+        message: str,
+    ) -> HoverAnswer:
+        """No live tier answered: the cache tier (the latest answer, stale), then static."""
+        found = await self.runtime.answers.fallback(keys)
+        if found.entry is not None:
+            why = f"{kind.replace('_', ' ')} ({message})"
+            return self._from_cache(static, symbol, pack, found, request_id, started, why)
+        return self._static_fallback(static, symbol, pack, kind, message)
 
     def _static_fallback(
         self, static: str, symbol: SymbolInfo, pack: ContextPack, kind: str, message: str
     ) -> HoverAnswer:
         notice = unavailable_notice(self.runtime.settings.llm.model, kind, message)
         notes = answer_notes(None, self.runtime.llm.breaker_states())
+        notes += self._cache_notes()
         markdown = "\n\n".join([static, "---", notice, *notes])
         return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lsp_server.agent import ToolRegistry
+from lsp_server.cache import AnswerCache
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.pack.assembler import Assembler
 from lsp_server.context.pack.pieces import ContextPack
@@ -24,6 +25,7 @@ from lsp_server.llm.queue import RequestQueue
 from lsp_server.llm.service import LlmService
 from lsp_server.pipeline.memory import SummaryCache
 from lsp_server.settings import Settings
+from lsp_server.telemetry.usage import UsageLog
 from lsp_server.workspace import WorkspaceBoundary
 
 #: One step of a long run, for the user ("Gathering context", "Embedding 3/9 chunks…").
@@ -50,6 +52,16 @@ class Runtime(Protocol):
     @property
     def llm(self) -> LlmService:
         """The one door to the models (replaced when the settings change)."""
+        ...
+
+    @property
+    def answers(self) -> AnswerCache:
+        """The answer cache (replaced when its settings change)."""
+        ...
+
+    @property
+    def usage_log(self) -> UsageLog:
+        """Where every request's provider attempts and cache answers are recorded."""
         ...
 
     async def counter(self, model: str) -> TokenCounter:

@@ -83,6 +83,8 @@ class UsageRecord:
     route: str = ""  # the router's decision and reason, e.g. "hover, ~850 tokens, ... -> primary"
     trace_id: str | None = None  # the OpenTelemetry trace of the request, when tracing is on
     price: str | None = None  # the price applied, e.g. "gpt-4o: $2.50/$10.00 per M, cached $1.25"
+    cache: str = ""  # answer cache: "hit:exact" | "hit:structural" | "stale:latest" ("" for calls)
+    saved_usd: float = 0.0  # what a cache hit saved: the cached answer's original cost
     kind: str = "attempt"
     ts: str = dataclasses.field(default_factory=_now)
 

@@ -167,7 +167,11 @@ async def test_initialize_advertises_resolvable_code_actions(ai_session: Session
     provider = ai_session.initialized.capabilities.code_action_provider
     assert isinstance(provider, types.CodeActionOptions), provider
     assert provider.resolve_provider is True
-    assert list(provider.code_action_kinds or []) == ["refactor.llm.explain", "quickfix.llm"]
+    assert list(provider.code_action_kinds or []) == [
+        "refactor.llm.explain",
+        "quickfix.llm",
+        "refactor.llm.regenerate",
+    ]
 
 
 async def test_fix_picked_in_an_editor_that_honours_the_capabilities(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from lsp_server.cache import AnswerCache
 from lsp_server.context.pack.pieces import Candidate, ContextPack, Role, build_pack, piece
 from lsp_server.context.retrieval.embeddings import Hit
 from lsp_server.context.tokens import TokenCounter, counter_for_model
@@ -37,7 +38,11 @@ class TinyRuntime:
         self.settings = settings
         self.root = root
         self.workspace = WorkspaceBoundary(root)
-        self.llm = LlmService(settings.llm, UsageLog(settings.storage.usage_log))
+        self.usage_log = UsageLog(settings.storage.usage_log)
+        self.llm = LlmService(settings.llm, self.usage_log)
+        self.answers = AnswerCache.open(
+            settings.storage.cache_dir / "answer-cache", ttl=60, size_bytes=1 << 20, enabled=False
+        )
         self.assembler = self
         self._counter = counter
         self._summaries = SummaryCache()

@@ -147,7 +147,7 @@ def test_every_field_is_declared_once_with_unique_key_and_variable() -> None:
     assert [s.name for s in SPECS] == leaves
     keys = [s.key for s in SPECS]
     envs = [s.declaration.env for s in SPECS]
-    assert len(set(keys)) == len(keys) == 49
+    assert len(set(keys)) == len(keys) == 52
     assert len(set(envs)) == len(envs)
     assert all(s.declaration.doc for s in SPECS)
 

@@ -1,0 +1,99 @@
+"""Regenerate: ask the model again for the hover at the cursor, skipping the answer cache.
+
+`list_action` offers "Regenerate the AI explanation (skip the cache)" for an
+empty range (the cursor), at no cost: it carries the `llmLsp.regenerate`
+command with ``{"uri", "line", "character"}`` (the client's position units).
+The command runs the hover pipeline with ``regenerate=True``: the cache is not
+read, the model is asked, and the new answer replaces the cached one, so the
+next hover shows it. The command answers ``{"ok": true, "markdown": ...}`` and
+tells the user in a message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from lsprotocol import types
+
+from lsp_server.features.base import FeatureServer, tell, warn
+from lsp_server.pipeline.hover import AnswerSource
+from lsp_server.pipeline.runtime import Document
+
+logger = logging.getLogger(__name__)
+
+CMD_REGENERATE = "llmLsp.regenerate"
+KIND_REGENERATE = "refactor.llm.regenerate"
+TITLE = "Regenerate the AI explanation (skip the cache)"
+
+
+def list_action(
+    params: types.CodeActionParams, only: Sequence[str] | None
+) -> types.CodeAction | None:
+    """The Regenerate action at the cursor; None for a selection or a filter it misses."""
+    if only and not any(KIND_REGENERATE.startswith(k) for k in only):
+        return None
+    start, end = params.range.start, params.range.end
+    if (start.line, start.character) != (end.line, end.character):
+        return None
+    args = {"uri": params.text_document.uri, "line": start.line, "character": start.character}
+    return types.CodeAction(
+        title=TITLE,
+        kind=KIND_REGENERATE,
+        command=types.Command(title=TITLE, command=CMD_REGENERATE, arguments=[args]),
+    )
+
+
+def _parse(raw: Any) -> tuple[str, int, int] | None:
+    if not isinstance(raw, dict):
+        return None
+    uri, line, character = raw.get("uri"), raw.get("line"), raw.get("character")
+    if not isinstance(uri, str) or not isinstance(line, int) or not isinstance(character, int):
+        return None
+    if isinstance(line, bool) or isinstance(character, bool) or line < 0 or character < 0:
+        return None
+    return uri, line, character
+
+
+async def run_regenerate_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
+    """`llmLsp.regenerate`: a fresh answer for the hover at the position, cached for the next."""
+    parsed = _parse(args[0] if args else None)
+    engine = ls.engine
+    if parsed is None or engine is None:
+        warn(ls, "llm-lsp: this regenerate action is malformed or out of date; ask for it again")
+        return {"ok": False}
+    uri, line, character = parsed
+    doc = ls.workspace.get_text_document(uri)
+    try:
+        source = doc.source
+    except OSError as exc:
+        logger.info("cannot read %s: %s", uri, exc)
+        warn(ls, f"llm-lsp: cannot read {uri}")
+        return {"ok": False}
+    lines = doc.lines
+    if line >= len(lines):
+        warn(ls, "llm-lsp: nothing to explain there")
+        return {"ok": False}
+    position = doc.position_codec.position_from_client_units(
+        lines, types.Position(line=line, character=character)
+    )
+    answer = await engine.hover(
+        Document(path=ls.uri_to_path(uri), text=source, version=doc.version),
+        position.line,
+        position.character,
+        regenerate=True,
+    )
+    if answer is None:
+        warn(ls, "llm-lsp: nothing to explain there")
+        return {"ok": False}
+    name = answer.symbol.full_name or answer.symbol.name
+    if answer.completion is None or answer.source is not AnswerSource.PROVIDER:
+        warn(ls, f"llm-lsp: could not regenerate the explanation of `{name}`; see the hover")
+        return {"ok": False, "markdown": answer.markdown}
+    tell(
+        ls,
+        types.MessageType.Info,
+        f"llm-lsp: regenerated the explanation of `{name}`; hover it to see the new answer",
+    )
+    return {"ok": True, "markdown": answer.markdown}
