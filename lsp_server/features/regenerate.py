@@ -2,7 +2,8 @@
 
 `list_action` offers "Regenerate the AI explanation (skip the cache)" for an
 empty range (the cursor), at no cost: it carries the `llmLsp.regenerate`
-command with ``{"uri", "line", "character"}`` (the client's position units).
+command with ``{"uri", "line", "character"}`` (the client's position units); editor
+commands may send ``{"uri", "position": {"line", "character"}}`` instead.
 The command runs the hover pipeline with ``regenerate=True``: the cache is not
 read, the model is asked, and the new answer replaces the cached one, so the
 next hover shows it. The command answers ``{"ok": true, "markdown": ...}`` and
@@ -48,7 +49,9 @@ def list_action(
 def _parse(raw: Any) -> tuple[str, int, int] | None:
     if not isinstance(raw, dict):
         return None
-    uri, line, character = raw.get("uri"), raw.get("line"), raw.get("character")
+    # the action's own arguments, or an editor command's {uri, position: {line, character}}
+    where = raw.get("position") if isinstance(raw.get("position"), dict) else raw
+    uri, line, character = raw.get("uri"), where.get("line"), where.get("character")
     if not isinstance(uri, str) or not isinstance(line, int) or not isinstance(character, int):
         return None
     if isinstance(line, bool) or isinstance(character, bool) or line < 0 or character < 0:

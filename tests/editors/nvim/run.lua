@@ -241,6 +241,8 @@ function scenarios.main()
   out.steps.cancel.seconds = (vim.uv.hrtime() - asked) / 1e9
 
   reached("regenerate")
+  open("shop/basket.py")
+  vim.api.nvim_win_set_cursor(0, { 19, 16 })
   vim.cmd("LlmRegenerate")
   out.steps.regenerate = wait_done("regenerate")
   vim.cmd("LlmReport")

@@ -269,10 +269,8 @@ function M.report(bufnr)
     if type(result) ~= "table" then
       return
     end
-    local target = result.uri or result.path
-    if type(target) == "string" and vim.ui.open then
-      vim.ui.open(target)
-    elseif type(result.markdown) == "string" then
+    -- the server opens the page itself (window/showDocument, external)
+    if type(result.markdown) == "string" then
       require("llm_lsp.ui").show_text(result.markdown, "llm-lsp report")
     end
   end)

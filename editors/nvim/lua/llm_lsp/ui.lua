@@ -113,6 +113,19 @@ function M.on_show_document(err, params, ctx)
       return { success = ok }
     end
   end
+  if type(uri) == "string" and uri:match("^file:") and params.external then
+    -- the cost report (HTML): the system's opener, else say where it is
+    local path = vim.uri_to_fname(uri)
+    local opened = false
+    if vim.ui.open then
+      local ok, cmd = pcall(vim.ui.open, path)
+      opened = ok and cmd ~= nil
+    end
+    if not opened then
+      require("llm_lsp").notify("report written to " .. path .. " (no browser opener found)")
+    end
+    return { success = opened }
+  end
   return vim.lsp.handlers["window/showDocument"](err, params, ctx)
 end
 
