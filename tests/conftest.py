@@ -61,12 +61,14 @@ class Session:
     usage_log: Path
     stderr_log: Path
     usage_offset: int = 0
+    line_offset: int = 0  # usage-log lines of every kind before `begin()`
     opened: set[str] = field(default_factory=set)
     initialized: types.InitializeResult | None = None  # the server's answer to `initialize`
 
     def begin(self) -> Session:
         """Start a test on a shared session: later `usage()` calls see only new records."""
         self.usage_offset = len(self._all_usage())
+        self.line_offset = len(self.records(None))
         for uri in list(self.opened):
             self.close(uri)
         return self
@@ -154,12 +156,28 @@ class Session:
         """The attempt records (request summaries and signals are `records(kind)`)."""
         return self.records("attempt")
 
-    def records(self, kind: str) -> list[dict[str, Any]]:
-        """Every usage-log line of ``kind`` ("attempt", "request", "signal")."""
+    def records(self, kind: str | None) -> list[dict[str, Any]]:
+        """Every usage-log line of ``kind`` ("attempt", "request", "signal", "limit",
+        "cache"); None: every line."""
         if not self.usage_log.exists():
             return []
         lines = [json.loads(line) for line in self.usage_log.read_text().splitlines() if line]
-        return [r for r in lines if r.get("kind", "attempt") == kind]
+        return [r for r in lines if kind is None or r.get("kind", "attempt") == kind]
+
+    async def wait_for_lines(self, kinds: tuple[str, ...], count: int = 1) -> list[dict[str, Any]]:
+        """Lines of ``kinds`` written since `begin()`, in order, once ``count`` are there
+        (within 60 s; the log is async)."""
+
+        def lines() -> list[dict[str, Any]]:
+            since = self.records(None)[self.line_offset :]
+            return [r for r in since if r.get("kind", "attempt") in kinds]
+
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            if len(lines()) >= count:
+                break
+            await asyncio.sleep(0.05)
+        return lines()
 
     def usage(self) -> list[dict[str, Any]]:
         """Usage records of provider attempts written since `begin()`."""

@@ -168,7 +168,7 @@ async def test_same_hover_twice_makes_one_call_and_says_cache_with_its_age(
     assert HIT_FOOTER.search(second.rstrip()), second
     assert "saved $0.0011" in second  # 300 * 2.5/M + 40 * 10/M
     assert chats(fake) == 1
-    records = await cs.wait_for_usage(2)
+    records = await cs.wait_for_lines(("attempt", "cache"), 2)
     assert [(r["provider"], r["outcome"], r["cache"]) for r in records] == [
         ("primary", "ok", ""),
         ("cache", "cached", "hit:exact"),
@@ -195,7 +195,7 @@ async def test_reformat_comment_and_unrelated_edits_hit(cs: Session, fake: FakeP
     assert "Explained once." in value
     assert HIT_FOOTER.search(value.rstrip()), value
     assert chats(fake) == 1
-    [_, hit] = await cs.wait_for_usage(2)
+    [_, hit] = await cs.wait_for_lines(("attempt", "cache"), 2)
     assert hit["cache"] == "hit:structural"
 
 
@@ -365,6 +365,6 @@ async def test_all_providers_down_serves_the_earlier_answer_marked_stale(
     assert "qwen2.5-coder: server error 503" in value
     assert re.search(r"· cache, stale, (just now|\d+ s old)_$", value.rstrip()), value
     assert {r.model for r in local.requests} == {"qwen2.5-coder"}
-    records = await cs.wait_for_usage()
+    records = await cs.wait_for_lines(("cache",))
     assert records[-1]["cache"] == "stale:latest"
     assert records[-1]["saved_usd"] == 0.0

@@ -47,5 +47,5 @@ async def test_the_same_question_twice_asks_the_model_once(
     assert HIT_FOOTER.search(second["markdown"].rstrip()), second["markdown"]
     assert second["sources"] == first["sources"]
     assert len(chats(fake)) == 1
-    records = [r for r in await session.wait_for_usage() if r["provider"] == "cache"]
+    records = await session.wait_for_lines(("cache",))
     assert [r["cache"] for r in records] == ["hit:exact"]
