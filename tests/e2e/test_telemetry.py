@@ -90,12 +90,17 @@ async def test_a_hover_that_retried_once(
     assert _tree(root) == [
         "textDocument/hover",
         "  context.assemble",
+        "  cache.lookup",
         "  llm.chain",
         "    chat gpt-4o",
         "    retry.wait",
         "    chat gpt-4o",
     ]
     assert root.kind == "server"
+    # the session's answer cache is off: the lookup says so, on its span and the root
+    [lookup] = _find(spans, "cache.lookup")
+    assert lookup.attributes["llm_lsp.cache"] == "off"
+    assert root.attributes["llm_lsp.cache"] == "off"
     assert root.attributes["llm_lsp.attempts"] == 2
     assert root.attributes["llm_lsp.input_tokens"] == 120
     assert root.resource["service.name"] == "llm-lsp-under-test"
