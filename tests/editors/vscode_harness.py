@@ -104,6 +104,10 @@ def code_server(
     user_data, extensions = tmp / "user-data", tmp / "extensions"
     (user_data / "User").mkdir(parents=True)
     (user_data / "User" / "settings.json").write_text(json.dumps(settings, indent=2))
+    # machine-scoped settings (llmLsp.serverCommand) where a remote window reads them too
+    (user_data / "Machine").mkdir(mode=0o700)
+    machine = {k: v for k, v in settings.items() if k.startswith("llmLsp.")}
+    (user_data / "Machine" / "settings.json").write_text(json.dumps(machine, indent=2))
     config = tmp / "code-server.yaml"
     config.write_text("")  # not the user's ~/.config/code-server/config.yaml
     base = [
