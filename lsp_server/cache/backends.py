@@ -23,15 +23,16 @@ import logging
 import shutil
 import sqlite3
 import threading
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import diskcache
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from lsp_server.storage import private_dir, private_files
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -172,12 +173,20 @@ class DiskBackend:
                 self._cache = None
 
 
+class SharedStoreError(OSError):
+    """Redis failed (its own exception, carried as an OSError so callers need not import it)."""
+
+
 class RedisBackend:
-    """Entries in Redis under `REDIS_PREFIX`; errors are raised (`FallbackBackend` handles them)."""
+    """Entries in Redis under `REDIS_PREFIX`; errors are raised as `SharedStoreError`
+    (`FallbackBackend` handles them). The redis package is imported only when one is
+    configured (it pulls in a good part of OpenTelemetry's SDK)."""
 
     name = "redis"
 
     def __init__(self, url: str, prefix: str = REDIS_PREFIX) -> None:
+        import redis.asyncio as aioredis
+
         self.url = url
         self.prefix = prefix
         self._client = aioredis.Redis.from_url(
@@ -187,22 +196,30 @@ class RedisBackend:
             decode_responses=True,
         )
 
+    async def _call(self, work: Awaitable[T]) -> T:
+        from redis.exceptions import RedisError
+
+        try:
+            return await work
+        except RedisError as exc:
+            raise SharedStoreError(f"{type(exc).__name__}: {exc}") from exc
+
     async def get(self, key: str) -> str | None:
         """See `Backend.get`."""
-        value = await self._client.get(self.prefix + key)
+        value = await self._call(self._client.get(self.prefix + key))
         return value if isinstance(value, str) else None
 
     async def set(self, key: str, value: str, ttl: float) -> None:
         """See `Backend.set`."""
-        await self._client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
+        await self._call(self._client.set(self.prefix + key, value, px=max(1, int(ttl * 1000))))
 
     async def delete(self, key: str) -> None:
         """See `Backend.delete`."""
-        await self._client.delete(self.prefix + key)
+        await self._call(self._client.delete(self.prefix + key))
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._client.aclose()
+        await self._call(self._client.aclose())
 
 
 class FallbackBackend:
@@ -239,7 +256,7 @@ class FallbackBackend:
         if shared is not None:
             try:
                 await shared.aclose()
-            except (RedisError, OSError) as close_exc:
+            except OSError as close_exc:
                 logger.debug("closing Redis: %s", close_exc)
 
     async def get(self, key: str) -> str | None:
@@ -247,7 +264,7 @@ class FallbackBackend:
         if self.shared is not None:
             try:
                 return await self.shared.get(key)
-            except (RedisError, OSError) as exc:
+            except OSError as exc:
                 await self._failed(exc)
         return await self.local.get(key)
 
@@ -257,7 +274,7 @@ class FallbackBackend:
             try:
                 await self.shared.set(key, value, ttl)
                 return
-            except (RedisError, OSError) as exc:
+            except OSError as exc:
                 await self._failed(exc)
         await self.local.set(key, value, ttl)
 
@@ -267,7 +284,7 @@ class FallbackBackend:
             try:
                 await self.shared.delete(key)
                 return
-            except (RedisError, OSError) as exc:
+            except OSError as exc:
                 await self._failed(exc)
         await self.local.delete(key)
 

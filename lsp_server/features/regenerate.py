@@ -50,7 +50,9 @@ def _parse(raw: Any) -> tuple[str, int, int] | None:
     if not isinstance(raw, dict):
         return None
     # the action's own arguments, or an editor command's {uri, position: {line, character}}
-    where = raw.get("position") if isinstance(raw.get("position"), dict) else raw
+    where = raw.get("position")
+    if not isinstance(where, dict):
+        where = raw
     uri, line, character = raw.get("uri"), where.get("line"), where.get("character")
     if not isinstance(uri, str) or not isinstance(line, int) or not isinstance(character, int):
         return None

@@ -237,7 +237,8 @@ def test_two_servers_share_one_cache_directory_under_load(
     finally:
         codes = [server.close() for server in servers]
     assert codes == [0, 0]
-    records = [json.loads(line) for line in _usage_lines(Path(env["LLM_LSP_USAGE_LOG"]))]
+    lines = [json.loads(line) for line in _usage_lines(Path(env["LLM_LSP_USAGE_LOG"]))]
+    records = [r for r in lines if r.get("kind", "attempt") == "attempt"]
     attempts = [r for r in fake.requests if r.path.startswith("/v1/")]
     # one record per attempt; an attempt cancelled before it left has one the fake never saw
     done = [r for r in records if r["outcome"] != "cancelled"]
