@@ -123,6 +123,12 @@ class Engine:
         self.symbols.invalidate(path)
         self.assembler.document_changed(path)
 
+    def document_edited(self, path: Path | None) -> None:
+        """The editor changed (or closed) a document: besides `document_changed`, stop the
+        hovers' background calls about its earlier text."""
+        self.document_changed(path)
+        self._hover.document_edited(path)
+
     def watch_files(self) -> None:
         """The client reports changes to workspace files: no need to poll mtimes."""
         self.assembler.words.watched = True
@@ -271,13 +277,22 @@ class Engine:
         return Health(spend, requests, self.budget_left(), breakers, queued, exporter)
 
     async def hover(
-        self, doc: Document, line: int, column: int, *, regenerate: bool = False
+        self,
+        doc: Document,
+        line: int,
+        column: int,
+        *,
+        regenerate: bool = False,
+        on_ready: Callable[[HoverAnswer], None] | None = None,
     ) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
 
-        ``regenerate``: bypass the answer cache and refresh it (the Regenerate action)."""
+        ``regenerate``: bypass the answer cache and refresh it (the Regenerate action).
+        ``on_ready``: hears the whole hover when the model answers after ``hoverWait``."""
         try:
-            return await self._hover.hover(doc, line, column, regenerate=regenerate)
+            return await self._hover.hover(
+                doc, line, column, regenerate=regenerate, on_ready=on_ready
+            )
         finally:
             self._first_hover.set()
 
@@ -289,6 +304,7 @@ class Engine:
             task.cancel()
             await service.aclose()
         self._retired.clear()
+        await self._hover.aclose()
         await self.llm.aclose()
         await self.answers.aclose()
         self.assembler.close()

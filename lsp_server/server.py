@@ -239,14 +239,14 @@ def create_server() -> LlmLanguageServer:
     def on_did_change(ls: LlmLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
         path = ls.buffer_updated(params.text_document.uri)
         if ls.engine is not None:
-            ls.engine.document_changed(path)
+            ls.engine.document_edited(path)
             code_actions.document_changed(ls, params.text_document.uri)  # fix applied?
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_did_close(ls: LlmLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
         path = ls.buffer_closed(params.text_document.uri)
         if ls.engine is not None:
-            ls.engine.document_changed(path)  # unsaved edits are gone: the disk counts again
+            ls.engine.document_edited(path)  # unsaved edits are gone: the disk counts again
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     def on_watched_files(ls: LlmLanguageServer, params: types.DidChangeWatchedFilesParams) -> None:

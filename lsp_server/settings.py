@@ -52,6 +52,7 @@ from lsp_server.settings_spec import (
 from lsp_server.settings_telemetry import TelemetrySettings
 from lsp_server.settings_values import (
     Secret,
+    parse_ai_hover,
     parse_bool,
     parse_fraction,
     parse_log_level,
@@ -99,12 +100,21 @@ def _usage_log(env: Mapping[str, str]) -> Path:
 class HoverSettings:
     """The hover: whether the model is asked, how long it may take, how much it sees."""
 
-    enabled: bool = setting(
-        True,
+    mode: str = setting(
+        "always",
         key="aiHover",
         env="LLM_LSP_AI_HOVER",
-        parse=parse_bool,
-        doc="add the model's explanation to hovers",
+        parse=parse_ai_hover,
+        doc="when hovers ask the model: `always`, `onRepeat` (the second hover on a symbol "
+        "within a minute; the first shows static facts and any cached answer) or `off`",
+    )
+    wait: float = setting(
+        0.3,
+        key="hoverWait",
+        env="LLM_LSP_HOVER_WAIT",
+        parse=parse_seconds_or_zero,
+        doc="seconds a hover waits for the model; past it the hover shows the static facts, "
+        "the answer is finished in the background (cached, and sent to clients that ask)",
     )
     deadline: float = setting(
         15.0,
@@ -127,6 +137,11 @@ class HoverSettings:
         parse=parse_positive_int,
         doc="longest hover answer",
     )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether hovers may ask the model at all."""
+        return self.mode != "off"
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,23 @@ def parse_log_level(value: Any) -> str:
     return text
 
 
+AI_HOVER_MODES = ("always", "onRepeat", "off")
+
+
+def parse_ai_hover(value: Any) -> str:
+    """always, onRepeat or off; true and false (the setting's old form) mean always and off."""
+    if isinstance(value, bool):
+        return "always" if value else "off"
+    text = parse_str(value)
+    for mode in AI_HOVER_MODES:
+        if text.lower() == mode.lower():
+            return mode
+    try:
+        return "always" if parse_bool(text) else "off"
+    except ValueError:
+        raise ValueError("expected always, onRepeat or off") from None
+
+
 TELEMETRY_EXPORTERS = ("none", "console", "file", "otlp")
 
 
@@ -339,6 +356,7 @@ _PARSER_SCHEMAS: dict[Parser, dict[str, Any]] = {
     parse_positive_float: _NUMBER,
     parse_positive_int: {"type": "integer", "minimum": 1},
     parse_bool: {"type": "boolean"},
+    parse_ai_hover: {"type": "string", "enum": list(AI_HOVER_MODES)},
     parse_path: {"type": "string", "minLength": 1},
     parse_secret: _OPTIONAL_STRING,
     parse_log_level: {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},

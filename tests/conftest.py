@@ -198,6 +198,9 @@ def server_env(tmp_path: Path, **extra: str | None) -> dict[str, str]:
             # Tests repeat the same hover and expect a provider call each time; the answer
             # cache's own tests (tests/e2e/test_cache*.py) turn it on.
             "LLM_LSP_ANSWER_CACHE": "0",
+            # Hover tests expect the explanation in the hover itself, however slow the
+            # scripted provider; the wait's own tests (tests/e2e/test_hover_wait.py) set it.
+            "LLM_LSP_HOVER_WAIT": "600",
         }
     )
     for key, value in extra.items():

@@ -51,6 +51,17 @@ class InFlight(Generic[T]):
         call = self._calls.get(key)
         return call.waiters if call is not None else 0
 
+    def task(self, key: str) -> asyncio.Task[T] | None:
+        """The call in flight for ``key``, if any."""
+        call = self._calls.get(key)
+        return call.task if call is not None else None
+
+    def detach(self, key: str) -> None:
+        """Keep ``key``'s call going after its last waiter leaves (see ``detach=`` of `run`)."""
+        call = self._calls.get(key)
+        if call is not None:
+            call.detached = True
+
     async def run(self, key: str, work: Callable[[], Awaitable[T]], *, detach: bool = False) -> T:
         """``work()``'s result, shared with every concurrent caller of the same ``key``."""
         call = self._calls.get(key)

@@ -1,15 +1,38 @@
-"""textDocument/hover: translate LSP types to the hover pipeline's and back."""
+"""textDocument/hover: translate LSP types to the hover pipeline's and back.
+
+A hover answers within ``hoverWait`` (`pipeline.hover_wait`). A client that
+declares the experimental capability ``{"llmLspExplanationReady": true}`` then
+gets the whole hover, explanation included, as the notification
+``llmLsp/explanationReady`` when the model answers, if the document is still at
+the version hovered: ``{"textDocument": {"uri", "version"}, "position", "range",
+"contents": {"kind": "markdown", "value"}}`` (positions in the client's units, as
+in the hover request). Other clients see the explanation on the next hover (the
+answer cache).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from lsprotocol import types
 
 from lsp_server.features.base import FeatureServer
+from lsp_server.pipeline.hover import HoverAnswer
 from lsp_server.pipeline.runtime import Document
 
 logger = logging.getLogger(__name__)
+
+NOTIFICATION = "llmLsp/explanationReady"
+CAPABILITY = "llmLspExplanationReady"
+"""The key in ``capabilities.experimental`` by which a client asks for the notification."""
+
+
+def wants_explanations(capabilities: types.ClientCapabilities) -> bool:
+    """Whether the client asked for ``llmLsp/explanationReady`` notifications."""
+    experimental = capabilities.experimental
+    return isinstance(experimental, dict) and bool(experimental.get(CAPABILITY))
 
 
 async def hover(ls: FeatureServer, params: types.HoverParams) -> types.Hover | None:
@@ -31,23 +54,51 @@ async def hover(ls: FeatureServer, params: types.HoverParams) -> types.Hover | N
     if pos.character > doc.position_codec.client_num_units(line_text):
         return None
     server_pos = doc.position_codec.position_from_client_units(lines, pos)
+    server_line = lines[server_pos.line].rstrip("\r\n")
+    start, end = name_span(server_line, server_pos.character)
+    codec = doc.position_codec
+    span = types.Range(
+        types.Position(pos.line, codec.client_num_units(server_line[:start])),
+        types.Position(pos.line, codec.client_num_units(server_line[:end])),
+    )
+    on_ready = None
+    if wants_explanations(ls.client_capabilities):
+        on_ready = _deliver(ls, params.text_document.uri, doc.version, pos, span)
     answer = await engine.hover(
         Document(path=ls.uri_to_path(doc.uri), text=source, version=doc.version),
         server_pos.line,
         server_pos.character,
+        on_ready=on_ready,
     )
     if answer is None:
         return None
-    server_line = lines[server_pos.line].rstrip("\r\n")
-    start, end = name_span(server_line, server_pos.character)
-    codec = doc.position_codec
     return types.Hover(
         contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=answer.markdown),
-        range=types.Range(
-            types.Position(pos.line, codec.client_num_units(server_line[:start])),
-            types.Position(pos.line, codec.client_num_units(server_line[:end])),
-        ),
+        range=span,
     )
+
+
+def _deliver(
+    ls: FeatureServer, uri: str, version: int | None, pos: types.Position, span: types.Range
+) -> Callable[[HoverAnswer], None]:
+    """Send the finished hover to the client, unless the document moved on meanwhile."""
+
+    def send(answer: HoverAnswer) -> None:
+        if ls.workspace.get_text_document(uri).version != version:
+            logger.debug("explanation for %s v%s dropped: the document changed", uri, version)
+            return
+        payload: dict[str, Any] = {
+            "textDocument": {"uri": uri, "version": version},
+            "position": {"line": pos.line, "character": pos.character},
+            "range": {
+                "start": {"line": span.start.line, "character": span.start.character},
+                "end": {"line": span.end.line, "character": span.end.character},
+            },
+            "contents": {"kind": "markdown", "value": answer.markdown},
+        }
+        ls.lsp_protocol.notify(NOTIFICATION, payload)
+
+    return send
 
 
 def name_span(line: str, column: int) -> tuple[int, int]:

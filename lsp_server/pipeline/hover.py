@@ -14,8 +14,10 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from lsp_server.cache import CacheKeys, CacheLookup, CacheOutcome
 from lsp_server.context.jedi.worker import JediCrashed
@@ -25,6 +27,7 @@ from lsp_server.context.pack.grounding import focus_of
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.cached import cache_keys, hit_footer, record_cache_use, stale_note
+from lsp_server.pipeline.hover_wait import Interest, PendingHovers
 from lsp_server.pipeline.runtime import Document, HoverRuntime
 from lsp_server.pipeline.spans import describe_pack, pack_span
 from lsp_server.prompts import HOVER_PROMPT, hover_messages
@@ -42,6 +45,10 @@ from lsp_server.telemetry.variants import choose_variant
 
 logger = logging.getLogger(__name__)
 
+PENDING_NOTE = "_The AI explanation is on its way: hover again in a moment._"
+PENDING_LIVE_NOTE = "_The AI explanation is on its way: it will appear here._"
+REPEAT_NOTE = "_Hover again for the AI explanation (`aiHover`: `onRepeat`)._"
+
 #: How long static analysis may take before a hover gives up on it.
 STATIC_DEADLINE = 5.0
 
@@ -54,6 +61,10 @@ class AnswerSource(StrEnum):
     STALE = "stale"
     FALLBACK = "fallback"
     OFFLINE = "offline"
+    PENDING = "pending"
+    """Past ``hoverWait``: static facts now, the explanation in the background."""
+    DEFERRED = "deferred"
+    """``aiHover: onRepeat`` and a first hover: static facts, no call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +86,29 @@ class HoverPipeline:
     def __init__(self, runtime: HoverRuntime) -> None:
         self.runtime = runtime
         self._repeats = RepeatTracker()
+        self._pending: PendingHovers[HoverAnswer] = PendingHovers()
+        self._interest = Interest()
+
+    @property
+    def pending(self) -> PendingHovers[HoverAnswer]:
+        """The hovers' model calls that outlive their wait."""
+        return self._pending
 
     async def hover(
-        self, doc: Document, line: int, column: int, *, regenerate: bool = False
+        self,
+        doc: Document,
+        line: int,
+        column: int,
+        *,
+        regenerate: bool = False,
+        on_ready: Callable[[HoverAnswer], None] | None = None,
     ) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
 
-        ``regenerate``: ask the model even if the cache has an answer, and replace it.
+        ``regenerate``: ask the model even if the cache has an answer, and replace it (and
+        wait for it). Otherwise the model has ``hoverWait`` seconds; past them the answer is
+        `AnswerSource.PENDING` and ``on_ready`` hears the whole hover when the background
+        call ends (`pipeline.hover_wait`).
         """
         rt = self.runtime
         started = time.monotonic()
@@ -166,38 +193,81 @@ class HoverPipeline:
             answer = self._from_cache(static, symbol, pack, found, request_id, started, "")
             done(answer, "cached")
             return answer
-        try:
-            # In this task, not wait_for's own (3.11): a cancel reaches the provider call
-            # directly, and one racing the answer is not lost.
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                completion = await rt.answers.call(
-                    keys,
-                    lambda: llm.complete(request, deadline=deadline, request_id=request_id),
-                )
-        except (ProviderFailure, TimeoutError) as exc:
-            if isinstance(exc, ProviderFailure):
-                kind, message = exc.kind.value, exc.message
-            else:
-                kind, message = "timeout", f"no answer within {settings.hover.deadline:g} s"
-            answer = await self._fallback(
-                static, symbol, pack, keys, request_id, started, kind, message
+        scope = (doc.path, key)
+        if settings.hover.mode == "onRepeat" and not regenerate and not self._interest.again(scope):
+            answer = HoverAnswer(
+                "\n\n".join([static, "---", REPEAT_NOTE]),
+                AnswerSource.DEFERRED,
+                symbol,
+                pack=pack,
+                cache=found.outcome,
             )
-            if answer.source is AnswerSource.STALE:
-                cache_state = "stale"
-            done(answer, "fallback")
+            done(answer, "deferred")
             return answer
-        except asyncio.CancelledError:
-            done(None, "cancelled")
-            raise
-        notes = answer_notes(completion.notice, llm.breaker_states())
-        notes += self._cache_notes()
-        parts = [static, "---", sanitize(completion.text.strip()), *notes]
-        parts.append(footer(completion, completion.tier, pack.tokens))
-        markdown = "\n\n".join(parts)
-        outcome = CacheOutcome.BYPASS if regenerate else found.outcome
-        answer = HoverAnswer(markdown, AnswerSource.PROVIDER, symbol, completion, pack, outcome)
-        done(answer, "ok")
-        return answer
+        if not rt.answers.enabled and not regenerate:  # the cache is off: its stand-in
+            kept = self._pending.finished(keys.exact)
+            if kept is not None:
+                return kept
+
+        async def ask() -> HoverAnswer:
+            try:
+                # In this task, not wait_for's own (3.11): a cancel reaches the provider
+                # call directly, and one racing the answer is not lost.
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    completion = await rt.answers.call(
+                        keys,
+                        lambda: llm.complete(request, deadline=deadline, request_id=request_id),
+                    )
+            except (ProviderFailure, TimeoutError) as exc:
+                nonlocal cache_state
+                if isinstance(exc, ProviderFailure):
+                    kind, message = exc.kind.value, exc.message
+                else:
+                    kind, message = "timeout", f"no answer within {settings.hover.deadline:g} s"
+                answer = await self._fallback(
+                    static, symbol, pack, keys, request_id, started, kind, message
+                )
+                if answer.source is AnswerSource.STALE:
+                    cache_state = "stale"
+                done(answer, "fallback")
+                return answer
+            except asyncio.CancelledError:
+                done(None, "cancelled")
+                raise
+            notes = answer_notes(completion.notice, llm.breaker_states())
+            notes += self._cache_notes()
+            parts = [static, "---", sanitize(completion.text.strip()), *notes]
+            parts.append(footer(completion, completion.tier, pack.tokens))
+            outcome = CacheOutcome.BYPASS if regenerate else found.outcome
+            answer = HoverAnswer(
+                "\n\n".join(parts), AnswerSource.PROVIDER, symbol, completion, pack, outcome
+            )
+            done(answer, "ok")
+            return answer
+
+        if regenerate:  # the Regenerate command waits for its answer
+            return await ask()
+        ready = await self._pending.wait(
+            keys.exact,
+            doc.path,
+            ask,
+            settings.hover.wait - (time.monotonic() - started),
+            on_ready=on_ready,
+            keep=not rt.answers.enabled,
+        )
+        if ready is not None:
+            return ready
+        note = PENDING_LIVE_NOTE if on_ready is not None else PENDING_NOTE
+        markdown = "\n\n".join([static, "---", note])
+        return HoverAnswer(markdown, AnswerSource.PENDING, symbol, pack=pack, cache=found.outcome)
+
+    def document_edited(self, path: Path | None) -> None:
+        """``path`` was edited: its hovers' background calls are about code that is gone."""
+        self._pending.cancel(path)
+
+    async def aclose(self) -> None:
+        """Cancel the background calls (shutdown)."""
+        await self._pending.aclose()
 
     def _cache_notes(self) -> list[str]:
         notice = self.runtime.answers.take_notice()

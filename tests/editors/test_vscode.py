@@ -60,6 +60,7 @@ def _server_env(tmp: Path, fake: FakeProvider) -> dict[str, str]:
             "LLM_LSP_CACHE_DIR": str(tmp / "cache"),
             "LLM_LSP_USAGE_LOG": str(tmp / "usage.jsonl"),
             "LLM_LSP_LOG_LEVEL": "DEBUG",
+            "LLM_LSP_HOVER_WAIT": "600",  # the hover tests expect the explanation in the hover
         }
     )
     return env

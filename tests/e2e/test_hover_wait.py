@@ -1,0 +1,189 @@
+"""A hover never waits for the model (`hoverWait`): static facts at once, the explanation
+by ``llmLsp/explanationReady`` and from the cache; ``aiHover: onRepeat``; a document
+edit cancels the background call. Through the real server, the fake provider slowed
+to 2 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types
+from pytest_lsp import client_capabilities
+
+from lsp_server.testing.fake_provider import FakeProvider, Step
+from tests.conftest import TEST_KEY, Session, copy_project, server_env, start_session
+from tests.e2e.test_health import _plain
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+APPLY_DISCOUNT = ("shop/basket.py", 18, 17)
+LINE_ITEM = ("shop/basket.py", 13, 28)  # `LineItem(sku, price, quantity)`
+VAT_RATE = ("shop/basket.py", 17, 37)  # `(1 + VAT_RATE)`
+EXPLANATION = "Builds one line of the basket from a sku, its unit price and a quantity."
+SLOW = 5.0  # the provider's latency: well past the wait, even on a busy machine
+
+
+def _value(hover: types.Hover | None) -> str:
+    assert hover is not None
+    assert isinstance(hover.contents, types.MarkupContent)
+    return hover.contents.value
+
+
+async def _first_hover(session: Session, at: tuple[str, int, int]) -> str:
+    """The first hover that answers: jedi's first look at the workspace may take longer
+    than a hover's static deadline on a busy machine (the hover then answers null)."""
+    deadline = time.monotonic() + 180.0
+    while time.monotonic() < deadline:
+        hover = await session.hover(*at)
+        if hover is not None:
+            return _value(hover)
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no hover at {at}")
+
+
+def _env(tmp_path: Path, fake: FakeProvider, **extra: str) -> dict[str, str]:
+    settings = {
+        "OPENAI_API_KEY": TEST_KEY,
+        "OPENAI_BASE_URL": fake.base_url,
+        "LLM_LSP_HOVER_WAIT": "0.3",
+        "LLM_LSP_EMBEDDING_MODEL": "",  # no background embedding: hovers are the only calls
+    }
+    return server_env(tmp_path, **{**settings, **extra})
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live_session(
+    tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider
+) -> AsyncIterator[tuple[Session, list[dict[str, Any]]]]:
+    """A client that asked for ``llmLsp/explanationReady``, the answer cache on."""
+    tmp_path = tmp_path_factory.mktemp("hover-wait")
+    capabilities = client_capabilities("neovim")
+    capabilities.experimental = {"llmLspExplanationReady": True}
+    received: list[dict[str, Any]] = []
+    session = await start_session(
+        copy_project(tmp_path),
+        tmp_path,
+        env=_env(tmp_path, fake_provider, LLM_LSP_ANSWER_CACHE="1"),
+        capabilities=capabilities,
+    )
+
+    @session.client.feature("llmLsp/explanationReady")
+    def on_ready(params: Any) -> None:
+        received.append(_plain(params))
+
+    await session.warm(APPLY_DISCOUNT)
+    yield session, received
+    await session.stop()
+
+
+async def _notified(received: list[dict[str, Any]], line: int) -> dict[str, Any]:
+    """The notification for a hover on ``line`` (the warm-up's may come late, too)."""
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        for payload in received:
+            if payload["position"]["line"] == line:
+                return payload
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no llmLsp/explanationReady notification for line {line}: {received}")
+
+
+async def test_slow_model_hover_answers_static_now_explanation_follows_then_cached(
+    live_session: tuple[Session, list[dict[str, Any]]], fake: FakeProvider
+) -> None:
+    session, received = live_session
+    session.begin()
+    received.clear()
+    fake.script(Step(text=EXPLANATION, delay=SLOW))
+
+    value = _value(await session.hover(*LINE_ITEM))
+    # answered while the provider still holds the call: static facts and the note
+    [held] = await fake.wait_for_requests_async(1, 60.0, finished=False)
+    assert not held.finished
+    assert "class LineItem" in value or "`shop.pricing.LineItem`" in value
+    assert "on its way" in value and EXPLANATION not in value
+
+    path, line, character = LINE_ITEM
+    payload = await _notified(received, line)
+    assert payload["textDocument"]["uri"] == session.uri(path)
+    assert payload["position"] == {"line": line, "character": character}
+    assert payload["range"]["start"]["line"] == line
+    assert payload["contents"]["kind"] == "markdown"
+    ready = payload["contents"]["value"]
+    assert EXPLANATION in ready and "`shop.pricing.LineItem`" in ready
+    assert "on its way" not in ready
+
+    again = _value(await session.hover(*LINE_ITEM))
+    assert EXPLANATION in again and "cache" in again.splitlines()[-1]
+    assert len(fake.requests) == 1  # the second hover paid nothing
+
+
+async def test_an_edit_before_the_answer_cancels_the_background_call(
+    live_session: tuple[Session, list[dict[str, Any]]], fake: FakeProvider
+) -> None:
+    session, received = live_session
+    session.begin()
+    received.clear()
+    fake.script(Step(text=EXPLANATION, delay=30.0))
+    path = "shop/stats.py"
+    text = (session.root / path).read_text()
+    uri = session.open(path, text)
+    line = next(i for i, row in enumerate(text.splitlines()) if "def " in row)
+    column = text.splitlines()[line].index("def ") + 4
+
+    value = _value(await session.hover(path, line, column))
+    assert "on its way" in value
+    await fake.wait_for_requests_async(1, 60.0, finished=False)
+    session.client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text + "\n# x\n")],
+        )
+    )
+    hung_up = await fake.wait_for_disconnect_async(60.0)
+    assert hung_up is not None and hung_up.client_disconnected
+    summaries = await session.wait_for_lines(("request",), 1)
+    assert [s["outcome"] for s in summaries if s.get("feature") == "hover"] == ["cancelled"]
+    await asyncio.sleep(0.5)  # nothing more is coming; give a stray notification its chance
+    assert [p for p in received if p["textDocument"]["uri"] == uri] == []
+
+
+async def test_on_repeat_first_hover_is_free_the_second_asks(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    env = _env(tmp_path, fake, LLM_LSP_AI_HOVER="onRepeat", LLM_LSP_HOVER_WAIT="600")
+    session = await start_session(copy_project(tmp_path), tmp_path, env=env)
+    try:
+        first = await _first_hover(session, VAT_RATE)
+        assert "VAT_RATE" in first and "Hover again" in first
+        assert fake.requests == []
+        fake.script(Step(text=EXPLANATION))
+        second = _value(await session.hover(*VAT_RATE))
+        assert EXPLANATION in second
+        assert len(fake.requests) == 1
+    finally:
+        await session.stop()
+
+
+async def test_without_the_notification_the_next_hover_shows_the_finished_answer(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    """An editor without the plugin, the answer cache off: the background answer is kept
+    for the next hover on the same code."""
+    session = await start_session(copy_project(tmp_path), tmp_path, env=_env(tmp_path, fake))
+    try:
+        fake.script(Step(text=EXPLANATION, delay=SLOW))
+        first = await _first_hover(session, LINE_ITEM)
+        assert "on its way" in first and "hover again" in first
+        await fake.wait_for_requests_async(1, 60.0)
+        await session.wait_for_lines(("request",), 1)
+        second = _value(await session.hover(*LINE_ITEM))
+        assert EXPLANATION in second
+        assert len(fake.requests) == 1
+    finally:
+        await session.stop()
