@@ -147,7 +147,7 @@ def test_every_field_is_declared_once_with_unique_key_and_variable() -> None:
     assert [s.name for s in SPECS] == leaves
     keys = [s.key for s in SPECS]
     envs = [s.declaration.env for s in SPECS]
-    assert len(set(keys)) == len(keys) == 52
+    assert len(set(keys)) == len(keys) == 53
     assert len(set(envs)) == len(envs)
     assert all(s.declaration.doc for s in SPECS)
 
@@ -443,3 +443,23 @@ def test_random_json_is_never_fatal() -> None:
         )
         assert isinstance(settings, Settings)
         assert all(p.message() for p in problems)
+
+
+def test_ai_hover_modes_and_the_old_boolean_form() -> None:
+    def mode(value: object) -> str:
+        settings, problems = build_settings(env={}, init_options={"llmLsp": {"aiHover": value}})
+        assert problems == []
+        return settings.hover.mode
+
+    assert [mode(v) for v in ("always", "onrepeat", "OFF", True, False, "yes")] == [
+        "always",
+        "onRepeat",
+        "off",
+        "always",
+        "off",
+        "always",
+    ]
+    settings, problems = build_settings(env={}, init_options={"llmLsp": {"aiHover": "sometimes"}})
+    assert settings.hover.mode == "always" and settings.hover.enabled
+    assert "always, onRepeat or off" in problems[0].message()
+    assert build_settings(env={"LLM_LSP_HOVER_WAIT": "0"})[0].hover.wait == 0.0
