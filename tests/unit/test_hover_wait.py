@@ -10,7 +10,6 @@ import pytest
 
 from lsp_server.pipeline.hover_wait import Interest, PendingHovers
 
-
 FILE = Path("/w/a.py")
 
 
