@@ -23,6 +23,7 @@ changed since it was written. No key or fingerprint ever includes an API key.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import json
@@ -100,8 +101,10 @@ def structural_text(text: str) -> str:
     return "\x1f".join(structural_tokens(text))
 
 
+@functools.lru_cache(maxsize=512)
 def code_fingerprint(text: str) -> str:
-    """A short hash of ``text``'s structure."""
+    """A short hash of ``text``'s structure (kept for the texts seen last: a repeated hover
+    fingerprints the same pieces again)."""
     return hashlib.sha256(structural_text(text).encode("utf-8")).hexdigest()[:32]
 
 

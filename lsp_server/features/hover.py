@@ -20,6 +20,7 @@ from lsprotocol import types
 
 from lsp_server.features.base import FeatureServer
 from lsp_server.pipeline.hover import HoverAnswer
+from lsp_server.pipeline.hover_memo import name_span
 from lsp_server.pipeline.runtime import Document
 
 logger = logging.getLogger(__name__)
@@ -99,23 +100,3 @@ def _deliver(
         ls.lsp_protocol.notify(NOTIFICATION, payload)
 
     return send
-
-
-def name_span(line: str, column: int) -> tuple[int, int]:
-    """The identifier at (or just before) ``column`` of ``line``, in code points, as
-    [start, end); an empty span at ``column`` where there is none."""
-    at = column
-    if not _word(line, at) and _word(line, at - 1):
-        at -= 1  # the cursor right after a name, as editors place it
-    if not _word(line, at):
-        return column, column
-    start, end = at, at + 1
-    while _word(line, start - 1):
-        start -= 1
-    while _word(line, end):
-        end += 1
-    return start, end
-
-
-def _word(line: str, i: int) -> bool:
-    return 0 <= i < len(line) and (line[i].isalnum() or line[i] == "_")

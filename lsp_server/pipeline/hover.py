@@ -27,6 +27,7 @@ from lsp_server.context.pack.grounding import focus_of
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.cached import cache_keys, hit_footer, record_cache_use, stale_note
+from lsp_server.pipeline.hover_memo import PreparedHovers
 from lsp_server.pipeline.hover_wait import Interest, PendingHovers
 from lsp_server.pipeline.runtime import Document, HoverRuntime
 from lsp_server.pipeline.spans import describe_pack, pack_span
@@ -42,6 +43,7 @@ from lsp_server.safe_markdown import sanitize
 from lsp_server.telemetry.genai import cache_outcome, cache_span
 from lsp_server.telemetry.signals import RepeatTracker
 from lsp_server.telemetry.variants import choose_variant
+from lsp_server.workspace.files import Refused
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,20 @@ class HoverPipeline:
         self._repeats = RepeatTracker()
         self._pending: PendingHovers[HoverAnswer] = PendingHovers()
         self._interest = Interest()
+        self._prepared = PreparedHovers(self._pack_file)
+
+    def _pack_file(self, label_path: str) -> Path | None:
+        """The file a pack piece's path names, if the workspace boundary lets it through."""
+        if Path(label_path).is_absolute():
+            return Path(label_path)
+        try:
+            return self.runtime.workspace.resolve_relative(label_path)
+        except Refused:
+            return None
+
+    def documents_changed(self) -> None:
+        """The editor reported a document or file change: kept facts may be stale."""
+        self._prepared.forget()
 
     @property
     def pending(self) -> PendingHovers[HoverAnswer]:
@@ -112,21 +128,27 @@ class HoverPipeline:
         """
         rt = self.runtime
         started = time.monotonic()
-        prefetch = self._prefetch(doc)  # the pack's first steps, while jedi answers
-        try:
-            symbol = await rt.symbols.symbol_at(
-                doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
-            )
-        except JediCrashed as exc:  # restarted on the next request
-            logger.warning("static analysis failed at %s:%d: %s", doc.path, line + 1, exc)
-            return None
-        except TimeoutError:
-            logger.warning("static analysis timed out at %s:%d", doc.path, line + 1)
-            return None
+        settings = rt.settings
+        memo_key = PreparedHovers.key(doc.path, doc.text, line, column)
+        prepared = self._prepared.get(memo_key, settings)
+        prefetch = None
+        if prepared is not None:  # this name at this text: facts and pack as last time
+            symbol: SymbolInfo | None = prepared.symbol
+        else:
+            prefetch = self._prefetch(doc)  # the pack's first steps, while jedi answers
+            try:
+                symbol = await rt.symbols.symbol_at(
+                    doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
+                )
+            except JediCrashed as exc:  # restarted on the next request
+                logger.warning("static analysis failed at %s:%d: %s", doc.path, line + 1, exc)
+                return None
+            except TimeoutError:
+                logger.warning("static analysis timed out at %s:%d", doc.path, line + 1)
+                return None
         if symbol is None:
             return None
         static = static_markdown(symbol, rt.display_path)
-        settings = rt.settings
         if not settings.hover.enabled:
             return HoverAnswer(static, AnswerSource.OFFLINE, symbol)
         if not rt.may_send(doc.path):
@@ -147,7 +169,11 @@ class HoverPipeline:
             log.signal(earlier, "hover_repeated", "hover")
         if prefetch is not None:
             await prefetch
-        pack = await self._pack(doc, line + 1, column, symbol)
+        if prepared is not None:
+            pack = prepared.pack
+        else:
+            pack = await self._pack(doc, line + 1, column, symbol)
+            self._prepared.put(memo_key, settings, symbol, pack)
         where = f"{rt.display_path(doc.path)}:{line + 1}"
 
         def done(answer: HoverAnswer | None, outcome: str) -> None:

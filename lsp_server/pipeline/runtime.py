@@ -98,6 +98,11 @@ class HoverRuntime(Runtime, Protocol):
         """Context packs under a token budget."""
         ...
 
+    @property
+    def workspace(self) -> WorkspaceBoundary:
+        """Which files may be read (a kept hover checks the files its pack quotes)."""
+        ...
+
 
 class ActionRuntime(MemoryRuntime, Protocol):
     """What Explain and Fix need: context, the agent's tools and the request queue."""
