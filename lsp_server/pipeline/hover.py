@@ -171,6 +171,9 @@ class HoverPipeline:
             await prefetch
         if prepared is not None:
             pack = prepared.pack
+            with pack_span("hover", settings.hover.context_tokens) as traced:
+                describe_pack(traced, pack)
+                traced.update({"llm_lsp.context.reused": True})  # no assembly this time
         else:
             pack = await self._pack(doc, line + 1, column, symbol)
             self._prepared.put(memo_key, settings, symbol, pack)
