@@ -151,6 +151,21 @@ async def test_overrun_is_killed_when_another_call_waits(
     assert "overran its deadline" in caplog.text
 
 
+async def test_a_cold_child_overrunning_is_given_time_to_warm_not_killed() -> None:
+    """The first job on a new child overruns (jedi's import, cold caches): the caller gets its
+    timeout on time, but the child is kept for the next call instead of a restart loop."""
+    worker = ProcessWorker(grace=0.3, hard_limit=3.0, startup_grace=20.0)
+    try:
+        slow = asyncio.create_task(worker.run(sleep_job, 2.0, deadline=0.2))
+        waiting = asyncio.create_task(worker.run(pid_job, deadline=30))
+        with pytest.raises(TimeoutError):
+            await slow
+        pid = await waiting
+        assert worker.starts == 1 and pid == worker.pid
+    finally:
+        worker.close()
+
+
 async def test_overrun_alone_is_killed_at_the_hard_limit(worker: ProcessWorker) -> None:
     first = await worker.run(pid_job, deadline=30)
     with pytest.raises(TimeoutError):

@@ -30,7 +30,9 @@ child that dies during a job (killed, segfault, out of memory) fails that job
 with `JediCrashed` and the next job starts a new one. A job still running
 ``grace`` seconds after its deadline is killed (jedi's in-memory caches go with
 it; parso's disk cache stays) when another job is waiting, and regardless at
-``hard_limit`` seconds after its deadline. Any other exception a job raises
+``hard_limit`` seconds after its deadline; on a child started for that job both
+come `STARTUP_GRACE` seconds later (a cold child is slow, and killing it would
+make the next job start cold again: a restart loop). Any other exception a job raises
 (jedi fails in many ways on odd code, a corrupt cache it could not recover
 from) becomes `JediFailed`, a `JediCrashed`: "no static facts this time",
 logged once per job and error type.
@@ -69,6 +71,10 @@ logger = logging.getLogger(__name__)
 GRACE = 2.0
 #: Seconds past its deadline after which a job is killed even when nothing waits.
 HARD_LIMIT = 30.0
+#: Seconds more a job on a child started for it may overrun before it is killed: a new child
+#: imports jedi and fills its caches (seconds on a busy machine); killing it for that would
+#: make the next job start cold again, and the next, a restart loop that never answers.
+STARTUP_GRACE = 20.0
 #: Seconds `ProcessWorker.close` lets the child finish its job and exit before killing it.
 CLOSE_WAIT = 2.0
 #: Variables the child keeps beyond `isolation.child_env` (jedi finds the user's venv by them).
@@ -104,9 +110,11 @@ class ProcessWorker(JediWorker):
         grace: float = GRACE,
         hard_limit: float = HARD_LIMIT,
         cache_dir: Path | None = None,
+        startup_grace: float = STARTUP_GRACE,
     ) -> None:
         self.cache_dir = cache_dir
         self.grace = grace
+        self.startup_grace = startup_grace
         self.hard_limit = hard_limit
         self.starts = 0
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -191,6 +199,9 @@ class ProcessWorker(JediWorker):
             return
         for attempt in (1, 2):  # a child that died while idle is restarted once
             try:
+                fresh = self._conn is None or (
+                    self._proc is not None and self._proc.poll() is not None
+                )
                 conn = self._child()
                 self._current = job
                 with self._send_lock:
@@ -203,12 +214,15 @@ class ProcessWorker(JediWorker):
                 if attempt == 2:
                     job.future.set_exception(JediCrashed(f"the jedi worker cannot start: {exc}"))
                     return
-        self._await_answer(job, conn)
+        self._await_answer(job, conn, self.startup_grace if fresh else 0.0)
 
-    def _await_answer(self, job: Job, conn: Connection) -> None:
+    def _await_answer(self, job: Job, conn: Connection, extra: float) -> None:
+        """``job``'s answer; a job overrunning its deadline is killed ``grace`` seconds
+        later if work waits, ``hard_limit`` seconds later anyway, both ``extra`` seconds
+        later on a child started for it (the caller gets its `TimeoutError` on time)."""
         name = job_name(job.fn)
-        kill_at = job.at + self.grace
-        hard_at = job.at + self.hard_limit
+        kill_at = job.at + self.grace + extra
+        hard_at = job.at + self.hard_limit + extra
         while True:
             now = time.monotonic()
             if now >= hard_at or (now >= kill_at and not self._queue.empty()):
