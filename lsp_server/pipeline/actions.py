@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from lsp_server.agent import (
     EXPLAIN_SYSTEM,
@@ -115,8 +116,11 @@ class Actions:
         progress: Progress | None,
         request_id: str,
         steps: list[Completion] | None = None,
+        may_queue: Callable[[], Awaitable[bool]] | None = None,
     ) -> tuple[AgentResult, float]:
-        """The agent's run; each step's completion is appended to ``steps``."""
+        """The agent's run; each step's completion is appended to ``steps``. When no tier
+        answers, the request waits in the queue (`queueRequests`) unless ``may_queue``
+        says no (Explain: the cache tier has an answer to show at once)."""
         rt = self.runtime
         settings = rt.settings
         started = time.monotonic()
@@ -134,6 +138,8 @@ class Actions:
                 )
             except AllTiersFailed as failure:
                 if not queueing or not worth_queueing(failure):
+                    raise
+                if may_queue is not None and not await may_queue():
                     raise
                 completion = await self._wait_in_queue(request, request_id, failure, progress)
                 call_deadline = time.monotonic() + settings.agent.deadline

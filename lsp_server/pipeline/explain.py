@@ -24,8 +24,9 @@ stored (a run that ends without an answer raises `RunFailed` inside the shared
 call, so nothing is kept), and a run any step of which a later tier answered is
 kept only as the scope's latest, for the fallback tier (`AnswerCache.store`).
 When no live tier answers (every tier failed, a limit said no), the latest
-answer for the same scope is shown marked stale, with what changed since; only
-then the plain failure. ``regenerate`` skips the lookup and refreshes the entry.
+answer for the same scope is shown at once, marked stale, with what changed
+since (the request queue, `queueRequests`, is for explains with no such
+answer); only then the plain failure. ``regenerate`` skips the lookup and refreshes the entry.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ logger = logging.getLogger(__name__)
 
 #: Builds the context pack of a task (`Actions._pack`).
 PackFor = Callable[[Document, int, int, TaskKind], Awaitable[ContextPack]]
-#: Runs the agent, appending each step's completion to the list (`Actions._run_agent`).
+#: Runs the agent, appending each step's completion to the list; when no tier answers it
+#: queues the request only if the last callable says so (`Actions._run_agent`).
 RunAgent = Callable[
-    [AgentTask, Progress | None, str, list[Completion]], Awaitable[tuple[AgentResult, float]]
+    [AgentTask, Progress | None, str, list[Completion], Callable[[], Awaitable[bool]]],
+    Awaitable[tuple[AgentResult, float]],
 ]
 _DEFS = frozenset({ChunkKind.FUNCTION, ChunkKind.METHOD, ChunkKind.CLASS})
 
@@ -239,9 +242,12 @@ class Explainer:
             if live and progress is not None:
                 progress(message)
 
+        async def may_queue() -> bool:  # the cache tier comes before waiting for a model
+            return (await rt.answers.fallback(keys)).entry is None
+
         async def run() -> Completion:
             steps: list[Completion] = []
-            result, seconds = await self._run(task, report, request_id, steps)
+            result, seconds = await self._run(task, report, request_id, steps, may_queue)
             if not result.ok or not result.answer:
                 raise RunFailed(result, seconds)
             return run_completion(result, seconds, steps, request_id)
