@@ -55,6 +55,8 @@ class Actions:
     def __init__(self, runtime: ActionRuntime) -> None:
         self.runtime = runtime
         self.explainer = Explainer(runtime, self._pack, self._run_agent)
+        #: Explain 1-based lines of a document, through the answer cache (`explain`).
+        self.explain = self.explainer.explain
 
     async def _pack(self, doc: Document, start: int, end: int, kind: TaskKind) -> ContextPack:
         """The selection's context: definitions it uses, class, imports, callers, tests."""
@@ -223,18 +225,6 @@ class Actions:
             return name
         usd = estimate_usd([steps[0].model], prompt, answer)
         return f"{name} (≈ {format_usd(usd)})" if usd > 0 else name
-
-    async def explain(
-        self,
-        doc: Document,
-        start: int,
-        end: int,
-        progress: Progress | None = None,
-        *,
-        regenerate: bool = False,
-    ) -> ActionOutcome:
-        """Explain 1-based lines `start`..`end` of `doc` (`explain.Explainer`)."""
-        return await self.explainer.explain(doc, start, end, progress, regenerate=regenerate)
 
     async def fix(
         self,
