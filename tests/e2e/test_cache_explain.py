@@ -199,6 +199,15 @@ async def test_regenerate_skips_the_cache_and_refreshes_it(es: Session, fake: Fa
     result, shown = await explain(pair)
     assert "The new explanation." in shown and result["cache"] == "hit"
     assert chats(fake) == 2
+    # the Regenerate command, given the explained range, does the same
+    fake.script(Step(text="The third explanation."))
+    params = _params(pair)
+    params.command = "llmLsp.regenerate"
+    result = await es.client.workspace_execute_command_async(params)
+    assert "The third explanation." in _document(result) and result["cache"] == "bypass"
+    _, shown = await explain(pair)
+    assert "The third explanation." in shown
+    assert chats(fake) == 3
 
 
 async def test_all_providers_down_after_a_change_serves_the_earlier_explanation_marked_stale(
