@@ -234,8 +234,9 @@ class Explainer:
             )
 
         if found.outcome is CacheOutcome.HIT and found.entry is not None:
+            answer = self._from_cache(found, where, request_id, started, "")
             done("cached", tier="cache", answer_chars=len(found.entry.text))
-            return self._from_cache(found, where, request_id, started, "")
+            return answer
         live = True
 
         def report(message: str) -> None:  # the run's first caller's progress, while it waits
@@ -260,8 +261,9 @@ class Explainer:
             stale = await rt.answers.fallback(keys) if why is not None else None
             if why is not None and stale is not None and stale.entry is not None:
                 state = "stale"
+                answer = self._from_cache(stale, where, request_id, started, why)
                 done("fallback", tier="cache", answer_chars=len(stale.entry.text))
-                return self._from_cache(stale, where, request_id, started, why)
+                return answer
             done("no_answer", result.completion, answer_chars=0)
             reason = result.reason or "no answer"
             return ActionOutcome(
@@ -276,8 +278,6 @@ class Explainer:
             raise
         finally:
             live = False
-        if regenerate:
-            state = "bypass"
         done("ok", completion, answer_chars=len(completion.text))
         summary = completion.summary if isinstance(completion, RunCompletion) else ""
         notes = "".join(f"{note}\n\n" for note in self._cache_notes())
