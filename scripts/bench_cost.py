@@ -242,6 +242,9 @@ class Seen:
     hits: int = 0
     stale: int = 0
     false_hits: int = 0
+    #: misses for code that already had an answer (no real change to the function since):
+    #: a definition in its pack changed, or the pack came out otherwise (jedi's deadline)
+    repeat_misses: int = 0
     hit_ms: list[float] = field(default_factory=list)
     miss_ms: list[float] = field(default_factory=list)
 
@@ -253,7 +256,8 @@ class Tally:
     hover: Seen = field(default_factory=Seen)
     explain: Seen = field(default_factory=Seen)
     edits: dict[str, int] = field(default_factory=dict)
-    #: answer number -> (feature, file, function, its real changes when written)
+    #: answer number -> (feature, file, function (and the hovered call), its real changes
+    #: when written)
     written_for: dict[int, tuple[str, str, str, int]] = field(default_factory=dict)
 
     def answered(
@@ -286,7 +290,10 @@ class Tally:
                     )
         else:
             seen.miss_ms.append(elapsed)
-            self.written_for[answer] = (feature, path, function, now)
+            written = (feature, path, function, now)
+            if written in self.written_for.values():
+                seen.repeat_misses += 1
+            self.written_for[answer] = written
 
 
 async def _hover(client: LanguageClient, project: Project, target: Target, tally: Tally) -> None:
@@ -307,7 +314,8 @@ async def _hover(client: LanguageClient, project: Project, target: Target, tally
             print("null hover:", target, line, col, file=sys.stderr)
         return
     now = project.real.get((target.path, target.function), 0)
-    tally.answered("hover", hover.contents.value, elapsed, target.path, target.function, now)
+    what = f"{target.function}: {target.callee}"  # the hovered call, in its function
+    tally.answered("hover", hover.contents.value, elapsed, target.path, what, now)
 
 
 def function_lines(project: Project, path: str, name: str) -> tuple[int, int] | None:
@@ -494,6 +502,7 @@ async def measure_cache(
         hits=tally.hover.hits + tally.explain.hits,
         stale=tally.hover.stale + tally.explain.stale,
         false_hits=tally.hover.false_hits + tally.explain.false_hits,
+        repeat_misses=tally.hover.repeat_misses + tally.explain.repeat_misses,
         hit_ms=tally.hover.hit_ms + tally.explain.hit_ms,
         miss_ms=tally.hover.miss_ms + tally.explain.miss_ms,
     )
@@ -522,6 +531,7 @@ def _part(
         "hits": seen.hits,
         "false_hits": seen.false_hits,
         "stale": seen.stale,
+        "repeat_misses": seen.repeat_misses,
         "hit_ms": seen.hit_ms,
         "miss_ms": seen.miss_ms,
         "hit_pipeline_ms": lookups,
@@ -558,6 +568,10 @@ def report_cache(result: dict[str, object]) -> None:
             f"${r['saved_usd_logged']:.4f})"
         )
         print(f"cache hits: {r['hits']}; false hits: {r['false_hits']}; stale: {r['stale']}")
+        print(
+            f"misses for code already answered (a pack piece changed, or the pack differed): "
+            f"{r['repeat_misses']}"
+        )
         print(f"latency over stdio, cache hits:   {_ms(r['hit_ms'])}")
         print(f"latency over stdio, misses:       {_ms(r['miss_ms'])}")
         print(f"server pipeline of a hit (usage log): {_ms(r['hit_pipeline_ms'])}")
