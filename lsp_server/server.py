@@ -312,7 +312,8 @@ def create_server() -> LlmLanguageServer:
 
     @server.command(regenerate.CMD_REGENERATE)
     async def on_regenerate(ls: LlmLanguageServer, *args: Any) -> dict[str, Any]:
-        work = regenerate.run_regenerate_command(ls, list(args))
+        explain = code_actions.run_explain_command  # for a range: the explanation
+        work = regenerate.run_regenerate_command(ls, list(args), explain)
         return await _command(ls, work, "regenerate")
 
     @server.command(CMD_DOCTOR)

@@ -4,9 +4,13 @@ Starts the real `llm-lsp serve` over stdio (answer cache on, an empty diskcache)
 against the project's fake provider, opens a few modules of a real project
 (itsdangerous by default, or Django; unpacked from the PyPI wheel) and replays a seeded
 editing session:
-hovers over call sites interleaved with edits sent as `didChange`:
+hovers over call sites and explains of whole functions (the `llmLsp.explain`
+command, as the "Explain this code" action runs it) interleaved with edits sent
+as `didChange`:
 
 * repeated hovers (people hover the same names again) and first hovers;
+* explains of a function, again later (people reopen an explanation) or for the
+  first time;
 * reformatting a whole file (`ruff format --line-length 60`: lines split and joined);
 * comment edits (a comment inserted next to a hovered call);
 * real changes (a statement inserted just before a hovered call's statement);
@@ -14,15 +18,18 @@ hovers over call sites interleaved with edits sent as `didChange`:
 
 Every provider call answers a unique text ("Answer #n"), so each answer shown is
 traced back to the code it was written for: a *false hit* is an answer served
-from the cache for a hover whose function had a real change since that answer
-was written (must be 0). Reported: provider calls avoided (against one call per
-AI hover without a cache), tokens and USD saved (the fake reports 900 prompt +
-60 completion tokens per call, priced as gpt-4o), and client-measured hover
-latency p50/p95 of cache hits and of misses (the fake answers at once, so a
-miss is the server's own work plus one local HTTP call). A hover's latency
-includes its static analysis (jedi) and context pack, which come before the
-cache lookup; the lookup alone is in the usage log (`latency_ms` of records
-with ``tier`` "cache" is the whole pipeline; see the printout).
+from the cache for a hover or explain whose function had a real change since
+that answer was written, or that was written for another function or feature
+(must be 0). Reported for hovers, for explains and in total: provider calls
+avoided (against one call per AI answer without a cache; the fake answers an
+explain in one agent step), tokens and USD saved (the fake reports 900 prompt +
+60 completion tokens per call, priced as gpt-4o), and client-measured latency
+p50/p95 of cache hits and of misses (the fake answers at once, so a miss is the
+server's own work plus one local HTTP call). A request's latency includes its
+static analysis (jedi) and context pack, which come before the cache lookup
+(an explain's pack places names with jedi within `contextDeadline`); the
+pipeline of a hit is in the usage log (`latency_ms` of records with ``tier``
+"cache"; see the printout).
 
 One function per measured part (`measure_cache`), so other parts (budgets)
 can add theirs. Run: `.venv/bin/python scripts/bench_cost.py [--operations 500]`.
@@ -45,6 +52,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
@@ -225,19 +233,67 @@ def reformat(project: Project, path: str) -> bool:
 
 
 @dataclass
-class Tally:
-    """What the session saw."""
+class Seen:
+    """What one feature's requests saw."""
 
-    hovers: int = 0
+    requests: int = 0
     null: int = 0
     ai_answers: int = 0
     hits: int = 0
     stale: int = 0
     false_hits: int = 0
-    edits: dict[str, int] = field(default_factory=dict)
+    #: misses for code that already had an answer (no real change to the function since):
+    #: a definition in its pack changed, or the pack came out otherwise (jedi's deadline)
+    repeat_misses: int = 0
     hit_ms: list[float] = field(default_factory=list)
     miss_ms: list[float] = field(default_factory=list)
-    written_for: dict[int, tuple[Target, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Tally:
+    """What the session saw, per feature."""
+
+    hover: Seen = field(default_factory=Seen)
+    explain: Seen = field(default_factory=Seen)
+    edits: dict[str, int] = field(default_factory=dict)
+    #: answer number -> (feature, file, function (and the hovered call), its real changes
+    #: when written)
+    written_for: dict[int, tuple[str, str, str, int]] = field(default_factory=dict)
+
+    def answered(
+        self, feature: str, value: str, elapsed: float, path: str, function: str, now: int
+    ) -> None:
+        """Classify one answer shown to the user (see the module docstring)."""
+        seen = self.explain if feature == "explain" else self.hover
+        match = ANSWER.search(value)
+        if match is None:
+            return
+        seen.ai_answers += 1
+        answer = int(match.group(1))
+        if "· cache, stale" in value:
+            seen.stale += 1  # no live answer in time: the fallback tier, marked stale
+        elif "· cache, " in value:
+            seen.hits += 1
+            seen.hit_ms.append(elapsed)
+            if self.written_for.get(answer) != (feature, path, function, now):
+                seen.false_hits += 1
+                if os.environ.get("BENCH_DEBUG"):
+                    print(
+                        "false hit:",
+                        feature,
+                        path,
+                        function,
+                        now,
+                        "written for",
+                        self.written_for.get(answer),
+                        file=sys.stderr,
+                    )
+        else:
+            seen.miss_ms.append(elapsed)
+            written = (feature, path, function, now)
+            if written in self.written_for.values():
+                seen.repeat_misses += 1
+            self.written_for[answer] = written
 
 
 async def _hover(client: LanguageClient, project: Project, target: Target, tally: Tally) -> None:
@@ -251,40 +307,49 @@ async def _hover(client: LanguageClient, project: Project, target: Target, tally
         types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(line, col))
     )
     elapsed = (time.perf_counter() - started) * 1000
-    tally.hovers += 1
+    tally.hover.requests += 1
     if hover is None or not isinstance(hover.contents, types.MarkupContent):
-        tally.null += 1
+        tally.hover.null += 1
         if os.environ.get("BENCH_DEBUG"):
             print("null hover:", target, line, col, file=sys.stderr)
         return
-    value = hover.contents.value
-    match = ANSWER.search(value)
-    if match is None:
-        return
-    tally.ai_answers += 1
-    answer = int(match.group(1))
     now = project.real.get((target.path, target.function), 0)
-    if "· cache, stale" in value:
-        tally.stale += 1  # no live answer in time: the fallback tier, marked stale
-    elif "· cache, " in value:
-        tally.hits += 1
-        tally.hit_ms.append(elapsed)
-        written = tally.written_for.get(answer)
-        if (
-            written is None
-            or (written[0].path, written[0].function)
-            != (
-                target.path,
-                target.function,
-            )
-            or written[1] != now
-        ):
-            tally.false_hits += 1
-            if os.environ.get("BENCH_DEBUG"):
-                print("false hit:", target, now, "written for", written, file=sys.stderr)
-    else:
-        tally.miss_ms.append(elapsed)
-        tally.written_for[answer] = (target, now)
+    what = f"{target.function}: {target.callee}"  # the hovered call, in its function
+    tally.answered("hover", hover.contents.value, elapsed, target.path, what, now)
+
+
+def function_lines(project: Project, path: str, name: str) -> tuple[int, int] | None:
+    """1-based lines of function ``name`` now, decorators included (what a user selects)."""
+    func = project.functions(path).get(name)
+    if func is None or func.end_lineno is None:
+        return None
+    start = min([func.lineno, *(d.lineno for d in func.decorator_list)])
+    return start, func.end_lineno
+
+
+async def _explain(
+    client: LanguageClient, project: Project, path: str, name: str, tally: Tally
+) -> None:
+    found = function_lines(project, path, name)
+    if found is None:
+        return
+    start, end = found
+    args = {"uri": (project.root / path).as_uri(), "start": start, "end": end}
+    started = time.perf_counter()
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="llmLsp.explain", arguments=[args])
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    tally.explain.requests += 1
+    if not isinstance(result, dict) or not result.get("ok"):
+        tally.explain.null += 1
+        if os.environ.get("BENCH_DEBUG"):
+            print("no explanation:", path, name, result, file=sys.stderr)
+        return
+    shown = Path(unquote(urlparse(result["uri"]).path))
+    value = (await asyncio.to_thread(shown.read_text, "utf-8")).rstrip()
+    now = project.real.get((path, name), 0)
+    tally.answered("explain", value, elapsed, path, name, now)
 
 
 def _send(client: LanguageClient, project: Project, path: str) -> None:
@@ -315,15 +380,22 @@ async def session(
         if (path, name) not in {(t.path, t.function) for t in pool}
     ]
     recent: list[Target] = []
+    explained: list[tuple[str, str]] = []
     serial = 0
     for _ in range(operations):
         roll = rng.random()
-        if roll < 0.55 and recent:
+        if roll < 0.45 and recent:
             await _hover(client, project, rng.choice(recent[-15:]), tally)
-        elif roll < 0.75:
+        elif roll < 0.62:
             target = rng.choice(pool)
             recent.append(target)
             await _hover(client, project, target, tally)
+        elif roll < 0.70 and explained:
+            await _explain(client, project, *rng.choice(explained[-10:]), tally)
+        elif roll < 0.75:
+            target = rng.choice(recent[-15:] or pool)
+            explained.append((target.path, target.function))
+            await _explain(client, project, target.path, target.function, tally)
         elif roll < 0.81:
             path = rng.choice(sorted(hovered))
             if reformat(project, path):
@@ -380,6 +452,11 @@ async def measure_cache(
             LLM_HOVER_DEADLINE="60",
         )
         client = LanguageClient("bench", "0")
+
+        @client.feature(types.WINDOW_SHOW_MESSAGE)
+        def _shown(params: types.ShowMessageParams) -> None:
+            """Explains tell where their document is (this client shows none)."""
+
         await client.start_io(
             sys.executable,
             "-m",
@@ -408,25 +485,55 @@ async def measure_cache(
         await client.stop()
         calls = len([r for r in fake.requests if r.path == "/v1/chat/completions"])
     records = [json.loads(line) for line in (state / "usage.jsonl").read_text().splitlines()]
-    lookups = [r["latency_ms"] for r in records if r.get("tier") == "cache"]
     per_call = cost_usd(MODEL, *USAGE)
-    avoided = tally.ai_answers - calls
+    result: dict[str, object] = {"edits": tally.edits, "provider_calls": calls}
+    parts = {"hover": tally.hover, "explain": tally.explain}
+    for feature, seen in parts.items():
+        attempts = [
+            r
+            for r in records
+            if r.get("kind", "attempt") == "attempt" and r.get("feature") == feature
+        ]
+        result[feature] = _part(seen, len(attempts), per_call, records, feature)
+    total = Seen(
+        requests=tally.hover.requests + tally.explain.requests,
+        null=tally.hover.null + tally.explain.null,
+        ai_answers=tally.hover.ai_answers + tally.explain.ai_answers,
+        hits=tally.hover.hits + tally.explain.hits,
+        stale=tally.hover.stale + tally.explain.stale,
+        false_hits=tally.hover.false_hits + tally.explain.false_hits,
+        repeat_misses=tally.hover.repeat_misses + tally.explain.repeat_misses,
+        hit_ms=tally.hover.hit_ms + tally.explain.hit_ms,
+        miss_ms=tally.hover.miss_ms + tally.explain.miss_ms,
+    )
+    result["total"] = _part(total, calls, per_call, records, None)
+    return result
+
+
+def _part(
+    seen: Seen, calls: int, per_call: float, records: list[dict[str, object]], feature: str | None
+) -> dict[str, object]:
+    """One feature's figures (``feature`` None: every feature)."""
+    mine = [r for r in records if feature is None or r.get("feature") == feature]
+    # the cache's own records (request summaries of hits say tier "cache" too)
+    lookups = [float(r["latency_ms"]) for r in mine if r.get("kind") == "cache"]  # type: ignore[arg-type]
+    avoided = seen.ai_answers - calls
     return {
-        "hovers": tally.hovers,
-        "null": tally.null,
-        "ai_answers": tally.ai_answers,
+        "requests": seen.requests,
+        "null": seen.null,
+        "ai_answers": seen.ai_answers,
         "provider_calls": calls,
-        "calls_avoided_pct": 100.0 * avoided / max(1, tally.ai_answers),
+        "calls_avoided_pct": 100.0 * avoided / max(1, seen.ai_answers),
         "tokens_saved": avoided * sum(USAGE),
         "usd_saved": avoided * per_call,
         "usd_spent": calls * per_call,
-        "saved_usd_logged": sum(r.get("saved_usd", 0.0) for r in records),
-        "hits": tally.hits,
-        "false_hits": tally.false_hits,
-        "stale": tally.stale,
-        "edits": tally.edits,
-        "hit_ms": tally.hit_ms,
-        "miss_ms": tally.miss_ms,
+        "saved_usd_logged": sum(float(r.get("saved_usd", 0.0) or 0.0) for r in mine),  # type: ignore[arg-type]
+        "hits": seen.hits,
+        "false_hits": seen.false_hits,
+        "stale": seen.stale,
+        "repeat_misses": seen.repeat_misses,
+        "hit_ms": seen.hit_ms,
+        "miss_ms": seen.miss_ms,
         "hit_pipeline_ms": lookups,
     }
 
@@ -441,24 +548,33 @@ def _ms(values: list[float]) -> str:
 
 
 def report_cache(result: dict[str, object]) -> None:
-    """Print the cache part."""
-    r = result
-    print(
-        f"hovers: {r['hovers']} (null: {r['null']}), with an AI answer: {r['ai_answers']}; "
-        f"edits: {r['edits']}"
-    )
-    print(
-        f"provider calls: {r['provider_calls']} (without a cache: {r['ai_answers']}); "
-        f"calls avoided: {r['calls_avoided_pct']:.1f} %"
-    )
-    print(
-        f"tokens saved: {r['tokens_saved']}; USD saved: ${r['usd_saved']:.4f} "
-        f"(spent ${r['usd_spent']:.4f}; the usage log's saved_usd: ${r['saved_usd_logged']:.4f})"
-    )
-    print(f"cache hits: {r['hits']}; false hits: {r['false_hits']}; stale answers: {r['stale']}")
-    print(f"hover latency over stdio, cache hits:   {_ms(r['hit_ms'])}")  # type: ignore[arg-type]
-    print(f"hover latency over stdio, misses:       {_ms(r['miss_ms'])}")  # type: ignore[arg-type]
-    print(f"server pipeline of a hit (usage log):   {_ms(r['hit_pipeline_ms'])}")  # type: ignore[arg-type]
+    """Print the cache part: hovers, explains, and both together."""
+    print(f"edits: {result['edits']}")
+    for name in ("hover", "explain", "total"):
+        r = result[name]
+        assert isinstance(r, dict)
+        print(f"-- {name}")
+        print(
+            f"requests: {r['requests']} (null/failed: {r['null']}), "
+            f"with an AI answer: {r['ai_answers']}"
+        )
+        print(
+            f"provider calls: {r['provider_calls']} (without a cache: {r['ai_answers']}); "
+            f"calls avoided: {r['calls_avoided_pct']:.1f} %"
+        )
+        print(
+            f"tokens saved: {r['tokens_saved']}; USD saved: ${r['usd_saved']:.4f} "
+            f"(spent ${r['usd_spent']:.4f}; the usage log's saved_usd: "
+            f"${r['saved_usd_logged']:.4f})"
+        )
+        print(f"cache hits: {r['hits']}; false hits: {r['false_hits']}; stale: {r['stale']}")
+        print(
+            f"misses for code already answered (a pack piece changed, or the pack differed): "
+            f"{r['repeat_misses']}"
+        )
+        print(f"latency over stdio, cache hits:   {_ms(r['hit_ms'])}")
+        print(f"latency over stdio, misses:       {_ms(r['miss_ms'])}")
+        print(f"server pipeline of a hit (usage log): {_ms(r['hit_pipeline_ms'])}")
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -23,7 +23,7 @@ from lsp_server.features.base import FeatureServer, warn
 from lsp_server.features.documents import explanation_path, publish
 from lsp_server.features.progress import ActionProgress, UserCancelled
 from lsp_server.features.regenerate import list_action as regenerate_action
-from lsp_server.pipeline.actions import ActionOutcome
+from lsp_server.pipeline.outcome import ActionOutcome
 from lsp_server.pipeline.runtime import Document
 
 logger = logging.getLogger(__name__)
@@ -230,13 +230,17 @@ async def run_fix_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
 
 
 async def run_explain_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
-    """`llmLsp.explain`: explain the range and open the answer beside the code."""
+    """`llmLsp.explain`: explain the range and open the answer beside the code.
+
+    With ``"regenerate": true`` in its arguments the answer cache is not read: the
+    model is asked again and the new answer replaces the cached one."""
     parsed = _parse_args(args[0] if args else None)
     engine = ls.engine
     if parsed is None or engine is None:
         warn(ls, "llm-lsp: this explain action is malformed or out of date; ask for it again")
         return {"ok": False}
     uri, start, end, _ = parsed
+    regenerate = isinstance(args[0], dict) and args[0].get("regenerate") is True
     found = _document(ls, uri)
     if found is None:
         warn(ls, f"llm-lsp: cannot read {uri}")
@@ -245,7 +249,9 @@ async def run_explain_command(ls: FeatureServer, args: list[Any]) -> dict[str, A
     title = await engine.actions.title(TaskKind.EXPLAIN, doc, start, end)
     try:
         async with ActionProgress(ls, f"llm-lsp: {title}") as progress:
-            outcome = await engine.actions.explain(doc, start, end, progress.report)
+            outcome = await engine.actions.explain(
+                doc, start, end, progress.report, regenerate=regenerate
+            )
             progress.end_message = outcome.message
     except UserCancelled:
         return dict(CANCELLED)
@@ -256,4 +262,9 @@ async def run_explain_command(ls: FeatureServer, args: list[Any]) -> dict[str, A
         engine.settings.storage.cache_dir, engine.display_path(doc.path), start, end
     )
     await publish(ls, target, outcome.markdown, outcome.message)
-    return {"ok": True, "uri": target.as_uri(), "message": outcome.message}
+    return {
+        "ok": True,
+        "uri": target.as_uri(),
+        "message": outcome.message,
+        "cache": outcome.cache,
+    }

@@ -8,12 +8,17 @@ The command runs the hover pipeline with ``regenerate=True``: the cache is not
 read, the model is asked, and the new answer replaces the cached one, so the
 next hover shows it. The command answers ``{"ok": true, "markdown": ...}`` and
 tells the user in a message.
+
+Given a range instead (``{"uri", "start", "end"}``, 1-based lines, as the
+Explain action carries), it regenerates that explanation: the Explain command
+runs with ``"regenerate": true`` (cache skipped, the new answer replaces the
+entry, the document opens as for any explain).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from lsprotocol import types
@@ -27,6 +32,9 @@ logger = logging.getLogger(__name__)
 CMD_REGENERATE = "llmLsp.regenerate"
 KIND_REGENERATE = "refactor.llm.regenerate"
 TITLE = "Regenerate the AI explanation (skip the cache)"
+
+#: The Explain command (`code_actions.run_explain_command`), handed in by the server.
+ExplainCommand = Callable[[FeatureServer, list[Any]], Awaitable[dict[str, Any]]]
 
 
 def list_action(
@@ -61,9 +69,15 @@ def _parse(raw: Any) -> tuple[str, int, int] | None:
     return uri, line, character
 
 
-async def run_regenerate_command(ls: FeatureServer, args: list[Any]) -> dict[str, Any]:
-    """`llmLsp.regenerate`: a fresh answer for the hover at the position, cached for the next."""
-    parsed = _parse(args[0] if args else None)
+async def run_regenerate_command(
+    ls: FeatureServer, args: list[Any], explain: ExplainCommand | None = None
+) -> dict[str, Any]:
+    """`llmLsp.regenerate`: a fresh answer for the hover at the position, cached for the next;
+    for a range, a fresh explanation through ``explain``."""
+    raw = args[0] if args else None
+    if explain is not None and isinstance(raw, dict) and "start" in raw and "end" in raw:
+        return await explain(ls, [{**raw, "regenerate": True}])
+    parsed = _parse(raw)
     engine = ls.engine
     if parsed is None or engine is None:
         warn(ls, "llm-lsp: this regenerate action is malformed or out of date; ask for it again")

@@ -5,6 +5,12 @@ top of a context pack around the selection. Explain returns markdown; Fix
 returns a validated `ProposedEdit` (it parses, lints no worse, and passes the
 tests when those are enabled) or a clear reason why there is none. Nothing
 here writes a user file: the edit is a proposal for the editor to apply.
+
+Explain goes through the answer cache (`explain`: hits, one shared run for
+identical concurrent explains, the stale fallback tier). Fix is never cached:
+an edit is only offered once it has been validated against the code as it is
+now (it parses, lints no worse, passes the tests), and a cached edit would skip
+that; its context changes with every edit anyway.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 
 from lsp_server.agent import (
     EXPLAIN_SYSTEM,
@@ -21,7 +27,6 @@ from lsp_server.agent import (
     AgentBounds,
     AgentResult,
     AgentTask,
-    ProposedEdit,
     run_agent,
 )
 from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
@@ -31,12 +36,12 @@ from lsp_server.llm.queue import QueuedJob, worth_queueing
 from lsp_server.llm.types import ChatRequest, Completion
 from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.conversation import run_memory
+from lsp_server.pipeline.explain import Explainer
+from lsp_server.pipeline.outcome import ActionOutcome, numbered, run_summary
 from lsp_server.pipeline.runtime import ActionRuntime, Document, Progress
 from lsp_server.pipeline.spans import describe_pack, pack_span
-from lsp_server.prompts import EXPLAIN_SHAPE, FIX_PROMPT_VERSION
-from lsp_server.safe_markdown import fence, sanitize
-from lsp_server.telemetry.signals import RepeatTracker
-from lsp_server.telemetry.variants import choose_variant
+from lsp_server.prompts import FIX_PROMPT_VERSION
+from lsp_server.safe_markdown import fence
 
 logger = logging.getLogger(__name__)
 
@@ -44,44 +49,14 @@ logger = logging.getLogger(__name__)
 FIX_TOOL_TOKENS = 400
 
 
-@dataclass(frozen=True, slots=True)
-class ActionOutcome:
-    """What an explain or fix run produced, ready to show."""
-
-    ok: bool
-    message: str  # one line for the user: what happened
-    markdown: str | None = None  # explain: the document to show
-    edit: ProposedEdit | None = None  # fix: the validated edit
-    summary: str = ""  # model · tokens · cost · steps · time
-    request_id: str = ""  # of the run, in the usage log (quality signals point at it)
-
-
-def _numbered(text: str, start: int, end: int) -> str:
-    lines = text.splitlines()
-    width = len(str(end))
-    return "\n".join(
-        f"{n:>{width}}| {lines[n - 1]}" for n in range(start, min(end, len(lines)) + 1)
-    )
-
-
-def _summary(result: AgentResult, seconds: float) -> str:
-    ctx = result.context
-    models = ", ".join(dict.fromkeys(ctx.models)) or "no model"
-    completion = result.completion
-    tier = f" · {completion.tier}" if completion is not None else ""
-    return (
-        f"{models} · {ctx.prompt_tokens} in / {ctx.completion_tokens} out tokens · "
-        f"${ctx.cost_usd:.4f} · {ctx.steps} step{'s' if ctx.steps != 1 else ''} · "
-        f"{seconds:.1f} s{tier}"
-    )
-
-
 class Actions:
     """Explain and Fix for one runtime (workspace)."""
 
     def __init__(self, runtime: ActionRuntime) -> None:
         self.runtime = runtime
-        self._repeats = RepeatTracker()
+        self.explainer = Explainer(runtime, self._pack, self._run_agent)
+        #: Explain 1-based lines of a document, through the answer cache (`explain`).
+        self.explain = self.explainer.explain
 
     async def _pack(self, doc: Document, start: int, end: int, kind: TaskKind) -> ContextPack:
         """The selection's context: definitions it uses, class, imports, callers, tests."""
@@ -110,7 +85,7 @@ class Actions:
         pack: ContextPack,
         **facts: str,
     ) -> tuple[AgentResult, float]:
-        """Run the agent; the request's usage summary is written whatever happens."""
+        """Run the agent for a fix; the request's usage summary is written whatever happens."""
         started = time.monotonic()
         rt = self.runtime
         log = rt.llm.usage_log
@@ -121,7 +96,7 @@ class Actions:
             summarize(log, request_id, task.kind, started, outcome, pack=pack)
             raise
         completion = result.completion
-        signals = {"fix_validated": result.edit is not None} if task.kind == "fix" else {}
+        signals = {"fix_validated": result.edit is not None}
         summarize(
             log,
             request_id,
@@ -131,15 +106,23 @@ class Actions:
             completion=completion,
             pack=pack,
             breakers=rt.llm.breaker_states(),
-            answer_chars=len(result.answer or "") if task.kind == "explain" else 0,
+            answer_chars=0,
             signals=signals,
             **facts,
         )
         return result, seconds
 
     async def _run_agent(
-        self, task: AgentTask, progress: Progress | None, request_id: str
+        self,
+        task: AgentTask,
+        progress: Progress | None,
+        request_id: str,
+        steps: list[Completion] | None = None,
+        may_queue: Callable[[], Awaitable[bool]] | None = None,
     ) -> tuple[AgentResult, float]:
+        """The agent's run; each step's completion is appended to ``steps``. When no tier
+        answers, the request waits in the queue (`queueRequests`) unless ``may_queue``
+        says no (Explain: the cache tier has an answer to show at once)."""
         rt = self.runtime
         settings = rt.settings
         started = time.monotonic()
@@ -152,13 +135,19 @@ class Actions:
         async def complete(request: ChatRequest) -> Completion:
             nonlocal call_deadline
             try:
-                return await rt.llm.complete(request, deadline=call_deadline, request_id=request_id)
+                completion = await rt.llm.complete(
+                    request, deadline=call_deadline, request_id=request_id
+                )
             except AllTiersFailed as failure:
                 if not queueing or not worth_queueing(failure):
                     raise
+                if may_queue is not None and not await may_queue():
+                    raise
                 completion = await self._wait_in_queue(request, request_id, failure, progress)
                 call_deadline = time.monotonic() + settings.agent.deadline
-                return completion
+            if steps is not None:
+                steps.append(completion)
+            return completion
 
         bounds = AgentBounds(deadline=run_deadline)
         tools = rt.agent_tools()
@@ -223,7 +212,7 @@ class Actions:
         budget = (
             settings.context.fix_tokens if kind == TaskKind.FIX else settings.context.explain_tokens
         )
-        prompt = counter.count(system) + counter.count(_numbered(doc.text, start, end)) + budget
+        prompt = counter.count(system) + counter.count(numbered(doc.text, start, end)) + budget
         answer = AgentBounds().max_tokens_per_step
         probe = ChatRequest(
             messages=[],
@@ -236,68 +225,6 @@ class Actions:
             return name
         usd = estimate_usd([steps[0].model], prompt, answer)
         return f"{name} (≈ {format_usd(usd)})" if usd > 0 else name
-
-    async def explain(
-        self, doc: Document, start: int, end: int, progress: Progress | None = None
-    ) -> ActionOutcome:
-        """Explain 1-based lines `start`..`end` of `doc`."""
-        rt = self.runtime
-        if not rt.llm.available:
-            return ActionOutcome(
-                False, "llm-lsp: no model configured (offline mode); set OPENAI_API_KEY"
-            )
-        path = rt.display_path(doc.path)
-        if not rt.may_send(doc.path):
-            return ActionOutcome(
-                False, f"llm-lsp: {path} is excluded from what llm-lsp may send to a model"
-            )
-        if progress:
-            progress("Gathering context")
-        pack = await self._pack(doc, start, end, TaskKind.EXPLAIN)
-        context = pack.render()
-        request_id = uuid.uuid4().hex[:16]
-        variant = choose_variant(request_id, rt.settings.context.prompt_variant_share)
-        earlier = self._repeats.seen(f"{path}:{start}-{end}", request_id)
-        if earlier is not None:
-            rt.llm.usage_log.signal(earlier, "regenerated", "explain")
-        user = (
-            f"Explain lines {start}-{end} of `{path}`:\n\n"
-            f"{fence(_numbered(doc.text, start, end), 'python')}\n\n"
-            f"Surrounding code:\n\n{context}\n"
-            f"{EXPLAIN_SHAPE.text(variant)}"
-        )
-        task = AgentTask(
-            kind="explain",
-            messages=[
-                {"role": "system", "content": EXPLAIN_SYSTEM},
-                {"role": "user", "content": user},
-            ],
-            target_path=path,
-            line_range=(start, end),
-        )
-        result, seconds = await self._run(
-            task,
-            progress,
-            request_id,
-            pack,
-            variant=variant,
-            prompt_version=EXPLAIN_SHAPE.tag(variant),
-        )
-        summary = _summary(result, seconds)
-        if not result.ok or not result.answer:
-            reason = result.reason or "no answer"
-            return ActionOutcome(
-                False, f"llm-lsp: could not explain {path}:{start}-{end}: {reason}", summary=summary
-            )
-        title = f"# Explanation of `{path}:{start}-{end}`"
-        markdown = f"{title}\n\n{sanitize(result.answer.strip())}\n\n---\n_{summary}_\n"
-        return ActionOutcome(
-            True,
-            f"Explained {path}:{start}-{end}",
-            markdown=markdown,
-            summary=summary,
-            request_id=request_id,
-        )
 
     async def fix(
         self,
@@ -323,7 +250,7 @@ class Actions:
         problem = f"The problem reported there: {diagnostic}\n\n" if diagnostic else ""
         user = (
             f"Fix the code at lines {start}-{end} of `{path}`.\n\n{problem}"
-            f"{fence(_numbered(doc.text, start, end), 'python')}\n\n"
+            f"{fence(numbered(doc.text, start, end), 'python')}\n\n"
             f"Surrounding code:\n\n{context}"
         )
         task = AgentTask(
@@ -337,7 +264,7 @@ class Actions:
         result, seconds = await self._run(
             task, progress, request_id, pack, variant="a", prompt_version=FIX_PROMPT_VERSION
         )
-        summary = _summary(result, seconds)
+        summary = run_summary(result, seconds)
         if not result.ok or result.edit is None:
             reason = result.reason or "no fix was found"
             return ActionOutcome(

@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsp_server.context.pack.pieces import ContextPack
-from lsp_server.context.retrieval.embeddings import ChunkRef, Embed, Hit
+from lsp_server.context.retrieval.embeddings import ChunkRef, Embed
 from lsp_server.context.retrieval.hybrid import Retriever, select
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.ask_cache import lookup_question
+from lsp_server.pipeline.ask_sources import Source, answer_title, listing, sources_of
 from lsp_server.pipeline.cached import hit_footer, record_cache_use
 from lsp_server.pipeline.conversation import run_memory
 from lsp_server.pipeline.memory import Message
@@ -52,24 +52,10 @@ logger = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 4000
 MAX_CONVERSATIONS = 64
 ANSWER_MAX_TOKENS = 800
-_TITLE_CHARS = 100
 
 
 class AskError(ValueError):
     """A question that cannot be asked; the message is for the user."""
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """A piece of code the answer was given: ``path:start-end`` (1-based, inclusive)."""
-
-    path: str
-    start: int
-    end: int
-    title: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "start": self.start, "end": self.end}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +70,7 @@ class AskOutcome:
     ranking: str  # "hybrid" or "keywords"
     completion: Completion | None = None
     prompt_tokens: int = 0  # of the context pack
+    cache: str = "off"  # what the answer cache did: hit, miss or off (a follow-up, off)
 
 
 @dataclass
@@ -107,29 +94,6 @@ def validate(question: object, conversation: object) -> tuple[str, str | None]:
     if conversation is not None and not isinstance(conversation, str):
         raise AskError("conversation must be the id a previous answer returned, or null")
     return text, conversation or None
-
-
-def _title(question: str) -> str:
-    line = " ".join(question.split())
-    return line if len(line) <= _TITLE_CHARS else line[: _TITLE_CHARS - 1] + "…"
-
-
-def _sources(hits: list[Hit], pack: ContextPack) -> tuple[Source, ...]:
-    """The pack's pieces in the order of the hits (best first)."""
-    out: list[Source] = []
-    for hit in hits:
-        for piece in pack.pieces:
-            if piece.covers(hit.path, hit.chunk.start_line):
-                source = Source(piece.path, piece.start_line, piece.end_line, piece.title)
-                if source not in out:
-                    out.append(source)
-    return tuple(out)
-
-
-def _listing(sources: tuple[Source, ...]) -> str:
-    if not sources:
-        return "_No code in the workspace matched the question._"
-    return "\n".join(f"- `{s.path}:{s.start}-{s.end}` {s.title}".rstrip() for s in sources)
 
 
 class Asker:
@@ -249,6 +213,7 @@ class Asker:
             failed = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
             summarize(log, request_id, "ask", started, failed, prompt_version=ASK_PROMPT_VERSION)
             raise
+        cached: dict[str, Any] = {"tier": "cache"} if outcome.cache == "hit" else {}
         summarize(
             log,
             request_id,
@@ -258,6 +223,8 @@ class Asker:
             completion=outcome.completion,
             context_tokens=outcome.prompt_tokens,
             prompt_version=ASK_PROMPT_VERSION,
+            cache=outcome.cache,
+            **cached,
         )
         return outcome
 
@@ -280,7 +247,7 @@ class Asker:
         ranking = "keywords" if semantic is None else "hybrid"
         counter = await rt.counter(settings.llm.model)
         pack = await rt.assembler.assemble_hits(hits, counter, settings.context.ask_tokens)
-        sources = _sources(hits, pack)
+        sources = sources_of(hits, pack)
         keyword_note = f"_Ranked by keyword match only: {why}._" if why else None
         conversation_id = previous.id if previous else None
         if not rt.llm.available:
@@ -324,15 +291,16 @@ class Asker:
                 conversation.messages = [*messages, answer]
                 conversation.turns += 1
                 parts = [
-                    f"# {_title(question)}",
+                    f"# {answer_title(question)}",
                     sanitize(found.entry.text.strip()),
-                    "**Sources**\n\n" + _listing(sources),
+                    "**Sources**\n\n" + listing(sources),
                     *([keyword_note] if keyword_note else []),
                     hit_footer(found, elapsed),
                 ]
                 message = f"answered from the cache ({found.layer})"
+                joined = "\n\n".join(parts)
                 return AskOutcome(
-                    "\n\n".join(parts), message, conversation.id, sources, True, ranking
+                    joined, message, conversation.id, sources, True, ranking, cache="hit"
                 )
         try:
             if keys is not None:
@@ -350,7 +318,10 @@ class Asker:
             reason = f"the model did not answer ({failure.message})"
             markdown = self._places(question, sources, reason, keyword_note)
             message = "no model answered: listed where to look"
-            return AskOutcome(markdown, message, conversation_id, sources, False, ranking)
+            cache = "miss" if keys is not None else "off"
+            return AskOutcome(
+                markdown, message, conversation_id, sources, False, ranking, cache=cache
+            )
         conversation = previous or self._new_conversation()
         conversation.messages = [*messages, {"role": "assistant", "content": completion.text}]
         conversation.turns += 1
@@ -361,9 +332,9 @@ class Asker:
             cost = sum(c.cost_usd for c in summaries)
             notes.append(f"_Earlier exchanges summarised by {summaries[-1].model} (${cost:.4f})._")
         parts = [
-            f"# {_title(question)}",
+            f"# {answer_title(question)}",
             sanitize(completion.text.strip()),
-            "**Sources**\n\n" + _listing(sources),
+            "**Sources**\n\n" + listing(sources),
             *notes,
             footer(completion, completion.tier, pack.tokens),
         ]
@@ -377,6 +348,7 @@ class Asker:
             ranking,
             completion,
             pack.tokens,
+            "miss" if keys is not None else "off",
         )
 
     def _new_conversation(self) -> Conversation:
@@ -391,9 +363,9 @@ class Asker:
     ) -> str:
         """The answer when no model answers: where to look, best first."""
         parts = [
-            f"# {_title(question)}",
+            f"# {answer_title(question)}",
             f"_No AI answer: {reason}. The code that matches the question best:_",
-            _listing(sources),
+            listing(sources),
         ]
         if note:
             parts.append(note)

@@ -49,3 +49,8 @@ async def test_the_same_question_twice_asks_the_model_once(
     assert len(chats(fake)) == 1
     records = await session.wait_for_lines(("cache",))
     assert [r["cache"] for r in records] == ["hit:exact"]
+    summaries = await session.wait_for_lines(("request",), 2)
+    assert [(r["outcome"], r["cache"], r["tier"]) for r in summaries] == [
+        ("ok", "miss", "primary"),
+        ("ok", "hit", "cache"),
+    ]

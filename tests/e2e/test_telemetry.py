@@ -213,6 +213,7 @@ async def test_an_explain_with_two_tool_calls(
     assert _tree(root) == [
         "workspace/executeCommand",
         "  context.assemble",
+        "  cache.lookup",
         "  invoke_agent explain",
         "    agent.step",
         "      llm.chain",
@@ -223,6 +224,8 @@ async def test_an_explain_with_two_tool_calls(
         "      llm.chain",
         "        chat gpt-4o",
     ]
+    [lookup] = _find(spans, "cache.lookup")  # the session's answer cache is off
+    assert lookup.attributes["llm_lsp.cache"] == "off"
     agent = _find(spans, "invoke_agent explain")[0]
     assert agent.attributes["llm_lsp.agent.stop"] == "answered"
     steps = _find(spans, "agent.step")
