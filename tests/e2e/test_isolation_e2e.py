@@ -126,8 +126,8 @@ async def test_no_workspace_code_runs_and_hostile_drafts_are_rejected(
 
         fake.reset()
         lambdas = "    return " + "lambda: " * 5_000 + "0\n"
-        # far past the parse child's CPU budget on any machine (3,500 terms took 3 s here)
-        chain = "    return " + "+".join(["1"] * 8_000) + "\n"
+        # past the parse child's 3 s CPU budget (3,500 terms took 3.1 s here; 5,000 take 6.7 s)
+        chain = "    return " + "+".join(["1"] * 5_000) + "\n"
         fake.script(
             Step(tool_calls=[_propose(lambdas)]),
             Step(tool_calls=[_propose(chain)]),
