@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from lsp_server.activity import Activity
 from lsp_server.agent import JediNavigator, ToolRegistry, Workspace, build_tools
 from lsp_server.cache import AnswerCache
 from lsp_server.context.jedi.symbols import SymbolIndex
@@ -107,6 +108,8 @@ class Engine:
         self._counters: dict[str, asyncio.Future[TokenCounter]] = {}
         #: Fixes handed to the editor, until a change shows them applied or discarded.
         self.pending_fixes = PendingFixes()
+        #: requests in progress: the workspace warm-up steps aside for them
+        self.activity = Activity()
         #: set once the first hover has answered: the workspace is indexed after it
         self._first_hover = asyncio.Event()
         self.answers = open_answers(settings)
@@ -240,7 +243,8 @@ class Engine:
         (background; cancellable). The SDK is imported lazily (about 2 s), off the loop here
         so the first model call does not import it on the event loop. Indexing (seconds of
         chunking on worker threads, competing for the GIL) starts once the first hover has
-        answered, or after `INDEX_GRACE` seconds without one."""
+        answered, or after `INDEX_GRACE` seconds without one, and steps aside, file by file,
+        while a hover is being answered (`Activity`)."""
         await self.counter(self._settings.llm.model)
         if self.llm.available:
             await asyncio.to_thread(importlib.import_module, "openai")
@@ -249,7 +253,7 @@ class Engine:
                 await self._first_hover.wait()
         except TimeoutError:
             pass
-        await self.assembler.warm_workspace()
+        await self.assembler.warm_workspace(self.activity.idle)
 
     async def counter(self, model: str) -> TokenCounter:
         """The token counter for `model`, loaded once: a hover arriving while the warm-up
@@ -291,9 +295,10 @@ class Engine:
         ``regenerate``: bypass the answer cache and refresh it (the Regenerate action).
         ``on_ready``: hears the whole hover when the model answers after ``hoverWait``."""
         try:
-            return await self._hover.hover(
-                doc, line, column, regenerate=regenerate, on_ready=on_ready
-            )
+            with self.activity.request():
+                return await self._hover.hover(
+                    doc, line, column, regenerate=regenerate, on_ready=on_ready
+                )
         finally:
             self._first_hover.set()
 

@@ -23,7 +23,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -133,16 +133,22 @@ class Assembler:
         self._rescan: asyncio.Task[int] | None = None
         self._scanned_at = 0.0
 
-    async def warm(self, paths: Iterable[Path]) -> int:
+    async def warm(
+        self, paths: Iterable[Path], idle: Callable[[], Awaitable[None]] | None = None
+    ) -> int:
         """Index ``paths`` (the workspace's files) and chunk them ahead of requests.
 
         One worker-thread job per file reads it once (its buffer if open), adds
         its identifiers to the word index and chunks it (while the module cache
-        has room), yielding to the event loop in between. Afterwards callers come
-        from the index. Returns how many files were indexed.
+        has room), yielding to the event loop in between, and first to ``idle``
+        (which returns when no request is being answered: chunking on a thread
+        competes with a hover for the interpreter). Afterwards callers come from
+        the index. Returns how many files were indexed.
         """
         indexed = 0
         for i, path in enumerate(paths):
+            if idle is not None:
+                await idle()
             chunk = i < self._cache_size
             indexed += await asyncio.to_thread(warm_one, self.words, self.modules, path, chunk)
         self.words.mark_ready()
@@ -151,11 +157,11 @@ class Assembler:
         self._scanned_at = time.monotonic()
         return indexed
 
-    async def warm_workspace(self) -> int:
+    async def warm_workspace(self, idle: Callable[[], Awaitable[None]] | None = None) -> int:
         """Find the workspace's Python files and `warm` them (cancel it to stop); logs the time."""
         started = time.monotonic()
         paths = await asyncio.to_thread(self.words.discover)
-        indexed = await self.warm(paths)
+        indexed = await self.warm(paths, idle)
         files, words, sites = self.words.stats()
         logger.info(
             "indexed %d of %d workspace files in %.1f s (%d identifiers, %d call sites)",
