@@ -1,0 +1,225 @@
+-- Hovers in a real headless Neovim, for tests/editors/test_nvim_hover.py and
+-- scripts/bench_nvim_hover.py:  nvim --headless -u NONE -l hover.lua
+-- Environment: LLM_LSP_PLUGIN (editors/nvim), LLM_LSP_ROOT (the project), LLM_LSP_FILE
+-- (the file hovered, relative), LLM_LSP_OUT (the JSON written), LLM_LSP_PYTHON (runs the
+-- server and scripts the fake), LLM_LSP_SERVERS ("jls", "llm" or "both"), LLM_LSP_JLS
+-- (jedi-language-server's command, JSON), LLM_LSP_SETTINGS (llmLsp settings, JSON),
+-- LLM_LSP_WARM ({line, col}: hovered first, not timed), LLM_LSP_SITES ([{line, col}]:
+-- hovered and timed; lines from 1, columns in bytes from 0), LLM_LSP_SCENARIO ("bench":
+-- time the sites; "ready": also the `llmLsp/explanationReady` handler, fed by hand, and
+-- with LLM_LSP_SLOW set, a hover whose explanation arrives later).
+-- Any Lua error is recorded as `error`; the script still writes its output and quits.
+
+local env = vim.env
+local out = { hovers = {}, messages = {}, ready = {} }
+local root = env.LLM_LSP_ROOT
+local TIMEOUT = 180000
+local started = vim.uv.hrtime()
+
+local function reached(step)
+  local log = assert(io.open(env.LLM_LSP_OUT .. ".log", "a"))
+  log:write(string.format("%.1f s: %s\n", (vim.uv.hrtime() - started) / 1e9, step))
+  log:close()
+end
+
+vim.opt.rtp:prepend(env.LLM_LSP_PLUGIN)
+vim.cmd("filetype on")
+vim.cmd("syntax on") -- as in a user's Neovim: the hover float is stylized markdown
+
+local notify = vim.notify
+vim.notify = function(message, level, o)
+  table.insert(out.messages, tostring(message))
+  return notify(message, level, o)
+end
+
+local readies = {}
+vim.api.nvim_create_autocmd("User", {
+  pattern = "LlmLspExplanationReady",
+  callback = function(ev)
+    table.insert(readies, { result = ev.data.result, at = vim.uv.hrtime() })
+  end,
+})
+
+local servers = env.LLM_LSP_SERVERS or "both"
+local names = {}
+if servers ~= "jls" then
+  require("llm_lsp").setup({
+    cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" },
+    settings = vim.json.decode(env.LLM_LSP_SETTINGS or "{}"),
+  })
+  table.insert(names, "llm_lsp")
+end
+if servers ~= "llm" then
+  vim.lsp.config("jedi_language_server", {
+    cmd = vim.json.decode(env.LLM_LSP_JLS),
+    filetypes = { "python" },
+    root_markers = { "pyproject.toml", ".git" },
+  })
+  vim.lsp.enable("jedi_language_server")
+  table.insert(names, "jedi_language_server")
+end
+
+local function floats()
+  local wins = {}
+  for _, win in ipairs(vim.api.nvim_list_wins()) do
+    if vim.api.nvim_win_get_config(win).relative ~= "" then
+      table.insert(wins, win)
+    end
+  end
+  return wins
+end
+
+local function close_floats()
+  for _, win in ipairs(floats()) do
+    pcall(vim.api.nvim_win_close, win, true)
+  end
+end
+
+local function float_lines()
+  local win = floats()[1]
+  if win == nil then
+    return nil
+  end
+  return vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(win), 0, -1, false), win
+end
+
+local function open(relative)
+  vim.cmd.edit(vim.fs.joinpath(root, relative))
+  local buf = vim.api.nvim_get_current_buf()
+  for _, name in ipairs(names) do
+    assert(
+      vim.wait(TIMEOUT, function()
+        local client = vim.lsp.get_clients({ bufnr = buf, name = name })[1]
+        return client ~= nil and client.initialized == true
+      end, 20),
+      name .. " never attached to " .. relative
+    )
+  end
+  return buf
+end
+
+--- Hover like `K` at {line, col}; the milliseconds until a float shows text, and its lines.
+local function hover(site)
+  close_floats()
+  vim.api.nvim_win_set_cursor(0, { site[1], site[2] })
+  local told = #out.messages
+  local t0 = vim.uv.hrtime()
+  vim.lsp.buf.hover()
+  local lines
+  local ok = vim.wait(TIMEOUT, function()
+    if #out.messages > told then
+      return true -- "No information available"
+    end
+    lines = float_lines()
+    return lines ~= nil and #lines > 0
+  end, 2)
+  local ms = (vim.uv.hrtime() - t0) / 1e6
+  assert(ok, "no hover float appeared")
+  return { ms = ms, lines = lines, said = out.messages[told + 1] }
+end
+
+local function sites()
+  return vim.json.decode(env.LLM_LSP_SITES or "[]")
+end
+
+local scenarios = {}
+
+function scenarios.bench()
+  open(env.LLM_LSP_FILE)
+  reached("attached")
+  hover(vim.json.decode(env.LLM_LSP_WARM))
+  for _, site in ipairs(sites()) do
+    reached("hover " .. vim.inspect(site))
+    table.insert(out.hovers, hover(site))
+  end
+  close_floats()
+end
+
+--- Feed our client's handler a notification as the server would send it.
+local function feed(buf, params)
+  local client = vim.lsp.get_clients({ bufnr = buf, name = "llm_lsp" })[1]
+  local before = #readies
+  client.handlers["llmLsp/explanationReady"](nil, params, { client_id = client.id, method = "llmLsp/explanationReady" })
+  local lines = float_lines()
+  return { result = readies[before + 1] and readies[before + 1].result, lines = lines, floats = #floats() }
+end
+
+local function here(buf)
+  local client = vim.lsp.get_clients({ bufnr = buf, name = "llm_lsp" })[1]
+  local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+  return {
+    textDocument = { uri = params.textDocument.uri, version = vim.lsp.util.buf_versions[buf] },
+    position = params.position,
+    contents = { kind = "markdown", value = env.LLM_LSP_FED },
+  }
+end
+
+function scenarios.ready()
+  local buf = open(env.LLM_LSP_FILE)
+  reached("attached")
+  out.capabilities = vim.lsp.get_clients({ bufnr = buf, name = "llm_lsp" })[1].capabilities
+  hover(vim.json.decode(env.LLM_LSP_WARM))
+  local site = sites()[1]
+  -- 1. the float of both servers is open: our part is replaced, jedi's kept
+  local shown = hover(site)
+  out.ready.before = shown.lines
+  out.ready.update = feed(buf, here(buf))
+  -- 2. the float was closed, the cursor has not moved: a float opens
+  close_floats()
+  out.ready.reopen = feed(buf, here(buf))
+  -- 3. the cursor moved on (within the range is still "on" it; outside is not)
+  close_floats()
+  local params = here(buf)
+  params.range = { start = params.position, ["end"] = params.position }
+  vim.api.nvim_win_set_cursor(0, { site[1] + 1, 0 })
+  out.ready.moved = feed(buf, params)
+  -- 4. another version of the document: dropped
+  vim.api.nvim_win_set_cursor(0, { site[1], site[2] })
+  params = here(buf)
+  params.textDocument.version = params.textDocument.version - 1
+  out.ready.stale = feed(buf, params)
+  close_floats()
+  if env.LLM_LSP_SLOW ~= nil then
+    -- 5. end to end: the provider takes 2 s; the float opens first, then changes by itself
+    local post = "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], "
+      .. "data=sys.argv[2].encode(), headers={'Content-Type': 'application/json'}), timeout=60)"
+    local result = vim.system({ env.LLM_LSP_PYTHON, "-c", post, env.LLM_LSP_FAKE .. "/_fake/script", env.LLM_LSP_SLOW }):wait(120000)
+    assert(result.code == 0, "scripting the fake failed: " .. tostring(result.stderr))
+    local slow = sites()[2]
+    local opened = hover(slow)
+    local _, win = float_lines()
+    local t0 = vim.uv.hrtime()
+    local lines
+    vim.wait(60000, function()
+      lines = float_lines()
+      return lines ~= nil and table.concat(lines, "\n"):find(env.LLM_LSP_ANSWER, 1, true) ~= nil
+    end, 20)
+    local _, win_after = float_lines()
+    out.ready.slow = {
+      ms = opened.ms,
+      opened = opened.lines,
+      later = lines,
+      later_ms = opened.ms + (vim.uv.hrtime() - t0) / 1e6,
+      same_window = win ~= nil and win == win_after,
+      results = vim.tbl_map(function(r)
+        return r.result
+      end, readies),
+    }
+  end
+end
+
+local ok, err = xpcall(scenarios[env.LLM_LSP_SCENARIO], debug.traceback)
+if not ok then
+  out.error = err
+end
+local file = assert(io.open(env.LLM_LSP_OUT, "w"))
+file:write(vim.json.encode(out))
+file:close()
+reached("written")
+for _, client in ipairs(vim.lsp.get_clients()) do
+  client:stop()
+end
+vim.wait(10000, function()
+  return #vim.lsp.get_clients() == 0
+end, 50)
+vim.cmd("qa!")
