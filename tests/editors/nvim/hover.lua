@@ -6,7 +6,8 @@
 -- (jedi-language-server's command, JSON), LLM_LSP_SETTINGS (llmLsp settings, JSON),
 -- LLM_LSP_WARM ({line, col}: hovered first, not timed), LLM_LSP_SITES ([{line, col}]:
 -- hovered and timed; lines from 1, columns in bytes from 0), LLM_LSP_SCENARIO ("bench":
--- time the sites; "ready": also the `llmLsp/explanationReady` handler, fed by hand, and
+-- time the sites, and when a float says the explanation is on its way, the time until it
+-- shows it; "ready": also the `llmLsp/explanationReady` handler, fed by hand, and
 -- with LLM_LSP_SLOW set, a hover whose explanation arrives later).
 -- Any Lua error is recorded as `error`; the script still writes its output and quits.
 
@@ -130,7 +131,22 @@ function scenarios.bench()
   hover(vim.json.decode(env.LLM_LSP_WARM))
   for _, site in ipairs(sites()) do
     reached("hover " .. vim.inspect(site))
-    table.insert(out.hovers, hover(site))
+    local shown = hover(site)
+    local t0 = vim.uv.hrtime()
+    local pending = function()
+      local lines = float_lines()
+      return lines ~= nil and table.concat(lines, "\n"):find("on its way", 1, true) ~= nil
+    end
+    if pending() then
+      -- the explanation follows: how long until the float shows it by itself
+      shown.noted = true
+      if vim.wait(60000, function()
+        return not pending()
+      end, 5) and float_lines() ~= nil then
+        shown.explained_ms = shown.ms + (vim.uv.hrtime() - t0) / 1e6
+      end
+    end
+    table.insert(out.hovers, shown)
   end
   close_floats()
 end
