@@ -34,10 +34,15 @@ from tests.editors.nvim_hover import run_session
 
 pytestmark = pytest.mark.timeout(600)
 
-HOVER_ANSWER = "Adds VAT to the subtotal (answered by the fake at once)."
+#: The fake's answer at once: it carries the words of the server's note, so the float looks
+#: like a hover still waiting for its explanation (the state the handler acts on).
+HOVER_ANSWER = "The explanation is on its way (the fake's answer, at once)."
 FED = "**Fed by hand**: the explanation the server would send."
 SLOW_ANSWER = "Applies the discount after VAT (answered by the fake after 2 s)."
 PROVIDER_DELAY = 2.0
+#: Room for the hovers answered at once (the fed ones) to answer in full without a note,
+#: even on a busy machine, and still well under the provider's delay.
+HOVER_WAIT = 1.0
 SERVER_SIDE = "hoverWait" in {spec.declaration.key for spec in SPECS}
 JEDI = "# jedi_language_server"
 OURS = "# llm_lsp"
@@ -77,7 +82,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             state=tmp_path / "session",
             env=env,
             servers="both",
-            settings={"hoverWait": 0.3} if SERVER_SIDE else {},
+            settings={"hoverWait": HOVER_WAIT} if SERVER_SIDE else {},
             sites=((18, 21), (19, 17)),  # subtotal (fed by hand), apply_discount (2 s)
             extra=extra,
         )
@@ -90,13 +95,21 @@ def test_the_handler_replaces_our_part_of_the_open_float(seen: dict[str, Any]) -
     assert JEDI in before and OURS in before
     jedi_part = _part(before, JEDI)
     assert any("subtotal" in line for line in jedi_part)
+    ours = _part(before, OURS)
+    assert "subtotal" in ours[0] and HOVER_ANSWER in _text(ours)  # static facts, "the note"
+    # another symbol's explanation leaves the float alone
+    assert ready["other"] == {"result": "dropped", "floats": 1, "lines": before}
     update = ready["update"]
     assert update["result"] == "updated" and update["floats"] == 1
     after = update["lines"]
-    assert _part(after, JEDI) == jedi_part  # jedi's part untouched
+    assert _part(after, JEDI) == jedi_part  # jedi's part untouched, rules included
+    assert _part(after, OURS)[0] == ours[0]
     assert "**Fed by hand**" in _text(_part(after, OURS))
-    assert HOVER_ANSWER not in _text(after) and "on its way" not in _text(after)
+    assert HOVER_ANSWER not in _text(after)
     assert after.count(OURS) == 1 and after.count(JEDI) == 1
+    # with our part first, it ends at the rule before jedi's header
+    first = ["# llm_lsp", "facts", "---", "explained", "---", "# jedi_language_server", "types"]
+    assert ready["first"] == first
 
 
 def test_the_handler_reopens_a_closed_float_only_where_the_cursor_still_is(
@@ -122,7 +135,8 @@ def test_the_float_opens_at_once_and_shows_the_explanation_by_itself(
     assert slow["ms"] < PROVIDER_DELAY * 1000, slow["ms"]
     assert JEDI in slow["opened"] and OURS in slow["opened"]
     assert "on its way" in opened and SLOW_ANSWER not in opened
-    assert "apply_discount" in _text(_part(slow["opened"], OURS))  # the static facts
+    assert "apply_discount" in _part(slow["opened"], OURS)[0]  # the static facts
+    assert "apply_discount" in _text(_part(slow["opened"], JEDI))
     # then, without a keypress, the same float shows the explanation in place
     later = slow["later"]
     assert SLOW_ANSWER in _text(later), later

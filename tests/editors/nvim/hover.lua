@@ -3,7 +3,8 @@
 -- Environment: LLM_LSP_PLUGIN (editors/nvim), LLM_LSP_ROOT (the project), LLM_LSP_FILE
 -- (the file hovered, relative), LLM_LSP_OUT (the JSON written), LLM_LSP_PYTHON (runs the
 -- server and scripts the fake), LLM_LSP_SERVERS ("jls", "llm" or "both"), LLM_LSP_JLS
--- (jedi-language-server's command, JSON), LLM_LSP_SETTINGS (llmLsp settings, JSON),
+-- (jedi-language-server's command, JSON), LLM_LSP_CMD (llm-lsp's command, JSON, instead of
+-- LLM_LSP_PYTHON -m lsp_server serve), LLM_LSP_SETTINGS (llmLsp settings, JSON),
 -- LLM_LSP_WARM ({line, col}: hovered first, not timed), LLM_LSP_SITES ([{line, col}]:
 -- hovered and timed; lines from 1, columns in bytes from 0), LLM_LSP_SCENARIO ("bench":
 -- time the sites, and when a float says the explanation is on its way, the time until it
@@ -45,7 +46,7 @@ local servers = env.LLM_LSP_SERVERS or "both"
 local names = {}
 if servers ~= "jls" then
   require("llm_lsp").setup({
-    cmd = { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" },
+    cmd = env.LLM_LSP_CMD and vim.json.decode(env.LLM_LSP_CMD) or { env.LLM_LSP_PYTHON, "-m", "lsp_server", "serve" },
     settings = vim.json.decode(env.LLM_LSP_SETTINGS or "{}"),
   })
   table.insert(names, "llm_lsp")
@@ -160,13 +161,13 @@ local function feed(buf, params)
   return { result = readies[before + 1] and readies[before + 1].result, lines = lines, floats = #floats() }
 end
 
-local function here(buf)
+local function here(buf, contents)
   local client = vim.lsp.get_clients({ bufnr = buf, name = "llm_lsp" })[1]
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
   return {
     textDocument = { uri = params.textDocument.uri, version = vim.lsp.util.buf_versions[buf] },
     position = params.position,
-    contents = { kind = "markdown", value = env.LLM_LSP_FED },
+    contents = { kind = "markdown", value = contents or env.LLM_LSP_FED },
   }
 end
 
@@ -176,10 +177,19 @@ function scenarios.ready()
   out.capabilities = vim.lsp.get_clients({ bufnr = buf, name = "llm_lsp" })[1].capabilities
   hover(vim.json.decode(env.LLM_LSP_WARM))
   local site = sites()[1]
-  -- 1. the float of both servers is open: our part is replaced, jedi's kept
+  -- 1. the float of both servers is open, our part waiting (the fake's answer says it is
+  -- on its way): the explanation of another symbol leaves it alone; this symbol's (the
+  -- same static facts first, as the server sends them) replaces our part, jedi's kept
   local shown = hover(site)
   out.ready.before = shown.lines
-  out.ready.update = feed(buf, here(buf))
+  local head = shown.lines[vim.fn.index(shown.lines, "# llm_lsp") + 2]
+  out.ready.other = feed(buf, here(buf, "**function** `elsewhere`\n\n" .. env.LLM_LSP_FED))
+  out.ready.update = feed(buf, here(buf, head .. "\n\n" .. env.LLM_LSP_FED))
+  -- (our part first: it ends at the rule before the next server's header)
+  local h = require("llm_lsp.hover")
+  local lines = { "# llm_lsp", "facts", "───", "waiting: on its way", "───", "# jedi_language_server", "types" }
+  local first, last = h.locate(lines, "llm_lsp", { jedi_language_server = true }, false)
+  out.ready.first = h.merge(lines, first, last, { "facts", "---", "explained" })
   -- 2. the float was closed, the cursor has not moved: a float opens
   close_floats()
   out.ready.reopen = feed(buf, here(buf))

@@ -4,17 +4,25 @@
 --- then answers within the server's `hoverWait` with the static facts and a note that
 --- the explanation is on its way, and the server sends `llmLsp/explanationReady`
 --- (`textDocument` {uri, version}, `position`, `range`, `contents` = the full hover
---- markdown) once the model has answered. `on_explanation_ready` shows it:
+--- markdown: static facts, explanation, footer) once the model has answered.
+--- `on_explanation_ready` shows it:
 ---
 --- 1. the hover float of that buffer is still open (`vim.lsp.buf.hover()` keeps it in
----    `b:lsp_floating_preview`, marked `w:textDocument/hover`) and the cursor is still on
----    the symbol: our part of the float is replaced in place. With several servers
----    answering, Neovim (0.11+) heads each part with `# <client name>` and separates
----    them with a rule; the other servers' parts (jedi-language-server's) are kept.
+---    `b:lsp_floating_preview`, marked `w:textDocument/hover`), the cursor is still on
+---    the symbol and our part of the float is that symbol's hover still waiting (it has
+---    the note and starts with the same static facts): our part is replaced in place.
+---    With several servers answering, Neovim (0.11+) heads each part with
+---    `# <client name>` and separates them with a rule; the other servers' parts
+---    (jedi-language-server's) are kept. A float of another symbol is left alone.
 --- 2. no float, but the cursor is still on the symbol of the same buffer version: a
 ---    hover float opens with our part (`K` focuses it as usual).
 --- 3. otherwise (another buffer, an edited buffer, the cursor moved on) it is dropped;
 ---    the next hover shows the explanation from the server's cache.
+---
+--- Neovim opens the hover float when every server has answered: a slow peer (jedi's
+--- first look at a name can take seconds) may answer after the explanation arrived.
+--- While a hover on the buffer is pending the explanation waits (polled every 20 ms, at
+--- most `pending_wait_ms`), then updates the float that hover opened.
 
 local M = {}
 
@@ -26,6 +34,13 @@ M.method = "llmLsp/explanationReady"
 
 --- The focus id (and window variable) of Neovim's hover float.
 local HOVER = "textDocument/hover"
+
+--- The words of the server's note in a hover whose explanation is still on its way.
+M.note = "on its way"
+
+--- How long an explanation waits for a hover still being answered (by a slower server)
+--- before it is shown anyway, in milliseconds.
+M.pending_wait_ms = 30000
 
 local function before(a, b)
   return a.line < b.line or (a.line == b.line and a.character <= b.character)
@@ -80,18 +95,24 @@ local function other_hover_clients(bufnr, client)
   return names
 end
 
+--- A thematic break: `---` as servers send it, or the line of `─` Neovim draws for it.
 local function is_rule(line)
-  return line == "---" or line:match("^─+$") ~= nil
+  if line == "---" then
+    return true
+  end
+  local rest = line:gsub("─", "") -- (a pattern would repeat the last byte of `─` only)
+  return line ~= "" and rest == ""
 end
 
---- The float's lines with our part replaced by `ours` (raw markdown lines), the other
---- parts kept. Returns the raw lines (rules as `---`) ready to be rendered again.
+--- Where our part of the float's `lines` is: the first and last line of its content
+--- (after our `# <name>` header when several servers answered, else the whole float), or
+--- nil when the float has no part of ours.
 --- @param lines string[] the float buffer's lines
---- @param ours string[]
 --- @param name string our client's name
 --- @param others table<string, boolean> the other hover clients' names
---- @return string[]
-function M.merge(lines, ours, name, others)
+--- @param alone boolean whether the float is known to be ours alone
+--- @return integer?, integer?
+function M.locate(lines, name, others, alone)
   local header = "# " .. name
   local start
   for i, line in ipairs(lines) do
@@ -100,34 +121,58 @@ function M.merge(lines, ours, name, others)
       break
     end
   end
-  local result = {}
-  local function copy(from, to)
-    for i = from, to do
-      table.insert(result, is_rule(lines[i]) and "---" or lines[i])
-    end
-  end
   if start == nil then
-    if next(others) == nil or table.concat(lines, "\n"):find("on its way", 1, true) then
-      return vim.list_extend({}, ours) -- the float is ours alone
+    -- one server answered: Neovim adds no header
+    if alone or next(others) == nil or table.concat(lines, "\n"):find(M.note, 1, true) then
+      return 1, #lines
     end
-    -- someone else's float (our hover answered nothing): ours below it
-    copy(1, #lines)
-    table.insert(result, "---")
-    table.insert(result, header)
-    return vim.list_extend(result, ours)
+    return nil -- another server's float (ours answered nothing)
   end
   -- our part ends at the rule before the next client's header (or at the end)
-  local stop = #lines + 1
-  for i = start + 1, #lines do
+  for i = start + 2, #lines do
     local next_header = lines[i]:match("^# (.+)$")
-    if next_header and others[next_header] and i > start + 1 and is_rule(lines[i - 1]) then
-      stop = i - 1
-      break
+    if next_header and others[next_header] and is_rule(lines[i - 1]) then
+      return start + 1, i - 2
     end
   end
-  copy(1, start)
+  return start + 1, #lines
+end
+
+local function first_text(lines, from, to)
+  for i = from, to do
+    local line = vim.trim(lines[i])
+    if line ~= "" and not is_rule(line) then
+      return line
+    end
+  end
+  return nil
+end
+
+--- Whether our part (`lines[first..last]`) is the hover the explanation `ours` completes:
+--- it still says the explanation is on its way, and it starts as `ours` does (the same
+--- static facts: the same symbol) or holds nothing but the note.
+--- @return boolean
+function M.awaits(lines, first, last, ours)
+  local part = table.concat(lines, "\n", first, last)
+  if not part:find(M.note, 1, true) then
+    return false -- already complete (or not a hover of ours)
+  end
+  local head = first_text(lines, first, last)
+  return head == first_text(ours, 1, #ours) or head:find(M.note, 1, true) ~= nil
+end
+
+--- The float's lines with `lines[first..last]` replaced by `ours` (raw markdown lines),
+--- the rest kept, rules back to `---`: ready to be rendered again.
+--- @return string[]
+function M.merge(lines, first, last, ours)
+  local result = {}
+  for i = 1, first - 1 do
+    table.insert(result, is_rule(lines[i]) and "---" or lines[i])
+  end
   vim.list_extend(result, ours)
-  copy(stop, #lines)
+  for i = last + 1, #lines do
+    table.insert(result, is_rule(lines[i]) and "---" or lines[i])
+  end
   return result
 end
 
@@ -157,12 +202,27 @@ local function rewrite(win, raw, source_win)
   end
 end
 
+--- Whether a hover request on `bufnr` is still unanswered by some client: Neovim opens
+--- the float only when every server has answered.
+local function hover_pending(bufnr)
+  for _, c in ipairs(vim.lsp.get_clients({ bufnr = bufnr })) do
+    for _, request in pairs(c.requests or {}) do
+      if request.type == "pending" and request.method == HOVER and request.bufnr == bufnr then
+        return true
+      end
+    end
+  end
+  return false
+end
+
 --- Show a ready explanation (see the module's description). Returns what it did:
---- "updated", "opened" or "dropped" (for tests and logs).
+--- "updated", "opened", "dropped", or "waiting" (a hover on that buffer is still being
+--- answered: try again once its float is open; `impatient` shows it anyway).
 --- @param params table
 --- @param client vim.lsp.Client
+--- @param impatient boolean?
 --- @return string
-function M.show(params, client)
+function M.show(params, client, impatient)
   local doc = params.textDocument or {}
   local contents = params.contents
   if type(doc.uri) ~= "string" or contents == nil then
@@ -176,6 +236,9 @@ function M.show(params, client)
   if type(version) == "number" and vim.lsp.util.buf_versions[bufnr] ~= version then
     return "dropped" -- edited since: the server cancels such answers, a late one is stale
   end
+  if not impatient and hover_pending(bufnr) then
+    return "waiting" -- the explanation came before jedi's hover: update the float it opens
+  end
   local wins = windows_on(bufnr, client, params)
   if #wins == 0 then
     return "dropped"
@@ -184,27 +247,31 @@ function M.show(params, client)
   local float = M.hover_float(bufnr)
   if float ~= nil then
     local lines = vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(float), 0, -1, false)
-    local raw = M.merge(lines, ours, client.name, other_hover_clients(bufnr, client))
-    rewrite(float, raw, wins[1])
+    local others = other_hover_clients(bufnr, client)
+    local first, last = M.locate(lines, client.name, others, vim.w[float].llm_lsp_hover == true)
+    if first == nil or not M.awaits(lines, first, last, ours) then
+      return "dropped" -- the open float is another symbol's: leave it alone
+    end
+    rewrite(float, M.merge(lines, first, last, ours), wins[1])
     return "updated"
   end
   if vim.api.nvim_get_current_buf() ~= bufnr or vim.api.nvim_get_current_win() ~= wins[1] then
     return "dropped" -- the float opens at the cursor: only where the user is
   end
-  vim.lsp.util.open_floating_preview(ours, "markdown", { focus_id = HOVER })
+  local _, win = vim.lsp.util.open_floating_preview(ours, "markdown", { focus_id = HOVER })
+  vim.w[win].llm_lsp_hover = true
   return "opened"
 end
 
---- The `llmLsp/explanationReady` handler (a notification: nothing is returned).
-function M.on_explanation_ready(err, params, ctx)
-  if err ~= nil or type(params) ~= "table" then
+local function attempt(params, client, since)
+  local impatient = vim.uv.now() - since > M.pending_wait_ms
+  local ok, result = pcall(M.show, params, client, impatient)
+  if ok and result == "waiting" then
+    vim.defer_fn(function()
+      attempt(params, client, since)
+    end, 20)
     return
   end
-  local client = vim.lsp.get_client_by_id(ctx.client_id)
-  if client == nil then
-    return
-  end
-  local ok, result = pcall(M.show, params, client)
   if not ok then
     require("llm_lsp").notify("cannot show the explanation: " .. tostring(result), vim.log.levels.WARN)
     return
@@ -213,6 +280,17 @@ function M.on_explanation_ready(err, params, ctx)
     pattern = "LlmLspExplanationReady",
     data = { result = result, uri = params.textDocument and params.textDocument.uri },
   })
+end
+
+--- The `llmLsp/explanationReady` handler (a notification: nothing is returned).
+function M.on_explanation_ready(err, params, ctx)
+  if err ~= nil or type(params) ~= "table" then
+    return
+  end
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  if client ~= nil then
+    attempt(params, client, vim.uv.now())
+  end
 end
 
 --- `capabilities` extended with ours (a copy; the user's own capabilities are kept).
