@@ -8,7 +8,8 @@ decides when jedi's type information appears too. Three configurations:
 
 - ``jls``: jedi-language-server alone (0.47, its own venv: `lsp_server.testing.jedi_peer`);
 - ``fast``: + llm-lsp, the fake provider answering at once;
-- ``slow``: + llm-lsp, the fake provider answering in 2 s (a real model's latency).
+- ``slow``: + llm-lsp, the fake provider answering in 2 s (a real model's latency);
+- ``llm`` (with ``--configs``): llm-lsp alone, the provider answering at once.
 
 Each run is a fresh Neovim with fresh servers and empty caches; one hover on another
 symbol warms both servers first, then each of four symbols (`tests/editors/nvim_hover.py`
@@ -44,7 +45,11 @@ LABELS = {
     "jls": "jedi-language-server alone",
     "fast": "+ llm-lsp, provider answering at once",
     "slow": "+ llm-lsp, provider answering in {delay:g} s",
+    "llm": "llm-lsp alone, provider answering at once",
 }
+#: The issue's table; ``llm`` (not in it) tells llm-lsp's own time from the two servers'
+#: contention for the machine.
+DEFAULT_CONFIGS = ("jls", "fast", "slow")
 
 
 def _median(values: list[float]) -> float:
@@ -54,7 +59,7 @@ def _median(values: list[float]) -> float:
 def _session(config: str, state: Path, env: dict[str, str]) -> dict[str, Any]:
     root = state / "project"
     shutil.copytree(FIXTURE, root)
-    servers = "jls" if config == "jls" else "both"
+    servers = {"jls": "jls", "llm": "llm"}.get(config, "both")
     return run_session("bench", root=root, state=state, env=env, servers=servers)
 
 
@@ -62,12 +67,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--delay", type=float, default=2.0, help="the slow provider's seconds")
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), choices=LABELS)
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="llm-lsp-bench-nvim-"))
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLM_"))}
-    opened: dict[str, list[float]] = {c: [] for c in LABELS}
-    explained: dict[str, list[float]] = {c: [] for c in LABELS}
-    noted: dict[str, int] = dict.fromkeys(LABELS, 0)
+    configs = [c for c in LABELS if c in args.configs]
+    opened: dict[str, list[float]] = {c: [] for c in configs}
+    explained: dict[str, list[float]] = {c: [] for c in configs}
+    noted: dict[str, int] = dict.fromkeys(configs, 0)
     print(f"machine: {machine()} (shared with other work: compare ratios within one run)")
     with (
         FakeProvider(default=Step(text="A short explanation.", usage=(900, 60))) as fast,
@@ -75,9 +82,9 @@ def main() -> None:
             default=Step(text="A short explanation.", usage=(900, 60), delay=args.delay)
         ) as slow,
     ):
-        fakes = {"fast": fast, "slow": slow}
+        fakes = {"fast": fast, "slow": slow, "llm": fast}
         for i in range(args.runs):
-            for config in LABELS:
+            for config in configs:
                 env = dict(base)
                 if config in fakes:
                     env.update(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=fakes[config].base_url)
@@ -89,12 +96,13 @@ def main() -> None:
                 if later:
                     explained[config].append(_median(later))
                 print(f"  run {i + 1} {config}: {[round(h['ms']) for h in hovers]} ms", flush=True)
-    jls = _median(opened["jls"])
+    jls = _median(opened["jls"]) if "jls" in opened else float("nan")
     n = args.runs * len(SITES)
     print(f"\n{len(SITES)} symbols hovered per run, {args.runs} runs (medians)\n")
     print("| | float opens after | vs jedi alone | explanation shown after |")
     print("|---|---|---|---|")
-    for config, label in LABELS.items():
+    for config in configs:
+        label = LABELS[config]
         ms = _median(opened[config])
         later = f"{_median(explained[config]):,.0f} ms" if explained[config] else "-"
         if noted[config]:
