@@ -158,6 +158,17 @@ const EXPLANATION_READY_FEATURE: StaticFeature = {
   clear: () => undefined,
 };
 
+/** Ask VS Code for the hover at the cursor again. `editor.action.showHover` only focuses a
+ * hover that is visible (and with `focus: "noAutoFocus"` keeps its content): hide it first. */
+async function showHoverAgain(): Promise<void> {
+  try {
+    await vscode.commands.executeCommand("editor.action.hideHover");
+  } catch {
+    // a VS Code without the command: the hover is focused instead, as the user's own K would
+  }
+  await vscode.commands.executeCommand("editor.action.showHover", { focus: "noAutoFocus" });
+}
+
 /** `llmLsp/explanationReady`: when the cursor is still on the symbol in the same document
  * version, VS Code asks for the hover again (the server answers from its cache); see hover.ts. */
 function reshowHover(params: unknown): void {
@@ -172,7 +183,7 @@ function reshowHover(params: unknown): void {
     cursors: editor.selections.map((s) => ({ line: s.active.line, character: s.active.character })),
   };
   if (shouldReshow(ready, state)) {
-    void vscode.commands.executeCommand("editor.action.showHover");
+    void showHoverAgain();
   }
 }
 

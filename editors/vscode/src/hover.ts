@@ -8,8 +8,10 @@
  * has answered (its answer is then in the server's cache). VS Code has no API to change a
  * hover that is showing, so the extension asks again: when the notification is about the
  * active editor's document, at the version it has, and the cursor is still on the symbol
- * (within `range`, or at `position`), it runs `editor.action.showHover`, which asks every
- * hover provider again at the cursor; ours answers from the cache at once.
+ * (within `range`, or at `position`), it hides the hover and runs `editor.action.showHover`,
+ * which asks every hover provider again at the cursor; ours answers from the cache at once.
+ * (On a visible hover, `showHover` alone only focuses it, content unchanged: checked in
+ * code-server 4.139 = VS Code 1.139.)
  *
  * A hover made with the mouse while the cursor is elsewhere is not re-shown:
  * `editor.action.showHover` shows the hover at the cursor, which would be another symbol's.
