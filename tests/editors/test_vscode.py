@@ -171,7 +171,7 @@ def test_the_hover_shows_the_explanation_when_it_is_ready(
 ) -> None:
     """Issue 16: the hover answers before the model with static facts and a note; when the
     explanation is ready the extension asks VS Code to show the hover again, without a
-    gesture, and the server answers it from its cache (one provider call in all)."""
+    gesture, and the server answers it from its cache (no second provider call)."""
     workspace = copy_project(tmp_path)
     settings = user_settings(tmp_path / "server.log", trust=False)
     fake.set_default(Step(text=SLOW_ANSWER, delay=2.0))
@@ -183,8 +183,12 @@ def test_the_hover_shows_the_explanation_when_it_is_ready(
             bench.open(url, workspace)
             bench.open_file("shop", "basket.py")
             bench.wait_for_extension()
+            # warm the server on another name (its first hovers may come before jedi is up)
+            bench.hover_until(6, 8, "Basket")
+            page.keyboard.press("Escape")
             noted = bench.hover_until(19, 20, "on its way")
             assert SLOW_ANSWER not in noted.inner_text()
+            calls = len(fake.requests)  # apply_discount's call is in flight behind the note
             bench.screenshot("1-noted")
             # no gesture: the explanation replaces the note in the hover
             explained = page.locator(".monaco-hover", has_text=SLOW_ANSWER)
@@ -196,5 +200,4 @@ def test_the_hover_shows_the_explanation_when_it_is_ready(
             raise
         finally:
             page.close()
-    calls = [r for r in fake.requests if r.path.endswith("/chat/completions")]
-    assert len(calls) == 1, "the hover shown again is answered from the cache"
+    assert len(fake.requests) == calls, "the hover shown again is answered from the cache"
