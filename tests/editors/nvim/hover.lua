@@ -129,8 +129,16 @@ local function feed(buf, params)
   local client = vim.lsp.get_clients({ bufnr = buf, name = "llm_lsp" })[1]
   local before = #readies
   client.handlers["llmLsp/explanationReady"](nil, params, { client_id = client.id, method = "llmLsp/explanationReady" })
-  local lines = float_lines()
-  return { result = readies[before + 1] and readies[before + 1].result, lines = lines, floats = #floats() }
+  vim.wait(10000, function()
+    return #readies > before -- (it waits while a hover on the buffer is pending)
+  end, 10)
+  local lines, win = float_lines()
+  return {
+    result = readies[before + 1] and readies[before + 1].result,
+    lines = lines,
+    floats = #floats(),
+    height = win and vim.api.nvim_win_get_height(win),
+  }
 end
 
 local function here(buf, contents)
