@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,10 +44,10 @@ from bench_common import BENCH_DIR, machine, percentile, wheel_project_for
 from bench_grounding import Site, cross_file_sites, judge
 
 from lsp_server.context.tokens import counter_for_model
+from lsp_server.testing import jedi_peer
 from lsp_server.testing.fake_provider import FakeProvider, Step
 
 PACKAGES = ("django==6.1.3", "itsdangerous==2.2.0", "httpx==0.28.1", "requests==2.32.3")
-JLS = "jedi-language-server==0.47.0"
 BUDGET = 2000  # hoverContextTokens' default
 CONFIGS = ("jls", "offline", "ai")
 
@@ -66,13 +65,7 @@ class Run:
 
 def jls_command() -> list[str]:
     """jedi-language-server in its own venv under .bench/ (installed on first use)."""
-    venv = BENCH_DIR / "jls-venv"
-    exe = venv / "bin" / "jedi-language-server"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", JLS]
-        subprocess.run(pip, check=True)
-    return [str(exe)]
+    return jedi_peer.jls_command(BENCH_DIR / "jls-venv")
 
 
 async def _session(

@@ -28,9 +28,9 @@ import pytest
 
 from lsp_server.testing.fake_provider import FakeProvider, Step
 from tests.conftest import TEST_KEY, copy_project, server_env
+from tests.editors.nvim_hover import driver_env
 
 REPO = Path(__file__).resolve().parents[2]
-PLUGIN = REPO / "editors" / "nvim"
 RUN_LUA = Path(__file__).parent / "nvim" / "run.lua"
 NVIM = shutil.which(
     "nvim", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -99,21 +99,12 @@ def _start(
     assert NVIM is not None
     out = tmp_path / f"{scenario}.json"
     env = server_env(tmp_path, OPENAI_API_KEY=TEST_KEY, OPENAI_BASE_URL=fake.base_url)
+    env.update(driver_env(tmp_path, root, out))
     env.update(
         {
-            "PYTHONPATH": str(REPO),
             "LLM_LSP_FAKE": fake.url,
             "LLM_LSP_STEPS": json.dumps(steps),
-            # Neovim's own state (the vim.secure trust database) stays in the test's directory
-            "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-            "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
-            "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
-            "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
-            "LLM_LSP_PLUGIN": str(PLUGIN),
-            "LLM_LSP_ROOT": str(root),
             "LLM_LSP_SCENARIO": scenario,
-            "LLM_LSP_OUT": str(out),
-            "LLM_LSP_PYTHON": sys.executable,
         }
     )
     with (tmp_path / f"{scenario}.stderr").open("w") as stderr:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from lsp_server.settings import SPECS
 from lsp_server.testing.fake_provider import FakeProvider, Step
 from tests.conftest import TEST_KEY, copy_project
 from tests.editors.vscode_harness import Workbench, build_vsix, code_server, user_settings
@@ -159,3 +160,45 @@ def test_restricted_mode_turns_fix_off_and_tells_the_server(
     log = server_log.read_text()
     assert "(trusted workspace: False)" in log
     assert "'agent.run_tests': 'False'" in log
+
+
+SLOW_ANSWER = "The fake provider took 2 s to say apply_discount caps the percentage at 100."
+SERVER_SIDE = "hoverWait" in {spec.declaration.key for spec in SPECS}
+
+
+@pytest.mark.skipif(not SERVER_SIDE, reason="needs the server side of issue 16 (hoverWait)")
+def test_the_hover_shows_the_explanation_when_it_is_ready(
+    vsix: Path, browser: Browser, fake: FakeProvider, tmp_path: Path
+) -> None:
+    """Issue 16: the hover answers before the model with static facts and a note; when the
+    explanation is ready the extension asks VS Code to show the hover again, without a
+    gesture, and the server answers it from its cache (no second provider call)."""
+    workspace = copy_project(tmp_path)
+    settings = user_settings(tmp_path / "server.log", trust=False)
+    fake.set_default(Step(text=SLOW_ANSWER, delay=2.0))
+    env = {**_server_env(tmp_path, fake), "LLM_LSP_HOVER_WAIT": "0.5"}
+    with code_server(tmp_path, vsix, settings, env) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        bench = Workbench(page, "hover-ready")
+        try:
+            bench.open(url, workspace)
+            bench.open_file("shop", "basket.py")
+            bench.wait_for_extension()
+            # warm the server on another name (its first hovers may come before jedi is up)
+            bench.hover_until(6, 8, "Basket")
+            page.keyboard.press("Escape")
+            noted = bench.hover_until(19, 20, "on its way")
+            assert SLOW_ANSWER not in noted.inner_text()
+            calls = len(fake.requests)  # apply_discount's call is in flight behind the note
+            bench.screenshot("1-noted")
+            # no gesture: the explanation replaces the note in the hover
+            explained = page.locator(".monaco-hover", has_text=SLOW_ANSWER)
+            explained.first.wait_for(state="visible", timeout=60_000)
+            assert "on its way" not in explained.first.inner_text()
+            bench.screenshot("2-explained")
+        except Exception:
+            bench.screenshot("failure")
+            raise
+        finally:
+            page.close()
+    assert len(fake.requests) == calls, "the hover shown again is answered from the cache"

@@ -12,8 +12,10 @@ import {
   type LanguageClientOptions,
   type Middleware,
   type ServerOptions,
+  type StaticFeature,
 } from "vscode-languageclient/node";
 import { HEALTH_NOTIFICATION, IDLE, statusFromHealth, type StatusView } from "./health";
+import { EXPLANATION_READY, parseExplanationReady, shouldReshow, withCapability } from "./hover";
 import {
   MODULE_ARGS,
   describeLaunch,
@@ -143,6 +145,46 @@ function probe(python: string, env: NodeJS.ProcessEnv): Promise<string> {
       },
     );
   });
+}
+
+/** Advertises `capabilities.experimental.llmLspExplanationReady`: the server may then answer a
+ * hover before the model and send `llmLsp/explanationReady` when the explanation is ready. */
+const EXPLANATION_READY_FEATURE: StaticFeature = {
+  fillClientCapabilities: (capabilities) => {
+    capabilities.experimental = withCapability(capabilities.experimental);
+  },
+  initialize: () => undefined,
+  getState: () => ({ kind: "static" }),
+  clear: () => undefined,
+};
+
+/** Ask VS Code for the hover at the cursor again. `editor.action.showHover` only focuses a
+ * hover that is visible (and with `focus: "noAutoFocus"` keeps its content): hide it first. */
+async function showHoverAgain(): Promise<void> {
+  try {
+    await vscode.commands.executeCommand("editor.action.hideHover");
+  } catch {
+    // a VS Code without the command: the hover is focused instead, as the user's own K would
+  }
+  await vscode.commands.executeCommand("editor.action.showHover", { focus: "noAutoFocus" });
+}
+
+/** `llmLsp/explanationReady`: when the cursor is still on the symbol in the same document
+ * version, VS Code asks for the hover again (the server answers from its cache); see hover.ts. */
+function reshowHover(params: unknown): void {
+  const ready = parseExplanationReady(params);
+  const editor = vscode.window.activeTextEditor;
+  if (ready === undefined || editor === undefined) {
+    return;
+  }
+  const state = {
+    uri: editor.document.uri.toString(),
+    version: editor.document.version,
+    cursors: editor.selections.map((s) => ({ line: s.active.line, character: s.active.character })),
+  };
+  if (shouldReshow(ready, state)) {
+    void showHoverAgain();
+  }
 }
 
 class Controller {
@@ -347,6 +389,8 @@ class Controller {
     };
     const client = new LanguageClient("llmLsp", "llm-lsp", serverOptions, clientOptions);
     client.onNotification(HEALTH_NOTIFICATION, (params: unknown) => this.show(statusFromHealth(params)));
+    client.registerFeature(EXPLANATION_READY_FEATURE);
+    client.onNotification(EXPLANATION_READY, (params: unknown) => reshowHover(params));
     return client;
   }
 

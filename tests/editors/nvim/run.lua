@@ -9,26 +9,13 @@
 local env = vim.env
 local out = { steps = {}, progress = {}, messages = {} }
 local root = env.LLM_LSP_ROOT
-local TIMEOUT = 180000
-local started = vim.uv.hrtime()
-
---- Steps reached, appended as they happen (what was reached if Neovim dies).
-local function reached(step)
-  local log = assert(io.open(env.LLM_LSP_OUT .. ".log", "a"))
-  log:write(string.format("%.1f s: %s\n", (vim.uv.hrtime() - started) / 1e9, step))
-  log:close()
-end
-
-vim.opt.rtp:prepend(env.LLM_LSP_PLUGIN)
-vim.cmd("filetype on")
+local common = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "common.lua"))
+local reached, floats, close_floats = common.reached, common.floats, common.close_floats
+local TIMEOUT = common.TIMEOUT
+common.start(out)
 vim.cmd("runtime plugin/llm_lsp.lua")
 
--- What the user is told (vim.notify and the server's window/showMessage).
-local notify = vim.notify
-vim.notify = function(message, level, o)
-  table.insert(out.messages, tostring(message))
-  return notify(message, level, o)
-end
+-- What the user is told (the server's window/showMessage; vim.notify: common.start).
 local show_message = vim.lsp.handlers["window/showMessage"]
 vim.lsp.handlers["window/showMessage"] = function(err, params, ctx)
   table.insert(out.messages, params.message)
@@ -63,22 +50,6 @@ end
 
 local function buffer_text(buf)
   return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), "\n")
-end
-
-local function floats()
-  local wins = {}
-  for _, win in ipairs(vim.api.nvim_list_wins()) do
-    if vim.api.nvim_win_get_config(win).relative ~= "" then
-      table.insert(wins, win)
-    end
-  end
-  return wins
-end
-
-local function close_floats()
-  for _, win in ipairs(floats()) do
-    pcall(vim.api.nvim_win_close, win, true)
-  end
 end
 
 local function open(relative)
@@ -169,11 +140,7 @@ local function script_fake(name)
   if steps == nil then
     return
   end
-  local post = "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], "
-    .. "data=sys.argv[2].encode(), headers={'Content-Type': 'application/json'}), timeout=60)"
-  local body = vim.json.encode({ steps = steps })
-  local result = vim.system({ env.LLM_LSP_PYTHON, "-c", post, env.LLM_LSP_FAKE .. "/_fake/script", body }):wait(120000)
-  assert(result.code == 0, "scripting the fake failed: " .. tostring(result.stderr))
+  common.post_script(vim.json.encode({ steps = steps }))
 end
 
 local scenarios = {}
@@ -291,23 +258,4 @@ function scenarios.missing()
   out.steps.explain = wait_done("explain")
 end
 
-local ok, err = xpcall(scenarios[env.LLM_LSP_SCENARIO], debug.traceback)
-if not ok then
-  out.error = err
-end
-local file = assert(io.open(env.LLM_LSP_OUT, "w"))
-file:write(vim.json.encode(out))
-file:close()
-reached("written")
-for _, client in ipairs(vim.lsp.get_clients()) do
-  if vim.fn.has("nvim-0.11") == 1 then
-    client:stop()
-  else
-    client.stop()
-  end
-end
-vim.wait(10000, function()
-  return #vim.lsp.get_clients() == 0
-end, 50)
-reached("stopped")
-vim.cmd("qa!")
+common.finish(scenarios[env.LLM_LSP_SCENARIO], out)

@@ -8,7 +8,7 @@
 --- through `vim.secure.read`, so only after you allowed it, and the server is told the
 --- workspace is trusted (`initializationOptions.trustedWorkspace`) only then. The
 --- commands live in `llm_lsp.commands`, the windows in `llm_lsp.ui`, `:checkhealth
---- llm_lsp` in `llm_lsp.health`.
+--- llm_lsp` in `llm_lsp.health`, the explanation that follows a hover in `llm_lsp.hover`.
 
 local M = {}
 
@@ -168,6 +168,7 @@ end
 function M.client_config()
   local opts = M.options
   local ui = require("llm_lsp.ui")
+  local hover = require("llm_lsp.hover")
   return {
     name = M.name,
     cmd = opts.cmd,
@@ -175,12 +176,14 @@ function M.client_config()
     filetypes = opts.filetypes,
     root_markers = opts.root_markers,
     init_options = { [M.section] = as_object(vim.deepcopy(opts.settings or {})) },
-    capabilities = opts.capabilities,
+    -- ours merged into yours: the server then sends `llmLsp/explanationReady`
+    capabilities = hover.capabilities(opts.capabilities),
     on_attach = opts.on_attach,
     before_init = before_init,
     handlers = {
       ["workspace/configuration"] = on_configuration,
       ["window/showDocument"] = ui.on_show_document,
+      [hover.method] = hover.on_explanation_ready,
     },
   }
 end
