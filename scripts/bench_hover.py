@@ -50,6 +50,7 @@ from lsp_server.testing.fake_provider import FakeProvider, Step
 PACKAGES = ("django==6.1.3", "itsdangerous==2.2.0", "httpx==0.28.1", "requests==2.32.3")
 BUDGET = 2000  # hoverContextTokens' default
 CONFIGS = ("jls", "offline", "ai")
+HOVER_LIMIT = 60.0  # seconds a hover (or shutdown) may take before the bench moves on
 
 
 @dataclass
@@ -100,18 +101,25 @@ async def _session(
             opened.add(site.file)
         before = len(fake.requests) if fake is not None else 0
         t0 = time.perf_counter()
-        await client.text_document_hover_async(
+        hover = client.text_document_hover_async(
             types.HoverParams(
                 types.TextDocumentIdentifier(path.as_uri()),
                 types.Position(site.line, site.column),
             )
         )
+        try:  # a server stuck on one hover counts it at the limit and goes on
+            await asyncio.wait_for(hover, HOVER_LIMIT)
+        except TimeoutError:
+            print(f"  {command[-1]}: no hover within {HOVER_LIMIT:g} s at {site.file}:{site.line}")
         times.append((time.perf_counter() - t0) * 1000)
         if fake is not None and len(prompts) < len(sites):
             new = fake.requests[before:]
             prompts.append(str(new[-1].messages[-1]["content"]) if new else None)
-    await client.shutdown_async(None)
-    client.exit(None)
+    try:
+        await asyncio.wait_for(client.shutdown_async(None), HOVER_LIMIT)
+        client.exit(None)
+    except TimeoutError:
+        print(f"  {command[-1]}: no answer to shutdown; stopped")
     await client.stop()
     n = len(sites)
     return Run(start, times[0], times[1:n], times[n:], prompts)
