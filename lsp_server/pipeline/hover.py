@@ -276,13 +276,16 @@ class HoverPipeline:
 
         if regenerate:  # the Regenerate command waits for its answer
             return await ask()
+        # Identical hovers share one call where the answer cache is on (as `AnswerCache.call`
+        # does); with it off each makes its own, and a finished one is kept for the next.
+        shared = rt.answers.enabled
         ready = await self._pending.wait(
-            keys.exact,
+            keys.exact if shared else f"{keys.exact}:{request_id}",
             doc.path,
             ask,
             settings.hover.wait - (time.monotonic() - started),
             on_ready=on_ready,
-            keep=not rt.answers.enabled,
+            keep_as=None if shared else keys.exact,
         )
         if ready is not None:
             return ready

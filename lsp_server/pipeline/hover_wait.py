@@ -6,7 +6,8 @@ the call carries on in the background (`InFlight`, detached): into the answer
 cache, to whoever asked to hear of it (``on_ready``: the server sends the client
 ``llmLsp/explanationReady``), and, when the answer cache is off, into a small
 memo of finished answers so the next hover on the same code shows it at once.
-Identical hovers share one call; a hover cancelled by the editor before the wait
+Identical hovers share one call (the caller chooses the key: with the answer cache
+off, each hover gets its own); a hover cancelled by the editor before the wait
 ends cancels the call unless another request still waits on it or it already
 runs in the background. A background call is cancelled when its document is
 edited (`cancel`) or the server shuts down (`aclose`).
@@ -74,11 +75,11 @@ class PendingHovers(Generic[A]):
         wait: float,
         *,
         on_ready: Listener[A] | None = None,
-        keep: bool = False,
+        keep_as: str | None = None,
     ) -> A | None:
         """``work()``'s answer if it comes within ``wait`` seconds, else None (the call goes
-        on in the background; ``on_ready`` hears its answer; ``keep``: remember it for
-        `finished`)."""
+        on in the background; ``on_ready`` hears its answer; ``keep_as``: remember it for
+        `finished` under that key)."""
         waiter = asyncio.ensure_future(self._calls.run(key, work))
         try:
             done, _ = await asyncio.wait({waiter}, timeout=max(0.0, wait))
@@ -94,13 +95,15 @@ class PendingHovers(Generic[A]):
             self.backgrounded += 1
             self._background[key] = path
             self._calls.detach(key)
-            task.add_done_callback(functools.partial(self._finish, key, path, keep))
+            task.add_done_callback(functools.partial(self._finish, key, path, keep_as))
         if on_ready is not None:
             self._listeners.setdefault(key, []).append(on_ready)
         waiter.cancel()  # this hover leaves; the detached call goes on
         return None
 
-    def _finish(self, key: str, path: Path | None, keep: bool, task: asyncio.Task[A]) -> None:
+    def _finish(
+        self, key: str, path: Path | None, keep_as: str | None, task: asyncio.Task[A]
+    ) -> None:
         listeners = self._listeners.pop(key, [])
         self._background.pop(key, None)
         if task.cancelled():
@@ -111,8 +114,8 @@ class PendingHovers(Generic[A]):
             logger.warning("background hover call failed: %s", exc)
             return
         answer = task.result()
-        if keep:
-            self._finished[key] = (path, answer)
+        if keep_as is not None:
+            self._finished[keep_as] = (path, answer)
             while len(self._finished) > FINISHED_KEPT:
                 self._finished.popitem(last=False)
         for listener in listeners:

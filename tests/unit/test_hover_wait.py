@@ -43,10 +43,10 @@ async def test_past_the_wait_the_call_goes_on_and_is_delivered_and_kept() -> Non
     pending: PendingHovers[str] = PendingHovers()
     model = Model()
     heard: list[str] = []
-    assert await pending.wait("k", FILE, model, 0.01, on_ready=heard.append, keep=True) is None
+    assert await pending.wait("k", FILE, model, 0.01, on_ready=heard.append, keep_as="k") is None
     assert pending.backgrounded == 1 and pending.finished("k") is None
     # a second hover on the same code joins the same call
-    assert await pending.wait("k", FILE, model, 0.01, on_ready=heard.append, keep=True) is None
+    assert await pending.wait("k", FILE, model, 0.01, on_ready=heard.append, keep_as="k") is None
     model.release.set()
     for _ in range(100):
         if heard:
