@@ -9,7 +9,7 @@ read, the model is asked, and the new answer replaces the cached one, so the
 next hover shows it. The command answers ``{"ok": true, "markdown": ...}`` and
 tells the user in a message.
 
-Given a range instead (``{"uri", "start", "end"}``, 1-based lines, as the
+Given a range and no position (``{"uri", "start", "end"}``, 1-based lines, as the
 Explain action carries), it regenerates that explanation: the Explain command
 runs with ``"regenerate": true`` (cache skipped, the new answer replaces the
 entry, the document opens as for any explain).
@@ -75,7 +75,9 @@ async def run_regenerate_command(
     """`llmLsp.regenerate`: a fresh answer for the hover at the position, cached for the next;
     for a range, a fresh explanation through ``explain``."""
     raw = args[0] if args else None
-    if explain is not None and isinstance(raw, dict) and "start" in raw and "end" in raw:
+    # a range without a position; with one it is the hover there (Neovim sends both)
+    ranged = isinstance(raw, dict) and "start" in raw and "end" in raw and "position" not in raw
+    if explain is not None and ranged and isinstance(raw, dict):
         return await explain(ls, [{**raw, "regenerate": True}])
     parsed = _parse(raw)
     engine = ls.engine
