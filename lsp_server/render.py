@@ -9,6 +9,12 @@ from lsp_server.context.model import SymbolInfo
 from lsp_server.llm.types import Completion
 from lsp_server.safe_markdown import fence, sanitize
 
+#: A hover past ``hoverWait``: for a client that will hear of the answer, and for others.
+PENDING_NOTE = "_The AI explanation is on its way: hover again in a moment._"
+PENDING_LIVE_NOTE = "_The AI explanation is on its way: it will appear here._"
+#: ``aiHover: onRepeat``, a first hover.
+REPEAT_NOTE = "_Hover again for the AI explanation (`aiHover`: `onRepeat`)._"
+
 
 def static_markdown(symbol: SymbolInfo, display_path: Callable[[Path | None], str]) -> str:
     """What jedi knows, as hover markdown: signature, kind, where defined, docstring summary."""

@@ -27,12 +27,15 @@ from lsp_server.context.pack.grounding import focus_of
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.cached import cache_keys, hit_footer, record_cache_use, stale_note
-from lsp_server.pipeline.hover_memo import PreparedHovers
+from lsp_server.pipeline.hover_memo import PreparedHovers, pack_file
 from lsp_server.pipeline.hover_wait import Interest, PendingHovers
 from lsp_server.pipeline.runtime import Document, HoverRuntime
 from lsp_server.pipeline.spans import describe_pack, pack_span
 from lsp_server.prompts import HOVER_PROMPT, hover_messages
 from lsp_server.render import (
+    PENDING_LIVE_NOTE,
+    PENDING_NOTE,
+    REPEAT_NOTE,
     answer_notes,
     footer,
     offline_notice,
@@ -43,13 +46,8 @@ from lsp_server.safe_markdown import sanitize
 from lsp_server.telemetry.genai import cache_outcome, cache_span
 from lsp_server.telemetry.signals import RepeatTracker
 from lsp_server.telemetry.variants import choose_variant
-from lsp_server.workspace.files import Refused
 
 logger = logging.getLogger(__name__)
-
-PENDING_NOTE = "_The AI explanation is on its way: hover again in a moment._"
-PENDING_LIVE_NOTE = "_The AI explanation is on its way: it will appear here._"
-REPEAT_NOTE = "_Hover again for the AI explanation (`aiHover`: `onRepeat`)._"
 
 #: How long static analysis may take before a hover gives up on it.
 STATIC_DEADLINE = 5.0
@@ -90,16 +88,7 @@ class HoverPipeline:
         self._repeats = RepeatTracker()
         self._pending: PendingHovers[HoverAnswer] = PendingHovers()
         self._interest = Interest()
-        self._prepared = PreparedHovers(self._pack_file)
-
-    def _pack_file(self, label_path: str) -> Path | None:
-        """The file a pack piece's path names, if the workspace boundary lets it through."""
-        if Path(label_path).is_absolute():
-            return Path(label_path)
-        try:
-            return self.runtime.workspace.resolve_relative(label_path)
-        except Refused:
-            return None
+        self._prepared = PreparedHovers(lambda label: pack_file(runtime.workspace, label))
 
     def documents_changed(self) -> None:
         """The editor reported a document or file change: kept facts may be stale."""

@@ -24,6 +24,8 @@ from pathlib import Path
 from lsp_server.context.model import SymbolInfo
 from lsp_server.context.pack.pieces import ContextPack
 from lsp_server.settings import Settings
+from lsp_server.workspace import WorkspaceBoundary
+from lsp_server.workspace.files import Refused
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,16 @@ def line_of(text: str, line: int) -> str:
     """Line ``line`` (0-based) of ``text`` without its end; "" past the end."""
     parts = text.split("\n", line + 1)
     return parts[line].rstrip("\r") if line < len(parts) else ""
+
+
+def pack_file(workspace: WorkspaceBoundary, label_path: str) -> Path | None:
+    """The file a pack piece's path names, if the workspace boundary lets it through."""
+    if Path(label_path).is_absolute():
+        return Path(label_path)
+    try:
+        return workspace.resolve_relative(label_path)
+    except Refused:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,7 @@ async def test_workspace_indexing_waits_for_the_first_hover(
     engine = _engine(tmp_path)
     started = asyncio.Event()
 
-    async def warm_workspace() -> int:
+    async def warm_workspace(idle: object = None) -> int:
         started.set()
         return 0
 
