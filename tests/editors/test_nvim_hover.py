@@ -8,7 +8,7 @@ asks both and opens one float when both have answered, one part per server heade
   params as the protocol fixes them): our part of the open float is replaced and
   jedi's part kept; a closed float reopens while the cursor is on the symbol; a moved
   cursor or another document version drops it. Needs only the plugin.
-- End to end with a provider taking 2 s: the float opens before the provider has
+- End to end with a slow provider (8 s): the float opens before the provider has
   answered, with jedi's part and our static facts and note, and then shows the
   explanation without another keypress. Needs the server side of issue 16
   (`hoverWait`, the notification): skipped until the server declares `hoverWait`.
@@ -38,11 +38,13 @@ pytestmark = pytest.mark.timeout(600)
 #: like a hover still waiting for its explanation (the state the handler acts on).
 HOVER_ANSWER = "The explanation is on its way (the fake's answer, at once)."
 FED = "**Fed by hand**: the explanation the server would send."
-SLOW_ANSWER = "Applies the discount after VAT (answered by the fake after 2 s)."
-PROVIDER_DELAY = 2.0
+SLOW_ANSWER = "Applies the discount after VAT (answered by the fake after a delay)."
+#: The slow provider: longer than a real model's 2 s, so that the wait below has room.
+PROVIDER_DELAY = 8.0
 #: Room for the hovers answered at once (the fed ones) to answer in full without a note,
-#: even on a busy machine, and still well under the provider's delay.
-HOVER_WAIT = 1.0
+#: even on a busy machine (1 s was not, with the suite running twice), and still well
+#: under the provider's delay.
+HOVER_WAIT = 4.0
 SERVER_SIDE = "hoverWait" in {spec.declaration.key for spec in SPECS}
 JEDI = "# jedi_language_server"
 OURS = "# llm_lsp"

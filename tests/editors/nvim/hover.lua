@@ -186,7 +186,7 @@ function scenarios.ready()
   out.ready.stale = feed(buf, params)
   close_floats()
   if env.LLM_LSP_SLOW ~= nil then
-    -- 5. end to end: the provider takes 2 s; the float opens first, then changes by itself
+    -- 5. end to end: the provider is slow (the test sets it); the float opens first, then changes by itself
     common.post_script(env.LLM_LSP_SLOW)
     local slow = sites()[2]
     local opened = hover(slow)
