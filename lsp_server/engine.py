@@ -125,7 +125,7 @@ class Engine:
         self.workspace.document_changed(path)
         self.symbols.invalidate(path)
         self.assembler.document_changed(path)
-        self._hover.documents_changed()
+        self._hover.documents_changed(path)
 
     def document_edited(self, path: Path | None) -> None:
         """The editor changed (or closed) a document: besides `document_changed`, stop the

@@ -90,9 +90,9 @@ class HoverPipeline:
         self._interest = Interest()
         self._prepared = PreparedHovers(lambda label: pack_file(runtime.workspace, label))
 
-    def documents_changed(self) -> None:
-        """The editor reported a document or file change: kept facts may be stale."""
-        self._prepared.forget()
+    def documents_changed(self, path: Path | None) -> None:
+        """The editor reported a change to ``path``: facts read from it may be stale."""
+        self._prepared.forget(path)
 
     @property
     def pending(self) -> PendingHovers[HoverAnswer]:

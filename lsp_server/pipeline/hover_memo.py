@@ -7,9 +7,10 @@ the pack's assembly only to compute the same answer-cache keys. `PreparedHovers`
 keeps the hover's `SymbolInfo` and `ContextPack` under the document's text, the
 hovered name's span and the settings in force; an entry is used only while every
 file the pack quotes (and the symbol's definition file) has the size and mtime it
-had, and the whole memo is forgotten whenever the editor reports any document or
-file change (`forget`). The request and its cache keys are rebuilt from the kept
-parts each time, so a kept entry can never produce a key the slow path would not.
+had; it is forgotten when the editor reports a change to its document or to any of
+those files (`forget`: the rule of jedi's own result cache, `SymbolIndex`). The
+request and its cache keys are rebuilt from the kept parts each time, so a kept
+entry can never produce a key the slow path would not.
 """
 
 from __future__ import annotations
@@ -80,6 +81,14 @@ class Prepared:
     symbol: SymbolInfo
     pack: ContextPack
     stamp: Stamp
+    files: frozenset[str] = frozenset()  # resolved: the document and the stamped files
+
+
+def _resolved(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path)
 
 
 def stamp(paths: Iterable[Path]) -> Stamp:
@@ -124,15 +133,24 @@ class PreparedHovers:
     def put(self, key: MemoKey, settings: Settings, symbol: SymbolInfo, pack: ContextPack) -> None:
         """Keep a hover's facts and pack."""
         entry = Prepared(settings, symbol, pack, ())
-        entry = Prepared(settings, symbol, pack, stamp(self._files(entry)))
+        files = self._files(entry)
+        own = {_resolved(key[0])} if key[0] is not None else set()
+        entry = Prepared(
+            settings, symbol, pack, stamp(files), frozenset({_resolved(p) for p in files} | own)
+        )
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self._kept:
             self._entries.popitem(last=False)
 
-    def forget(self) -> None:
-        """A document or file changed: nothing kept can be trusted."""
-        self._entries.clear()
+    def forget(self, path: Path | None = None) -> None:
+        """``path`` changed (None: anything may have): forget what was read from it."""
+        if path is None:
+            self._entries.clear()
+            return
+        changed = _resolved(path)
+        for key in [k for k, e in self._entries.items() if changed in e.files]:
+            del self._entries[key]
 
     def _files(self, entry: Prepared) -> list[Path]:
         files = [entry.symbol.definition_path] if entry.symbol.definition_path else []

@@ -53,5 +53,13 @@ def test_a_kept_hover_serves_the_same_name_until_a_quoted_file_changes(tmp_path:
     os.utime(lib, ns=(1, 1))
     assert memo.get(key, settings) is None  # the quoted file changed on disk
     memo.put(key, settings, _symbol(lib), _pack("lib.py"))
+    memo.forget(tmp_path / "unrelated.py")  # another file changed: kept
+    assert memo.get(key, settings) is not None
+    memo.forget(lib)  # a quoted file changed in the editor
+    assert memo.get(key, settings) is None
+    memo.put(key, settings, _symbol(lib), _pack("lib.py"))
+    memo.forget(tmp_path / "a.py")  # the hovered document itself
+    assert memo.get(key, settings) is None
+    memo.put(key, settings, _symbol(lib), _pack("lib.py"))
     memo.forget()
     assert memo.get(key, settings) is None
