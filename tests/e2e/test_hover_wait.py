@@ -77,6 +77,7 @@ async def live_session(
     def on_ready(params: Any) -> None:
         received.append(_plain(params))
 
+    fake_provider.reset()  # what an earlier module scripted is not this warm-up's
     await session.warm(APPLY_DISCOUNT)
     yield session, received
     await session.stop()
