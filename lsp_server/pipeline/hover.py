@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -22,12 +22,12 @@ from pathlib import Path
 from lsp_server.cache import CacheKeys, CacheLookup, CacheOutcome
 from lsp_server.context.jedi.worker import JediCrashed
 from lsp_server.context.model import SymbolInfo
-from lsp_server.context.pack.assembler import ContextPack, ContextTask, TaskKind
-from lsp_server.context.pack.grounding import focus_of
+from lsp_server.context.pack.assembler import ContextPack
 from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
 from lsp_server.pipeline.cached import cache_keys, hit_footer, record_cache_use, stale_note
 from lsp_server.pipeline.hover_memo import PreparedHovers, pack_file
+from lsp_server.pipeline.hover_pack import hover_pack, prefetch_pack
 from lsp_server.pipeline.hover_wait import Interest, PendingHovers
 from lsp_server.pipeline.runtime import Document, HoverRuntime
 from lsp_server.pipeline.spans import describe_pack, pack_span
@@ -124,7 +124,7 @@ class HoverPipeline:
         if prepared is not None:  # this name at this text: facts and pack as last time
             symbol: SymbolInfo | None = prepared.symbol
         else:
-            prefetch = self._prefetch(doc)  # the pack's first steps, while jedi answers
+            prefetch = prefetch_pack(rt, doc)  # the pack's first steps, while jedi answers
             try:
                 symbol = await rt.symbols.symbol_at(
                     doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
@@ -148,139 +148,181 @@ class HoverPipeline:
             return HoverAnswer(
                 static + "\n\n---\n" + offline_notice(), AnswerSource.OFFLINE, symbol
             )
-        deadline = time.monotonic() + settings.hover.deadline
-        request_id = uuid.uuid4().hex[:16]
-        key = symbol.full_name or f"{rt.display_path(doc.path)}:{symbol.name}"
-        variant = choose_variant(key, settings.context.prompt_variant_share)
-        log = llm.usage_log
-        earlier = self._repeats.seen(key, request_id)
-        if earlier is not None:
-            log.signal(earlier, "hover_repeated", "hover")
-        if prefetch is not None:
-            await prefetch
-        if prepared is not None:
-            pack = prepared.pack
-            with pack_span("hover", settings.hover.context_tokens) as traced:
-                describe_pack(traced, pack)
-                traced.update({"llm_lsp.context.reused": True})  # no assembly this time
-        else:
-            pack = await self._pack(doc, line + 1, column, symbol)
-            self._prepared.put(memo_key, settings, symbol, pack)
-        where = f"{rt.display_path(doc.path)}:{line + 1}"
 
-        def done(answer: HoverAnswer | None, outcome: str) -> None:
-            cached = answer is not None and answer.source in (
-                AnswerSource.CACHE,
-                AnswerSource.STALE,
-            )
-            summarize(
-                log,
-                request_id,
-                "hover",
-                started,
-                outcome,
-                completion=None if cached or answer is None else answer.completion,
-                pack=pack,
-                breakers=llm.breaker_states(),
-                variant=variant,
-                prompt_version=HOVER_PROMPT.tag(variant),
-                cache=cache_state,
-                **({"tier": "cache"} if cached else {}),
-            )
+        async def explained(waits: bool) -> HoverAnswer:
+            """The AI part: pack, cache, model (``waits``: within ``hoverWait``)."""
+            deadline = time.monotonic() + settings.hover.deadline
+            request_id = uuid.uuid4().hex[:16]
+            key = symbol.full_name or f"{rt.display_path(doc.path)}:{symbol.name}"
+            variant = choose_variant(key, settings.context.prompt_variant_share)
+            log = llm.usage_log
+            earlier = self._repeats.seen(key, request_id)
+            if earlier is not None:
+                log.signal(earlier, "hover_repeated", "hover")
+            if prefetch is not None:
+                await prefetch
+            if prepared is not None:
+                pack = prepared.pack
+                with pack_span("hover", settings.hover.context_tokens) as traced:
+                    describe_pack(traced, pack)
+                    traced.update({"llm_lsp.context.reused": True})  # no assembly this time
+            else:
+                pack = await hover_pack(rt, doc, line + 1, column, symbol)
+                self._prepared.put(memo_key, settings, symbol, pack)
+            where = f"{rt.display_path(doc.path)}:{line + 1}"
 
-        request = ChatRequest(
-            messages=hover_messages(symbol, pack, where, variant=variant),
-            feature="hover",
-            max_tokens=settings.hover.max_tokens,
-            metadata={"context_tokens": str(pack.tokens)},
-        )
-        keys = cache_keys(
-            settings,
-            "hover",
-            request.messages,
-            params=[request.max_tokens, request.temperature],
-            pack=pack,
-            facts=[symbol.name, symbol.full_name, symbol.kind, symbol.signatures[:1]],
-            scope=(rt.display_path(doc.path), symbol.full_name or symbol.name),
-        )
-        with cache_span("hover") as traced:
-            found = await rt.answers.lookup(keys, bypass=regenerate)
-            cache_state = "bypass" if regenerate else found.outcome.value
-            cache_outcome(traced, cache_state, feature="hover", layer=found.layer or "")
-        if found.outcome is CacheOutcome.HIT:
-            answer = self._from_cache(static, symbol, pack, found, request_id, started, "")
-            done(answer, "cached")
-            return answer
-        scope = (doc.path, key)
-        if settings.hover.mode == "onRepeat" and not regenerate and not self._interest.again(scope):
-            answer = HoverAnswer(
-                "\n\n".join([static, "---", REPEAT_NOTE]),
-                AnswerSource.DEFERRED,
-                symbol,
-                pack=pack,
-                cache=found.outcome,
-            )
-            done(answer, "deferred")
-            return answer
-        if not rt.answers.enabled and not regenerate:  # the cache is off: its stand-in
-            kept = self._pending.finished(keys.exact)
-            if kept is not None:
-                return kept
-
-        async def ask() -> HoverAnswer:
-            try:
-                # In this task, not wait_for's own (3.11): a cancel reaches the provider
-                # call directly, and one racing the answer is not lost.
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    completion = await rt.answers.call(
-                        keys,
-                        lambda: llm.complete(request, deadline=deadline, request_id=request_id),
-                    )
-            except (ProviderFailure, TimeoutError) as exc:
-                nonlocal cache_state
-                if isinstance(exc, ProviderFailure):
-                    kind, message = exc.kind.value, exc.message
-                else:
-                    kind, message = "timeout", f"no answer within {settings.hover.deadline:g} s"
-                answer = await self._fallback(
-                    static, symbol, pack, keys, request_id, started, kind, message
+            def done(answer: HoverAnswer | None, outcome: str) -> None:
+                cached = answer is not None and answer.source in (
+                    AnswerSource.CACHE,
+                    AnswerSource.STALE,
                 )
-                if answer.source is AnswerSource.STALE:
-                    cache_state = "stale"
-                done(answer, "fallback")
-                return answer
-            except asyncio.CancelledError:
-                done(None, "cancelled")
-                raise
-            notes = answer_notes(completion.notice, llm.breaker_states())
-            notes += self._cache_notes()
-            parts = [static, "---", sanitize(completion.text.strip()), *notes]
-            parts.append(footer(completion, completion.tier, pack.tokens))
-            outcome = CacheOutcome.BYPASS if regenerate else found.outcome
-            answer = HoverAnswer(
-                "\n\n".join(parts), AnswerSource.PROVIDER, symbol, completion, pack, outcome
-            )
-            done(answer, "ok")
-            return answer
+                summarize(
+                    log,
+                    request_id,
+                    "hover",
+                    started,
+                    outcome,
+                    completion=None if cached or answer is None else answer.completion,
+                    pack=pack,
+                    breakers=llm.breaker_states(),
+                    variant=variant,
+                    prompt_version=HOVER_PROMPT.tag(variant),
+                    cache=cache_state,
+                    **({"tier": "cache"} if cached else {}),
+                )
 
-        if regenerate:  # the Regenerate command waits for its answer
-            return await ask()
-        # Identical hovers share one call where the answer cache is on (as `AnswerCache.call`
-        # does); with it off each makes its own, and a finished one is kept for the next.
-        shared = rt.answers.enabled
+            request = ChatRequest(
+                messages=hover_messages(symbol, pack, where, variant=variant),
+                feature="hover",
+                max_tokens=settings.hover.max_tokens,
+                metadata={"context_tokens": str(pack.tokens)},
+            )
+            keys = cache_keys(
+                settings,
+                "hover",
+                request.messages,
+                params=[request.max_tokens, request.temperature],
+                pack=pack,
+                facts=[symbol.name, symbol.full_name, symbol.kind, symbol.signatures[:1]],
+                scope=(rt.display_path(doc.path), symbol.full_name or symbol.name),
+            )
+            with cache_span("hover") as traced:
+                found = await rt.answers.lookup(keys, bypass=regenerate)
+                cache_state = "bypass" if regenerate else found.outcome.value
+                cache_outcome(traced, cache_state, feature="hover", layer=found.layer or "")
+            if found.outcome is CacheOutcome.HIT:
+                answer = self._from_cache(static, symbol, pack, found, request_id, started, "")
+                done(answer, "cached")
+                return answer
+            scope = (doc.path, key)
+            if (
+                settings.hover.mode == "onRepeat"
+                and not regenerate
+                and not self._interest.again(scope)
+            ):
+                answer = HoverAnswer(
+                    "\n\n".join([static, "---", REPEAT_NOTE]),
+                    AnswerSource.DEFERRED,
+                    symbol,
+                    pack=pack,
+                    cache=found.outcome,
+                )
+                done(answer, "deferred")
+                return answer
+            if not rt.answers.enabled and not regenerate:  # the cache is off: its stand-in
+                kept = self._pending.finished(keys.exact)
+                if kept is not None and kept.source is AnswerSource.PROVIDER:
+                    return kept
+
+            async def ask() -> HoverAnswer:
+                try:
+                    # In this task, not wait_for's own (3.11): a cancel reaches the provider
+                    # call directly, and one racing the answer is not lost.
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        completion = await rt.answers.call(
+                            keys,
+                            lambda: llm.complete(request, deadline=deadline, request_id=request_id),
+                        )
+                except (ProviderFailure, TimeoutError) as exc:
+                    nonlocal cache_state
+                    if isinstance(exc, ProviderFailure):
+                        kind, message = exc.kind.value, exc.message
+                    else:
+                        kind, message = "timeout", f"no answer within {settings.hover.deadline:g} s"
+                    answer = await self._fallback(
+                        static, symbol, pack, keys, request_id, started, kind, message
+                    )
+                    if answer.source is AnswerSource.STALE:
+                        cache_state = "stale"
+                    done(answer, "fallback")
+                    return answer
+                except asyncio.CancelledError:
+                    done(None, "cancelled")
+                    raise
+                notes = answer_notes(completion.notice, llm.breaker_states())
+                notes += self._cache_notes()
+                parts = [static, "---", sanitize(completion.text.strip()), *notes]
+                parts.append(footer(completion, completion.tier, pack.tokens))
+                outcome = CacheOutcome.BYPASS if regenerate else found.outcome
+                answer = HoverAnswer(
+                    "\n\n".join(parts), AnswerSource.PROVIDER, symbol, completion, pack, outcome
+                )
+                done(answer, "ok")
+                return answer
+
+            if regenerate:  # the Regenerate command waits for its answer
+                return await ask()
+            if not waits:  # already in the background (`_in_background`)
+                answer = await ask()
+                if not rt.answers.enabled:
+                    self._pending.keep(keys.exact, doc.path, answer)
+                return answer
+            # Identical hovers share one call where the answer cache is on (as `AnswerCache.call`
+            # does); with it off each makes its own, and a finished one is kept for the next.
+            shared = rt.answers.enabled
+            ready = await self._pending.wait(
+                keys.exact if shared else f"{keys.exact}:{request_id}",
+                doc.path,
+                ask,
+                settings.hover.wait - (time.monotonic() - started),
+                on_ready=on_ready,
+                keep_as=None if shared else keys.exact,
+            )
+            if ready is not None:
+                return ready
+            note = PENDING_LIVE_NOTE if on_ready is not None else PENDING_NOTE
+            markdown = "\n\n".join([static, "---", note])
+            return HoverAnswer(
+                markdown, AnswerSource.PENDING, symbol, pack=pack, cache=found.outcome
+            )
+
+        used_up = time.monotonic() - started >= settings.hover.wait
+        if used_up and settings.hover.mode == "always" and not regenerate and prepared is None:
+            # The static facts used up the wait (a busy machine, a cold start): answer with
+            # them now; the pack, the cache and the model go on in the background.
+            return await self._in_background(doc, symbol, static, memo_key, explained, on_ready)
+        return await explained(True)
+
+    async def _in_background(
+        self,
+        doc: Document,
+        symbol: SymbolInfo,
+        static: str,
+        memo_key: tuple[object, ...],
+        explained: Callable[[bool], Awaitable[HoverAnswer]],
+        on_ready: Callable[[HoverAnswer], None] | None,
+    ) -> HoverAnswer:
+        """The whole AI part in the background, the static facts now (and the note)."""
+        shared = self.runtime.answers.enabled
+        key = f"early:{hash(memo_key)}" + ("" if shared else f":{uuid.uuid4().hex}")
         ready = await self._pending.wait(
-            keys.exact if shared else f"{keys.exact}:{request_id}",
-            doc.path,
-            ask,
-            settings.hover.wait - (time.monotonic() - started),
-            on_ready=on_ready,
-            keep_as=None if shared else keys.exact,
+            key, doc.path, lambda: explained(False), 0.0, on_ready=on_ready
         )
         if ready is not None:
             return ready
         note = PENDING_LIVE_NOTE if on_ready is not None else PENDING_NOTE
         markdown = "\n\n".join([static, "---", note])
-        return HoverAnswer(markdown, AnswerSource.PENDING, symbol, pack=pack, cache=found.outcome)
+        return HoverAnswer(markdown, AnswerSource.PENDING, symbol)
 
     def document_edited(self, path: Path | None) -> None:
         """``path`` was edited: its hovers' background calls are about code that is gone."""
@@ -344,48 +386,3 @@ class HoverPipeline:
         notes += self._cache_notes()
         markdown = "\n\n".join([static, "---", notice, *notes])
         return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
-
-    def _prefetch(self, doc: Document) -> asyncio.Task[None] | None:
-        """Chunk the hovered file and load the tokenizer (both cached) while jedi answers,
-        when the hover will want a pack; a failure here is left to the pack to meet."""
-        rt = self.runtime
-        if not (rt.settings.hover.enabled and rt.llm.available and rt.may_send(doc.path)):
-            return None
-
-        async def run() -> None:
-            try:
-                await asyncio.gather(
-                    rt.assembler.module(doc.path, doc.text), rt.counter(rt.settings.llm.model)
-                )
-            except Exception as exc:  # the pack meets it again and says so
-                logger.debug("hover prefetch failed: %s", exc)
-
-        return asyncio.ensure_future(run())
-
-    async def _pack(self, doc: Document, line: int, column: int, symbol: SymbolInfo) -> ContextPack:
-        """The symbol's definition first and whole, the hovered line's chunk, what it uses
-        (`context.pack.grounding`).
-
-        Only the import map places the other names (no jedi inference, no callers):
-        a hover must stay fast; Explain and Fix get the full search.
-        """
-        settings = self.runtime.settings
-        counter = await self.runtime.counter(settings.llm.model)
-        task = ContextTask(
-            TaskKind.HOVER,
-            doc.text,
-            doc.path,
-            line,
-            line,
-            focus=focus_of(symbol),
-            name=symbol.name,
-            column=column,
-            callers=False,
-            infer=False,
-        )
-        with pack_span(task.kind.value, settings.hover.context_tokens) as traced:
-            pack = await self.runtime.assembler.assemble(
-                task, counter, settings.hover.context_tokens, deadline=0.0
-            )
-            describe_pack(traced, pack)
-            return pack

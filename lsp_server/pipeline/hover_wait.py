@@ -115,14 +115,18 @@ class PendingHovers(Generic[A]):
             return
         answer = task.result()
         if keep_as is not None:
-            self._finished[keep_as] = (path, answer)
-            while len(self._finished) > FINISHED_KEPT:
-                self._finished.popitem(last=False)
+            self.keep(keep_as, path, answer)
         for listener in listeners:
             try:
                 listener(answer)
             except Exception:  # one client's delivery never breaks another's
                 logger.exception("cannot deliver a background hover answer")
+
+    def keep(self, key: str, path: Path | None, answer: A) -> None:
+        """Remember a finished answer for `finished` (the answer cache's stand-in)."""
+        self._finished[key] = (path, answer)
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
 
     def cancel(self, path: Path | None) -> int:
         """Cancel the background calls for ``path`` (its document was edited); how many."""

@@ -188,3 +188,33 @@ async def test_without_the_notification_the_next_hover_shows_the_finished_answer
         assert len(fake.requests) == 1
     finally:
         await session.stop()
+
+
+async def test_static_facts_that_use_up_the_wait_answer_at_once_the_rest_follows(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    """``hoverWait`` 0: the static facts always use it up, so the hover answers with them
+    before its pack is built; the pack, the cache and the model follow in the background."""
+    capabilities = client_capabilities("neovim")
+    capabilities.experimental = {"llmLspExplanationReady": True}
+    env = _env(tmp_path, fake, LLM_LSP_HOVER_WAIT="0", LLM_LSP_ANSWER_CACHE="1")
+    session = await start_session(
+        copy_project(tmp_path), tmp_path, env=env, capabilities=capabilities
+    )
+    received: list[dict[str, Any]] = []
+
+    @session.client.feature("llmLsp/explanationReady")
+    def on_ready(params: Any) -> None:
+        received.append(_plain(params))
+
+    try:
+        fake.script(Step(text=EXPLANATION))
+        first = await _first_hover(session, LINE_ITEM)
+        assert "`shop.pricing.LineItem`" in first and "on its way" in first
+        payload = await _notified(received, LINE_ITEM[1])
+        assert EXPLANATION in payload["contents"]["value"]
+        again = _value(await session.hover(*LINE_ITEM))
+        assert EXPLANATION in again and "cache" in again.splitlines()[-1]
+        assert len(fake.requests) == 1
+    finally:
+        await session.stop()
