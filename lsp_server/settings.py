@@ -109,7 +109,7 @@ class HoverSettings:
         "within a minute; the first shows static facts and any cached answer) or `off`",
     )
     wait: float = setting(
-        0.3,
+        0.2,
         key="hoverWait",
         env="LLM_LSP_HOVER_WAIT",
         parse=parse_seconds_or_zero,
