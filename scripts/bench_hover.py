@@ -168,6 +168,9 @@ async def main_async(args: argparse.Namespace) -> None:
                         # jedi's parse cache (~/.cache/jedi for the peer) starts empty for
                         # every server, as ours does under LLM_LSP_CACHE_DIR
                         "XDG_CACHE_HOME": str(cache / "xdg"),
+                        # the whole AI hover, as the issue measures it (and each prompt
+                        # judged with its hover): no answering past hoverWait
+                        "LLM_LSP_HOVER_WAIT": "600",
                     }
                     command = jls if config == "jls" else ours
                     options = None if config == "jls" else {"llmLsp": {"aiHover": config == "ai"}}
