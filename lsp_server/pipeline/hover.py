@@ -94,11 +94,6 @@ class HoverPipeline:
         """The editor reported a change to ``path``: facts read from it may be stale."""
         self._prepared.forget(path)
 
-    @property
-    def pending(self) -> PendingHovers[HoverAnswer]:
-        """The hovers' model calls that outlive their wait."""
-        return self._pending
-
     async def hover(
         self,
         doc: Document,
@@ -290,11 +285,7 @@ class HoverPipeline:
             )
             if ready is not None:
                 return ready
-            note = PENDING_LIVE_NOTE if on_ready is not None else PENDING_NOTE
-            markdown = "\n\n".join([static, "---", note])
-            return HoverAnswer(
-                markdown, AnswerSource.PENDING, symbol, pack=pack, cache=found.outcome
-            )
+            return _pending(static, symbol, on_ready is not None, pack, found.outcome)
 
         used_up = time.monotonic() - started >= settings.hover.wait
         if used_up and settings.hover.mode == "always" and not regenerate and prepared is None:
@@ -314,15 +305,11 @@ class HoverPipeline:
     ) -> HoverAnswer:
         """The whole AI part in the background, the static facts now (and the note)."""
         shared = self.runtime.answers.enabled
-        key = f"early:{hash(memo_key)}" + ("" if shared else f":{uuid.uuid4().hex}")
+        key = f"early:{memo_key!r}" + ("" if shared else f":{uuid.uuid4().hex}")
         ready = await self._pending.wait(
             key, doc.path, lambda: explained(False), 0.0, on_ready=on_ready
         )
-        if ready is not None:
-            return ready
-        note = PENDING_LIVE_NOTE if on_ready is not None else PENDING_NOTE
-        markdown = "\n\n".join([static, "---", note])
-        return HoverAnswer(markdown, AnswerSource.PENDING, symbol)
+        return ready or _pending(static, symbol, on_ready is not None)
 
     def document_edited(self, path: Path | None) -> None:
         """``path`` was edited: its hovers' background calls are about code that is gone."""
@@ -386,3 +373,17 @@ class HoverPipeline:
         notes += self._cache_notes()
         markdown = "\n\n".join([static, "---", notice, *notes])
         return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
+
+
+def _pending(
+    static: str,
+    symbol: SymbolInfo,
+    live: bool,
+    pack: ContextPack | None = None,
+    cache: CacheOutcome = CacheOutcome.OFF,
+) -> HoverAnswer:
+    """The static facts and the note that the explanation is on its way (``live``: the
+    client will hear of it)."""
+    note = PENDING_LIVE_NOTE if live else PENDING_NOTE
+    markdown = "\n\n".join([static, "---", note])
+    return HoverAnswer(markdown, AnswerSource.PENDING, symbol, pack=pack, cache=cache)

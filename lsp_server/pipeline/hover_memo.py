@@ -80,8 +80,8 @@ class Prepared:
     settings: Settings
     symbol: SymbolInfo
     pack: ContextPack
-    stamp: Stamp
-    files: frozenset[str] = frozenset()  # resolved: the document and the stamped files
+    stamp: Stamp  # the quoted files (resolved), read once when the entry was kept
+    files: frozenset[str]  # resolved: the document and the stamped files
 
 
 def _resolved(path: Path) -> str:
@@ -91,10 +91,10 @@ def _resolved(path: Path) -> str:
         return str(path)
 
 
-def stamp(paths: Iterable[Path]) -> Stamp:
+def stamp(paths: Iterable[str]) -> Stamp:
     """(path, size, mtime) of each file; a missing file counts with size -1."""
     out = []
-    for path in sorted({str(p) for p in paths}):
+    for path in sorted(set(paths)):
         try:
             st = os.stat(path)
             out.append((path, st.st_size, st.st_mtime_ns))
@@ -111,7 +111,6 @@ class PreparedHovers:
         self._resolve = resolve
         self._kept = kept
         self._entries: OrderedDict[MemoKey, Prepared] = OrderedDict()
-        self.hits = 0
 
     @staticmethod
     def key(path: Path | None, text: str, line: int, column: int) -> MemoKey:
@@ -123,22 +122,18 @@ class PreparedHovers:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.settings is not settings or stamp(self._files(entry)) != entry.stamp:
+        if entry.settings is not settings or stamp(p for p, _, _ in entry.stamp) != entry.stamp:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        self.hits += 1
         return entry
 
     def put(self, key: MemoKey, settings: Settings, symbol: SymbolInfo, pack: ContextPack) -> None:
         """Keep a hover's facts and pack."""
-        entry = Prepared(settings, symbol, pack, ())
-        files = self._files(entry)
+        quoted = stamp(_resolved(p) for p in self._files(symbol, pack))
         own = {_resolved(key[0])} if key[0] is not None else set()
-        entry = Prepared(
-            settings, symbol, pack, stamp(files), frozenset({_resolved(p) for p in files} | own)
-        )
-        self._entries[key] = entry
+        files = frozenset({p for p, _, _ in quoted} | own)
+        self._entries[key] = Prepared(settings, symbol, pack, quoted, files)
         self._entries.move_to_end(key)
         while len(self._entries) > self._kept:
             self._entries.popitem(last=False)
@@ -152,9 +147,9 @@ class PreparedHovers:
         for key in [k for k, e in self._entries.items() if changed in e.files]:
             del self._entries[key]
 
-    def _files(self, entry: Prepared) -> list[Path]:
-        files = [entry.symbol.definition_path] if entry.symbol.definition_path else []
-        for piece in entry.pack.pieces:
+    def _files(self, symbol: SymbolInfo, pack: ContextPack) -> list[Path]:
+        files = [symbol.definition_path] if symbol.definition_path else []
+        for piece in pack.pieces:
             if piece.path:
                 resolved = self._resolve(piece.path)
                 if resolved is not None:

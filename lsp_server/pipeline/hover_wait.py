@@ -54,11 +54,6 @@ class PendingHovers(Generic[A]):
         self._finished: OrderedDict[str, tuple[Path | None, A]] = OrderedDict()
         self.backgrounded = 0  # calls that outlived their hover's wait (tests, benchmark)
 
-    @property
-    def calls(self) -> InFlight[A]:
-        """The calls in flight (``started``/``joined`` counters)."""
-        return self._calls
-
     def finished(self, key: str) -> A | None:
         """A background answer for exactly this request, kept for the next hover."""
         kept = self._finished.get(key)

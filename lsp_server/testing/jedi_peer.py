@@ -25,7 +25,8 @@ def jls_command(venv: Path) -> list[str]:
     exe = venv / "bin" / "jedi-language-server"
     if not exe.exists():
         logger.info("installing %s into %s", JLS, venv)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", JLS]
+        # -I: nothing imported from the working directory (a checkout's own venv.py)
+        subprocess.run([sys.executable, "-I", "-m", "venv", str(venv)], check=True, timeout=600)
+        pip = [str(venv / "bin" / "python"), "-I", "-m", "pip", "install", "--quiet", JLS]
         subprocess.run(pip, check=True, timeout=900)
     return [str(exe)]

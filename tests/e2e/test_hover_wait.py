@@ -57,26 +57,30 @@ def _env(tmp_path: Path, fake: FakeProvider, **extra: str) -> dict[str, str]:
     return server_env(tmp_path, **{**settings, **extra})
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def live_session(
-    tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider
-) -> AsyncIterator[tuple[Session, list[dict[str, Any]]]]:
-    """A client that asked for ``llmLsp/explanationReady``, the answer cache on."""
-    tmp_path = tmp_path_factory.mktemp("hover-wait")
+async def _listening(tmp_path: Path, env: dict[str, str]) -> tuple[Session, list[dict[str, Any]]]:
+    """A server for a client that asked for ``llmLsp/explanationReady``; what it hears."""
     capabilities = client_capabilities("neovim")
     capabilities.experimental = {"llmLspExplanationReady": True}
     received: list[dict[str, Any]] = []
     session = await start_session(
-        copy_project(tmp_path),
-        tmp_path,
-        env=_env(tmp_path, fake_provider, LLM_LSP_ANSWER_CACHE="1"),
-        capabilities=capabilities,
+        copy_project(tmp_path), tmp_path, env=env, capabilities=capabilities
     )
 
     @session.client.feature("llmLsp/explanationReady")
     def on_ready(params: Any) -> None:
         received.append(_plain(params))
 
+    return session, received
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live_session(
+    tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider
+) -> AsyncIterator[tuple[Session, list[dict[str, Any]]]]:
+    """A client that asked for ``llmLsp/explanationReady``, the answer cache on."""
+    tmp_path = tmp_path_factory.mktemp("hover-wait")
+    env = _env(tmp_path, fake_provider, LLM_LSP_ANSWER_CACHE="1")
+    session, received = await _listening(tmp_path, env)
     fake_provider.reset()  # what an earlier module scripted is not this warm-up's
     await session.warm(APPLY_DISCOUNT)
     yield session, received
@@ -195,18 +199,8 @@ async def test_static_facts_that_use_up_the_wait_answer_at_once_the_rest_follows
 ) -> None:
     """``hoverWait`` 0: the static facts always use it up, so the hover answers with them
     before its pack is built; the pack, the cache and the model follow in the background."""
-    capabilities = client_capabilities("neovim")
-    capabilities.experimental = {"llmLspExplanationReady": True}
     env = _env(tmp_path, fake, LLM_LSP_HOVER_WAIT="0", LLM_LSP_ANSWER_CACHE="1")
-    session = await start_session(
-        copy_project(tmp_path), tmp_path, env=env, capabilities=capabilities
-    )
-    received: list[dict[str, Any]] = []
-
-    @session.client.feature("llmLsp/explanationReady")
-    def on_ready(params: Any) -> None:
-        received.append(_plain(params))
-
+    session, received = await _listening(tmp_path, env)
     try:
         fake.script(Step(text=EXPLANATION))
         first = await _first_hover(session, LINE_ITEM)
