@@ -289,15 +289,17 @@ class Engine:
         *,
         regenerate: bool = False,
         on_ready: Callable[[HoverAnswer], None] | None = None,
+        in_place: bool = False,
     ) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
 
         ``regenerate``: bypass the answer cache and refresh it (the Regenerate action).
-        ``on_ready``: hears the whole hover when the model answers after ``hoverWait``."""
+        ``on_ready``: hears the whole hover when the model answers after ``hoverWait``
+        (at once with ``in_place``: the client puts it into the open hover itself)."""
         try:
             with self.activity.request():
                 return await self._hover.hover(
-                    doc, line, column, regenerate=regenerate, on_ready=on_ready
+                    doc, line, column, regenerate=regenerate, on_ready=on_ready, in_place=in_place
                 )
         finally:
             self._first_hover.set()

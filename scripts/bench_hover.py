@@ -50,7 +50,8 @@ from lsp_server.testing.fake_provider import FakeProvider, Step
 PACKAGES = ("django==6.1.3", "itsdangerous==2.2.0", "httpx==0.28.1", "requests==2.32.3")
 BUDGET = 2000  # hoverContextTokens' default
 CONFIGS = ("jls", "offline", "ai")
-HOVER_LIMIT = 60.0  # seconds a hover (or shutdown) may take before the bench moves on
+HOVER_LIMIT = 60.0  # seconds a hover (or start, or shutdown) may take before the bench moves on
+START_ATTEMPTS = 3  # a server that does not answer initialize is started afresh
 
 
 @dataclass
@@ -77,17 +78,26 @@ async def _session(
     options: dict[str, object] | None,
     fake: FakeProvider | None,
 ) -> Run:
-    client = LanguageClient("bench", "0")
-    started = time.perf_counter()
-    await client.start_io(*command, env=env)
-    await client.initialize_async(
-        types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
-            root_uri=root.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(root.as_uri(), root.name)],
-            initialization_options=options,
+    for attempt in range(1, START_ATTEMPTS + 1):
+        client = LanguageClient("bench", "0")
+        started = time.perf_counter()
+        await client.start_io(*command, env=env)
+        initialize = client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                root_uri=root.as_uri(),
+                workspace_folders=[types.WorkspaceFolder(root.as_uri(), root.name)],
+                initialization_options=options,
+            )
         )
-    )
+        try:  # jedi-language-server 0.47 sometimes never answers initialize (idle)
+            await asyncio.wait_for(initialize, HOVER_LIMIT)
+            break
+        except TimeoutError:
+            print(f"  {command[-1]}: no answer to initialize in {HOVER_LIMIT:g} s ({attempt})")
+            await _kill(client)
+    else:
+        raise RuntimeError(f"{command[-1]} did not start in {START_ATTEMPTS} attempts")
     start = (time.perf_counter() - started) * 1000
     client.initialized(types.InitializedParams())
     opened: set[str] = set()
@@ -120,9 +130,18 @@ async def _session(
         client.exit(None)
     except TimeoutError:
         print(f"  {command[-1]}: no answer to shutdown; stopped")
+        await _kill(client)
     await client.stop()
     n = len(sites)
     return Run(start, times[0], times[1:n], times[n:], prompts)
+
+
+async def _kill(client: LanguageClient) -> None:
+    """End a stuck server (`LanguageClient.stop` waits for the process to exit)."""
+    process = client._server  # pygls keeps the process here
+    if process is not None and process.returncode is None:
+        process.kill()
+    await client.stop()
 
 
 def _median(values: list[float]) -> float:

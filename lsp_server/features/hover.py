@@ -7,7 +7,11 @@ gets the whole hover, explanation included, as the notification
 the version hovered: ``{"textDocument": {"uri", "version"}, "position", "range",
 "contents": {"kind": "markdown", "value"}}`` (positions in the client's units, as
 in the hover request). Other clients see the explanation on the next hover (the
-answer cache).
+answer cache). A client that puts the explanation into the hover still open
+(``{"llmLspExplanationReady": {"inPlace": true}}``, the Neovim plugin) is not
+made to wait at all: its hover answers with what is ready (the static facts, a
+cached answer of a repeated hover) and the explanation follows. Editors show a
+hover when every server has answered, so any wait of ours holds the others' too.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ def wants_explanations(capabilities: types.ClientCapabilities) -> bool:
     """Whether the client asked for ``llmLsp/explanationReady`` notifications."""
     experimental = capabilities.experimental
     return isinstance(experimental, dict) and bool(experimental.get(CAPABILITY))
+
+
+def updates_in_place(capabilities: types.ClientCapabilities) -> bool:
+    """Whether the client puts an explanation into the hover still open (no need to wait)."""
+    experimental = capabilities.experimental
+    declared = experimental.get(CAPABILITY) if isinstance(experimental, dict) else None
+    return isinstance(declared, dict) and declared.get("inPlace") is True
 
 
 async def hover(ls: FeatureServer, params: types.HoverParams) -> types.Hover | None:
@@ -63,13 +74,15 @@ async def hover(ls: FeatureServer, params: types.HoverParams) -> types.Hover | N
         types.Position(pos.line, codec.client_num_units(server_line[:end])),
     )
     on_ready = None
-    if wants_explanations(ls.client_capabilities):
+    capabilities = ls.client_capabilities
+    if wants_explanations(capabilities):
         on_ready = _deliver(ls, params.text_document.uri, doc.version, pos, span)
     answer = await engine.hover(
         Document(path=ls.uri_to_path(doc.uri), text=source, version=doc.version),
         server_pos.line,
         server_pos.character,
         on_ready=on_ready,
+        in_place=updates_in_place(capabilities),
     )
     if answer is None:
         return None

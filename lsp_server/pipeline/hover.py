@@ -102,17 +102,21 @@ class HoverPipeline:
         *,
         regenerate: bool = False,
         on_ready: Callable[[HoverAnswer], None] | None = None,
+        in_place: bool = False,
     ) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
 
         ``regenerate``: ask the model even if the cache has an answer, and replace it (and
         wait for it). Otherwise the model has ``hoverWait`` seconds; past them the answer is
         `AnswerSource.PENDING` and ``on_ready`` hears the whole hover when the background
-        call ends (`pipeline.hover_wait`).
+        call ends (`pipeline.hover_wait`). ``in_place`` (with ``on_ready``: a client that
+        updates an open hover itself): no wait at all; a repeated hover still shows a cached
+        answer, found from its kept pack.
         """
         rt = self.runtime
         started = time.monotonic()
         settings = rt.settings
+        wait = 0.0 if in_place and on_ready is not None else settings.hover.wait
         memo_key = PreparedHovers.key(doc.path, doc.text, line, column)
         prepared = self._prepared.get(memo_key, settings)
         prefetch = None
@@ -279,7 +283,7 @@ class HoverPipeline:
                 keys.exact if shared else f"{keys.exact}:{request_id}",
                 doc.path,
                 ask,
-                settings.hover.wait - (time.monotonic() - started),
+                wait - (time.monotonic() - started),
                 on_ready=on_ready,
                 keep_as=None if shared else keys.exact,
             )
@@ -287,7 +291,7 @@ class HoverPipeline:
                 return ready
             return _pending(static, symbol, on_ready is not None, pack, found.outcome)
 
-        used_up = time.monotonic() - started >= settings.hover.wait
+        used_up = time.monotonic() - started >= wait
         if used_up and settings.hover.mode == "always" and not regenerate and prepared is None:
             # The static facts used up the wait (a busy machine, a cold start): answer with
             # them now; the pack, the cache and the model go on in the background.

@@ -57,10 +57,12 @@ def _env(tmp_path: Path, fake: FakeProvider, **extra: str) -> dict[str, str]:
     return server_env(tmp_path, **{**settings, **extra})
 
 
-async def _listening(tmp_path: Path, env: dict[str, str]) -> tuple[Session, list[dict[str, Any]]]:
+async def _listening(
+    tmp_path: Path, env: dict[str, str], declared: object = True
+) -> tuple[Session, list[dict[str, Any]]]:
     """A server for a client that asked for ``llmLsp/explanationReady``; what it hears."""
     capabilities = client_capabilities("neovim")
-    capabilities.experimental = {"llmLspExplanationReady": True}
+    capabilities.experimental = {"llmLspExplanationReady": declared}
     received: list[dict[str, Any]] = []
     session = await start_session(
         copy_project(tmp_path), tmp_path, env=env, capabilities=capabilities
@@ -194,17 +196,30 @@ async def test_without_the_notification_the_next_hover_shows_the_finished_answer
         await session.stop()
 
 
-async def test_static_facts_that_use_up_the_wait_answer_at_once_the_rest_follows(
-    tmp_path: Path, fake: FakeProvider
+@pytest.mark.parametrize(
+    ("wait", "declared", "delay"),
+    [
+        # ``hoverWait`` 0: the static facts always use it up, so the hover answers with
+        # them before its pack is built; pack, cache and model follow in the background
+        ("0", True, 0.0),
+        # ``{"inPlace": true}`` (the Neovim plugin) is never made to wait, even with a
+        # ``hoverWait`` of 600 s: the hover answers while the provider holds the call
+        ("600", {"inPlace": True}, SLOW),
+    ],
+    ids=["static-facts-use-up-the-wait", "client-updates-in-place"],
+)
+async def test_a_hover_past_its_wait_answers_at_once_the_rest_follows(
+    tmp_path: Path, fake: FakeProvider, wait: str, declared: object, delay: float
 ) -> None:
-    """``hoverWait`` 0: the static facts always use it up, so the hover answers with them
-    before its pack is built; the pack, the cache and the model follow in the background."""
-    env = _env(tmp_path, fake, LLM_LSP_HOVER_WAIT="0", LLM_LSP_ANSWER_CACHE="1")
-    session, received = await _listening(tmp_path, env)
+    """The first hover: static facts and the note; the explanation by notification; the
+    same code hovered again shows the cached answer in the hover itself."""
+    env = _env(tmp_path, fake, LLM_LSP_HOVER_WAIT=wait, LLM_LSP_ANSWER_CACHE="1")
+    session, received = await _listening(tmp_path, env, declared)
     try:
-        fake.script(Step(text=EXPLANATION))
+        fake.script(Step(text=EXPLANATION, delay=delay))
         first = await _first_hover(session, LINE_ITEM)
         assert "`shop.pricing.LineItem`" in first and "on its way" in first
+        assert EXPLANATION not in first
         payload = await _notified(received, LINE_ITEM[1])
         assert EXPLANATION in payload["contents"]["value"]
         again = _value(await session.hover(*LINE_ITEM))

@@ -153,5 +153,5 @@ def test_the_float_opens_at_once_and_shows_the_explanation_by_itself(
 def test_the_plugin_advertises_the_capability(seen: dict[str, Any]) -> None:
     """The capabilities Neovim sent in `initialize`: its defaults, and ours merged in."""
     sent = seen["capabilities"]
-    assert sent["experimental"] == {"llmLspExplanationReady": True}
+    assert sent["experimental"] == {"llmLspExplanationReady": {"inPlace": True}}
     assert sent["textDocument"]["hover"]["contentFormat"][0] == "markdown"

@@ -235,7 +235,9 @@ def symbol_at(
     if not names:
         return None
     word = names[0].name
-    definitions = _safe(sc.goto, line, column, follow_imports=True) or names
+    # `help` is `goto(follow_imports=True)` where that finds anything (keywords were
+    # dropped above): asking goto again would redo the inference, uncached.
+    definitions = names
     target: Any = definitions[0]
     signatures = _signatures(definitions)
     doc = _docstring(definitions)

@@ -1,8 +1,12 @@
 --- The hover that never waits for the model: the explanation shown when it is ready.
 ---
---- The plugin advertises `capabilities.experimental.llmLspExplanationReady`. A hover
---- then answers within the server's `hoverWait` with the static facts and a note that
---- the explanation is on its way, and the server sends `llmLsp/explanationReady`
+--- The plugin advertises `capabilities.experimental.llmLspExplanationReady` as
+--- `{ inPlace = true }`: it puts the explanation into the open float itself, so the
+--- server does not wait for the model at all (Neovim opens the float only when every
+--- attached server has answered: any wait of ours would hold jedi's part too). A hover
+--- answers with what is ready (the static facts; a cached answer when the same symbol
+--- is hovered again) and a note that the explanation is on its way, and the server sends
+--- `llmLsp/explanationReady`
 --- (`textDocument` {uri, version}, `position`, `range`, `contents` = the full hover
 --- markdown: static facts, explanation, footer) once the model has answered.
 --- `on_explanation_ready` shows it:
@@ -300,7 +304,7 @@ function M.capabilities(capabilities)
   return vim.tbl_deep_extend(
     "force",
     vim.deepcopy(capabilities or {}),
-    { experimental = { [M.capability] = true } }
+    { experimental = { [M.capability] = { inPlace = true } } }
   )
 end
 
