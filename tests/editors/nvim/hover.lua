@@ -98,24 +98,33 @@ end
 
 local scenarios = {}
 
+--- Whether the open float still says the explanation is on its way.
+local function pending()
+  local lines = float_lines()
+  return lines ~= nil and table.concat(lines, "\n"):find("on its way", 1, true) ~= nil
+end
+
+--- Until the explanation replaced the note in the float (at most a minute); whether it did.
+local function explained()
+  return vim.wait(60000, function()
+    return not pending()
+  end, 5) and float_lines() ~= nil
+end
+
 function scenarios.bench()
   open(env.LLM_LSP_FILE)
   reached("attached")
+  -- the warm-up hover ends as every timed one does: with its explanation in the float
   hover(vim.json.decode(env.LLM_LSP_WARM))
+  explained()
   for _, site in ipairs(sites()) do
     reached("hover " .. vim.inspect(site))
     local shown = hover(site)
     local t0 = vim.uv.hrtime()
-    local pending = function()
-      local lines = float_lines()
-      return lines ~= nil and table.concat(lines, "\n"):find("on its way", 1, true) ~= nil
-    end
     if pending() then
       -- the explanation follows: how long until the float shows it by itself
       shown.noted = true
-      if vim.wait(60000, function()
-        return not pending()
-      end, 5) and float_lines() ~= nil then
+      if explained() then
         shown.explained_ms = shown.ms + (vim.uv.hrtime() - t0) / 1e6
       end
     end
