@@ -31,7 +31,8 @@ from lsp_server.llm.service import LlmService
 from lsp_server.llm.types import ChatRequest
 from lsp_server.pipeline.actions import Actions
 from lsp_server.pipeline.ask import Asker
-from lsp_server.pipeline.hover import HoverAnswer, HoverPipeline
+from lsp_server.pipeline.hover import HoverPipeline
+from lsp_server.pipeline.hover_answer import HoverAnswer
 from lsp_server.pipeline.memory import SummaryCache
 from lsp_server.pipeline.runtime import Document
 from lsp_server.settings import Settings
@@ -288,14 +289,15 @@ class Engine:
         column: int,
         *,
         regenerate: bool = False,
-        on_ready: Callable[[HoverAnswer], None] | None = None,
+        on_ready: Callable[[HoverAnswer | None], None] | None = None,
         in_place: bool = False,
     ) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
 
         ``regenerate``: bypass the answer cache and refresh it (the Regenerate action).
         ``on_ready``: hears the whole hover when the model answers after ``hoverWait``
-        (at once with ``in_place``: the client puts it into the open hover itself)."""
+        (with ``in_place``: the client puts it into the open hover itself, so there is no
+        wait; None when a placeholder's name turned out to be nothing)."""
         try:
             with self.activity.request():
                 return await self._hover.hover(

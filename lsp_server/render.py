@@ -12,6 +12,15 @@ from lsp_server.safe_markdown import fence, sanitize
 #: A hover past ``hoverWait``: for a client that will hear of the answer, and for others.
 PENDING_NOTE = "_The AI explanation is on its way: hover again in a moment._"
 PENDING_LIVE_NOTE = "_The AI explanation is on its way: it will appear here._"
+
+
+def placeholder(word: str) -> str:
+    """An in-place client's hover on the name ``word`` (an identifier) while its static
+    facts are still coming: the one line the client replaces (it says the explanation
+    is ``on its way``, as the notes do)."""
+    return f"_Reading the definition of `{word}`; the AI explanation is on its way._"
+
+
 #: ``aiHover: onRepeat``, a first hover.
 REPEAT_NOTE = "_Hover again for the AI explanation (`aiHover`: `onRepeat`)._"
 

@@ -114,7 +114,9 @@ class HoverSettings:
         env="LLM_LSP_HOVER_WAIT",
         parse=parse_seconds_or_zero,
         doc="seconds a hover waits for the model; past it the hover shows the static facts, "
-        "the answer is finished in the background (cached, and sent to clients that ask)",
+        "the answer is finished in the background (cached, and sent to clients that ask). "
+        "A client that updates the open hover itself (the Neovim plugin) never waits for "
+        "the model, and for the static facts at most this long (a placeholder past it)",
     )
     deadline: float = setting(
         15.0,

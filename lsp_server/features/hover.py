@@ -10,8 +10,12 @@ in the hover request). Other clients see the explanation on the next hover (the
 answer cache). A client that puts the explanation into the hover still open
 (``{"llmLspExplanationReady": {"inPlace": true}}``, the Neovim plugin) is not
 made to wait at all: its hover answers with what is ready (the static facts, a
-cached answer of a repeated hover) and the explanation follows. Editors show a
-hover when every server has answered, so any wait of ours holds the others' too.
+cached answer of a repeated hover) and the explanation follows; static facts not
+ready within ``hoverWait`` (jedi's first look at a large module) are not waited for
+either: the hover is a one-line placeholder and the notification brings the whole
+hover, or an empty ``value`` when the name turned out to be nothing to hover. Editors
+show a hover when every server has answered, so any wait of ours holds the others'
+too.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from lsprotocol import types
 
 from lsp_server.features.base import FeatureServer
-from lsp_server.pipeline.hover import HoverAnswer
+from lsp_server.pipeline.hover_answer import HoverAnswer
 from lsp_server.pipeline.hover_memo import name_span
 from lsp_server.pipeline.runtime import Document
 
@@ -94,10 +98,11 @@ async def hover(ls: FeatureServer, params: types.HoverParams) -> types.Hover | N
 
 def _deliver(
     ls: FeatureServer, uri: str, version: int | None, pos: types.Position, span: types.Range
-) -> Callable[[HoverAnswer], None]:
-    """Send the finished hover to the client, unless the document moved on meanwhile."""
+) -> Callable[[HoverAnswer | None], None]:
+    """Send the finished hover to the client, unless the document moved on meanwhile (an
+    empty ``value``: the placeholder's name is nothing to hover, the client drops it)."""
 
-    def send(answer: HoverAnswer) -> None:
+    def send(answer: HoverAnswer | None) -> None:
         if ls.workspace.get_text_document(uri).version != version:
             logger.debug("explanation for %s v%s dropped: the document changed", uri, version)
             return
@@ -108,7 +113,7 @@ def _deliver(
                 "start": {"line": span.start.line, "character": span.start.character},
                 "end": {"line": span.end.line, "character": span.end.character},
             },
-            "contents": {"kind": "markdown", "value": answer.markdown},
+            "contents": {"kind": "markdown", "value": "" if answer is None else answer.markdown},
         }
         ls.lsp_protocol.notify(NOTIFICATION, payload)
 

@@ -24,7 +24,7 @@ from typing import Any
 from lsprotocol import types
 
 from lsp_server.features.base import FeatureServer, tell, warn
-from lsp_server.pipeline.hover import AnswerSource
+from lsp_server.pipeline.hover_answer import AnswerSource
 from lsp_server.pipeline.runtime import Document
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ async def run_regenerate_command(
         position.character,
         regenerate=True,
     )
-    if answer is None:
+    if answer is None or answer.symbol is None:  # (a placeholder never answers regenerate)
         warn(ls, "llm-lsp: nothing to explain there")
         return {"ok": False}
     name = answer.symbol.full_name or answer.symbol.name

@@ -11,36 +11,41 @@ under the static facts. `asyncio.CancelledError` always propagates.
 from __future__ import annotations
 
 import asyncio
+import keyword
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
-from lsp_server.cache import CacheKeys, CacheLookup, CacheOutcome
+from lsp_server.cache import CacheOutcome
 from lsp_server.context.jedi.worker import JediCrashed
 from lsp_server.context.model import SymbolInfo
-from lsp_server.context.pack.assembler import ContextPack
-from lsp_server.llm.types import ChatRequest, Completion, ProviderFailure
+from lsp_server.llm.types import ChatRequest, ProviderFailure
 from lsp_server.pipeline.accounting import summarize
-from lsp_server.pipeline.cached import cache_keys, hit_footer, record_cache_use, stale_note
-from lsp_server.pipeline.hover_memo import PreparedHovers, pack_file
+from lsp_server.pipeline.cached import cache_keys
+from lsp_server.pipeline.hover_answer import (
+    AnswerSource,
+    HoverAnswer,
+    cache_notes,
+    fallback,
+    from_cache,
+    pending,
+)
+from lsp_server.pipeline.hover_memo import Prepared, PreparedHovers, line_of, name_span, pack_file
 from lsp_server.pipeline.hover_pack import hover_pack, prefetch_pack
 from lsp_server.pipeline.hover_wait import Interest, PendingHovers
 from lsp_server.pipeline.runtime import Document, HoverRuntime
 from lsp_server.pipeline.spans import describe_pack, pack_span
 from lsp_server.prompts import HOVER_PROMPT, hover_messages
 from lsp_server.render import (
-    PENDING_LIVE_NOTE,
-    PENDING_NOTE,
     REPEAT_NOTE,
     answer_notes,
     footer,
     offline_notice,
+    placeholder,
     static_markdown,
-    unavailable_notice,
 )
 from lsp_server.safe_markdown import sanitize
 from lsp_server.telemetry.genai import cache_outcome, cache_span
@@ -53,31 +58,13 @@ logger = logging.getLogger(__name__)
 STATIC_DEADLINE = 5.0
 
 
-class AnswerSource(StrEnum):
-    """Where the AI part of an answer came from."""
+class Facts(NamedTuple):
+    """What a hover knows before its AI part: jedi's facts, a kept hover (its facts and
+    pack, `PreparedHovers`), the pack's first steps started while jedi answered."""
 
-    PROVIDER = "provider"
-    CACHE = "cache"
-    STALE = "stale"
-    FALLBACK = "fallback"
-    OFFLINE = "offline"
-    PENDING = "pending"
-    """Past ``hoverWait``: static facts now, the explanation in the background."""
-    DEFERRED = "deferred"
-    """``aiHover: onRepeat`` and a first hover: static facts, no call."""
-
-
-@dataclass(frozen=True, slots=True)
-class HoverAnswer:
-    """What a hover shows, and what produced it."""
-
-    markdown: str
-    source: AnswerSource
     symbol: SymbolInfo
-    completion: Completion | None = None
-    pack: ContextPack | None = None
-    cache: CacheOutcome = CacheOutcome.OFF
-    """What the answer cache did (``llm_lsp.cache`` in traces)."""
+    prepared: Prepared | None
+    prefetch: asyncio.Task[None] | None
 
 
 class HoverPipeline:
@@ -86,7 +73,7 @@ class HoverPipeline:
     def __init__(self, runtime: HoverRuntime) -> None:
         self.runtime = runtime
         self._repeats = RepeatTracker()
-        self._pending: PendingHovers[HoverAnswer] = PendingHovers()
+        self._pending: PendingHovers[HoverAnswer | None] = PendingHovers()
         self._interest = Interest()
         self._prepared = PreparedHovers(lambda label: pack_file(runtime.workspace, label))
 
@@ -101,7 +88,7 @@ class HoverPipeline:
         column: int,
         *,
         regenerate: bool = False,
-        on_ready: Callable[[HoverAnswer], None] | None = None,
+        on_ready: Callable[[HoverAnswer | None], None] | None = None,
         in_place: bool = False,
     ) -> HoverAnswer | None:
         """Hover at 0-based `line`/`column` (columns in code points); None if nothing is there.
@@ -110,32 +97,97 @@ class HoverPipeline:
         wait for it). Otherwise the model has ``hoverWait`` seconds; past them the answer is
         `AnswerSource.PENDING` and ``on_ready`` hears the whole hover when the background
         call ends (`pipeline.hover_wait`). ``in_place`` (with ``on_ready``: a client that
-        updates an open hover itself): no wait at all; a repeated hover still shows a cached
-        answer, found from its kept pack.
+        updates an open hover itself): the model is not waited for at all, and static facts
+        not ready within ``hoverWait`` are not waited for either (a placeholder now,
+        `placeholder`; ``on_ready`` hears the hover, or None when nothing is there).
         """
-        rt = self.runtime
         started = time.monotonic()
-        settings = rt.settings
-        wait = 0.0 if in_place and on_ready is not None else settings.hover.wait
+        settings = self.runtime.settings
+        live = in_place and on_ready is not None and not regenerate
         memo_key = PreparedHovers.key(doc.path, doc.text, line, column)
         prepared = self._prepared.get(memo_key, settings)
-        prefetch = None
         if prepared is not None:  # this name at this text: facts and pack as last time
-            symbol: SymbolInfo | None = prepared.symbol
-        else:
-            prefetch = prefetch_pack(rt, doc)  # the pack's first steps, while jedi answers
-            try:
-                symbol = await rt.symbols.symbol_at(
-                    doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
-                )
-            except JediCrashed as exc:  # restarted on the next request
-                logger.warning("static analysis failed at %s:%d: %s", doc.path, line + 1, exc)
+            facts = Facts(prepared.symbol, prepared, None)
+            wait = 0.0 if live else settings.hover.wait
+            return await self._answer(doc, line, column, facts, started, regenerate, on_ready, wait)
+        prefetch = prefetch_pack(self.runtime, doc)  # the pack's first steps, while jedi answers
+        if not live:
+            symbol = await self._static_facts(doc, line, column)
+            if symbol is None:
                 return None
-            except TimeoutError:
-                logger.warning("static analysis timed out at %s:%d", doc.path, line + 1)
-                return None
+            facts = Facts(symbol, None, prefetch)
+            wait = settings.hover.wait
+            return await self._answer(doc, line, column, facts, started, regenerate, on_ready, wait)
+        lookup = asyncio.ensure_future(self._static_facts(doc, line, column))
+        text = line_of(doc.text, line)
+        start, end = name_span(text, column)
+        word = text[start:end]
+        try:  # a placeholder only on a name: jedi answers a keyword or a blank at once
+            named = word.isidentifier() and not keyword.iskeyword(word)
+            await asyncio.wait({lookup}, timeout=settings.hover.wait if named else None)
+        except asyncio.CancelledError:
+            lookup.cancel()
+            raise
+        if not lookup.done():  # a first look at a large module: the float opens without us
+            return await self._placeholder(doc, line, column, word, lookup, prefetch, on_ready)
+        symbol = lookup.result()
         if symbol is None:
             return None
+        facts = Facts(symbol, None, prefetch)
+        return await self._answer(doc, line, column, facts, started, False, on_ready, 0.0)
+
+    async def _static_facts(self, doc: Document, line: int, column: int) -> SymbolInfo | None:
+        """jedi's facts on the name (None: nothing there, or jedi failed: logged)."""
+        try:
+            return await self.runtime.symbols.symbol_at(
+                doc.text, doc.path, line + 1, column, deadline=STATIC_DEADLINE
+            )
+        except JediCrashed as exc:  # restarted on the next request
+            logger.warning("static analysis failed at %s:%d: %s", doc.path, line + 1, exc)
+        except TimeoutError:
+            logger.warning("static analysis timed out at %s:%d", doc.path, line + 1)
+        return None
+
+    async def _placeholder(
+        self,
+        doc: Document,
+        line: int,
+        column: int,
+        word: str,
+        lookup: asyncio.Future[SymbolInfo | None],
+        prefetch: asyncio.Task[None] | None,
+        on_ready: Callable[[HoverAnswer | None], None] | None,
+    ) -> HoverAnswer | None:
+        """Static facts still coming (in place): the placeholder now, the hover later."""
+        started = time.monotonic()
+
+        async def later() -> HoverAnswer | None:
+            symbol = await lookup
+            if symbol is None:
+                return None
+            facts = Facts(symbol, None, prefetch)
+            return await self._answer(doc, line, column, facts, started, False, on_ready, 0.0)
+
+        key = f"facts:{PreparedHovers.key(doc.path, doc.text, line, column)!r}:{uuid.uuid4().hex}"
+        await self._pending.wait(key, doc.path, later, 0.0, on_ready=on_ready)
+        return HoverAnswer(placeholder(word), AnswerSource.PENDING, None)
+
+    async def _answer(
+        self,
+        doc: Document,
+        line: int,
+        column: int,
+        facts: Facts,
+        started: float,
+        regenerate: bool,
+        on_ready: Callable[[HoverAnswer | None], None] | None,
+        wait: float,
+    ) -> HoverAnswer:
+        """The hover on ``facts.symbol``: static facts, then the AI part within ``wait``."""
+        rt = self.runtime
+        settings = rt.settings
+        symbol, prepared, prefetch = facts
+        memo_key = PreparedHovers.key(doc.path, doc.text, line, column)
         static = static_markdown(symbol, rt.display_path)
         if not settings.hover.enabled:
             return HoverAnswer(static, AnswerSource.OFFLINE, symbol)
@@ -210,7 +262,9 @@ class HoverPipeline:
                 cache_state = "bypass" if regenerate else found.outcome.value
                 cache_outcome(traced, cache_state, feature="hover", layer=found.layer or "")
             if found.outcome is CacheOutcome.HIT:
-                answer = self._from_cache(static, symbol, pack, found, request_id, started, "")
+                answer = from_cache(
+                    self.runtime, static, symbol, pack, found, request_id, started, ""
+                )
                 done(answer, "cached")
                 return answer
             scope = (doc.path, key)
@@ -248,8 +302,8 @@ class HoverPipeline:
                         kind, message = exc.kind.value, exc.message
                     else:
                         kind, message = "timeout", f"no answer within {settings.hover.deadline:g} s"
-                    answer = await self._fallback(
-                        static, symbol, pack, keys, request_id, started, kind, message
+                    answer = await fallback(
+                        self.runtime, static, symbol, pack, keys, request_id, started, kind, message
                     )
                     if answer.source is AnswerSource.STALE:
                         cache_state = "stale"
@@ -259,7 +313,7 @@ class HoverPipeline:
                     done(None, "cancelled")
                     raise
                 notes = answer_notes(completion.notice, llm.breaker_states())
-                notes += self._cache_notes()
+                notes += cache_notes(self.runtime)
                 parts = [static, "---", sanitize(completion.text.strip()), *notes]
                 parts.append(footer(completion, completion.tier, pack.tokens))
                 outcome = CacheOutcome.BYPASS if regenerate else found.outcome
@@ -289,7 +343,7 @@ class HoverPipeline:
             )
             if ready is not None:
                 return ready
-            return _pending(static, symbol, on_ready is not None, pack, found.outcome)
+            return pending(static, symbol, on_ready is not None, pack, found.outcome)
 
         used_up = time.monotonic() - started >= wait
         if used_up and settings.hover.mode == "always" and not regenerate and prepared is None:
@@ -305,7 +359,7 @@ class HoverPipeline:
         static: str,
         memo_key: tuple[object, ...],
         explained: Callable[[bool], Awaitable[HoverAnswer]],
-        on_ready: Callable[[HoverAnswer], None] | None,
+        on_ready: Callable[[HoverAnswer | None], None] | None,
     ) -> HoverAnswer:
         """The whole AI part in the background, the static facts now (and the note)."""
         shared = self.runtime.answers.enabled
@@ -313,7 +367,7 @@ class HoverPipeline:
         ready = await self._pending.wait(
             key, doc.path, lambda: explained(False), 0.0, on_ready=on_ready
         )
-        return ready or _pending(static, symbol, on_ready is not None)
+        return ready or pending(static, symbol, on_ready is not None)
 
     def document_edited(self, path: Path | None) -> None:
         """``path`` was edited: its hovers' background calls are about code that is gone."""
@@ -322,72 +376,3 @@ class HoverPipeline:
     async def aclose(self) -> None:
         """Cancel the background calls (shutdown)."""
         await self._pending.aclose()
-
-    def _cache_notes(self) -> list[str]:
-        notice = self.runtime.answers.take_notice()
-        return [f"_{notice}_"] if notice else []
-
-    def _from_cache(
-        self,
-        static: str,
-        symbol: SymbolInfo,
-        pack: ContextPack,
-        found: CacheLookup,
-        request_id: str,
-        started: float,
-        stale_why: str,
-    ) -> HoverAnswer:
-        """An answer from the cache: fresh (a hit) or stale (the fallback tier)."""
-        assert found.entry is not None
-        elapsed = (time.monotonic() - started) * 1000
-        record_cache_use(self.runtime.usage_log, request_id, "hover", found, elapsed)
-        notes = [stale_note(found, stale_why)] if stale_why else []
-        if stale_why:
-            notes += answer_notes(None, self.runtime.llm.breaker_states())
-        notes += self._cache_notes()
-        body = sanitize(found.entry.text.strip())
-        markdown = "\n\n".join([static, "---", body, *notes, hit_footer(found, elapsed)])
-        source = AnswerSource.STALE if stale_why else AnswerSource.CACHE
-        completion = found.entry.completion(request_id, elapsed)
-        return HoverAnswer(markdown, source, symbol, completion, pack, found.outcome)
-
-    async def _fallback(
-        self,
-        static: str,
-        symbol: SymbolInfo,
-        pack: ContextPack,
-        keys: CacheKeys,
-        request_id: str,
-        started: float,
-        kind: str,
-        message: str,
-    ) -> HoverAnswer:
-        """No live tier answered: the cache tier (the latest answer, stale), then static."""
-        found = await self.runtime.answers.fallback(keys)
-        if found.entry is not None:
-            why = f"{kind.replace('_', ' ')} ({message})"
-            return self._from_cache(static, symbol, pack, found, request_id, started, why)
-        return self._static_fallback(static, symbol, pack, kind, message)
-
-    def _static_fallback(
-        self, static: str, symbol: SymbolInfo, pack: ContextPack, kind: str, message: str
-    ) -> HoverAnswer:
-        notice = unavailable_notice(self.runtime.settings.llm.model, kind, message)
-        notes = answer_notes(None, self.runtime.llm.breaker_states())
-        notes += self._cache_notes()
-        markdown = "\n\n".join([static, "---", notice, *notes])
-        return HoverAnswer(markdown, AnswerSource.FALLBACK, symbol, pack=pack)
-
-
-def _pending(
-    static: str,
-    symbol: SymbolInfo,
-    live: bool,
-    pack: ContextPack | None = None,
-    cache: CacheOutcome = CacheOutcome.OFF,
-) -> HoverAnswer:
-    """The static facts and the note that the explanation is on its way (``live``: the
-    client will hear of it)."""
-    note = PENDING_LIVE_NOTE if live else PENDING_NOTE
-    markdown = "\n\n".join([static, "---", note])
-    return HoverAnswer(markdown, AnswerSource.PENDING, symbol, pack=pack, cache=cache)

@@ -89,12 +89,15 @@ async def live_session(
     await session.stop()
 
 
-async def _notified(received: list[dict[str, Any]], line: int) -> dict[str, Any]:
-    """The notification for a hover on ``line`` (the warm-up's may come late, too)."""
+async def _notified(
+    received: list[dict[str, Any]], line: int, saying: str = ""
+) -> dict[str, Any]:
+    """The notification for a hover on ``line`` (the warm-up's may come late, too) whose
+    markdown holds ``saying``."""
     deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline:
         for payload in received:
-            if payload["position"]["line"] == line:
+            if payload["position"]["line"] == line and saying in payload["contents"]["value"]:
                 return payload
         await asyncio.sleep(0.05)
     raise AssertionError(f"no llmLsp/explanationReady notification for line {line}: {received}")
@@ -224,6 +227,53 @@ async def test_a_hover_past_its_wait_answers_at_once_the_rest_follows(
         assert EXPLANATION in payload["contents"]["value"]
         again = _value(await session.hover(*LINE_ITEM))
         assert EXPLANATION in again and "cache" in again.splitlines()[-1]
+        assert len(fake.requests) == 1
+    finally:
+        await session.stop()
+
+
+async def _ready_for(
+    session: Session, received: list[dict[str, Any]], at: tuple[str, int, int]
+) -> tuple[str, str]:
+    """A hover whose static facts were not ready within the wait (a placeholder), and the
+    notification that followed it. Retried while jedi's first look at the workspace runs
+    past a hover's static deadline on a busy machine (the notification is then empty)."""
+    deadline = time.monotonic() + 180.0
+    while time.monotonic() < deadline:
+        received.clear()
+        shown = _value(await session.hover(*at))
+        payload = await _notified(received, at[1])
+        if payload["contents"]["value"]:
+            return shown, payload["contents"]["value"]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no hover at {at}")
+
+
+async def test_static_facts_an_in_place_client_would_wait_for_come_by_notification(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    """``hoverWait`` 0 and ``{"inPlace": true}``: the hover on a name is a one-line
+    placeholder; the notification brings the whole hover (static facts and explanation);
+    a name that is nothing to hover (a word in a comment) gets an empty notification;
+    a keyword or a blank waits for jedi as before (no placeholder)."""
+    env = _env(tmp_path, fake, LLM_LSP_HOVER_WAIT="0", LLM_LSP_ANSWER_CACHE="1")
+    session, received = await _listening(tmp_path, env, {"inPlace": True})
+    try:
+        fake.script(Step(text=EXPLANATION))
+        shown, later = await _ready_for(session, received, LINE_ITEM)
+        assert shown == "_Reading the definition of `LineItem`; the AI explanation is on its way._"
+        # the static facts as soon as they are ready (with the note), then the explanation
+        assert "`shop.pricing.LineItem`" in later and "on its way" in later
+        payload = await _notified(received, LINE_ITEM[1], EXPLANATION)
+        assert "`shop.pricing.LineItem`" in payload["contents"]["value"]
+        # "sku" in `# keep one line per sku`: a placeholder, then nothing
+        received.clear()
+        in_comment = ("shop/basket.py", 12, 29)
+        assert "`sku`" in _value(await session.hover(*in_comment))
+        payload = await _notified(received, in_comment[1])
+        assert payload["contents"] == {"kind": "markdown", "value": ""}
+        # `from` (a keyword): jedi's answer is awaited, and it is nothing
+        assert await session.hover("shop/basket.py", 2, 1) is None
         assert len(fake.requests) == 1
     finally:
         await session.stop()

@@ -179,6 +179,12 @@ function scenarios.ready()
   local lines = { "# llm_lsp", "facts", "───", "waiting: on its way", "───", "# jedi_language_server", "types" }
   local first, last = h.locate(lines, "llm_lsp", { jedi_language_server = true }, false)
   out.ready.first = h.merge(lines, first, last, { "facts", "---", "explained" })
+  -- (an empty hover takes our placeholder out, with its header and one rule)
+  out.ready.without_first = h.without(lines, first, last)
+  local after = { "# jedi_language_server", "types", "───", "# llm_lsp", "_Reading: on its way._" }
+  first, last = h.locate(after, "llm_lsp", { jedi_language_server = true }, false)
+  out.ready.without_last = h.without(after, first, last)
+  out.ready.without_alone = h.without({ "_Reading: on its way._" }, 1, 1)
   -- 2. the float was closed, the cursor has not moved: a float opens
   close_floats()
   out.ready.reopen = feed(buf, here(buf))

@@ -67,7 +67,8 @@ local function open(relative)
 end
 
 --- Hover like `K` does until a float shows text (jedi's first look may miss the
---- hover's static deadline on a busy machine: then Neovim says "No information").
+--- hover's static deadline on a busy machine: then Neovim says "No information"), and
+--- while it says the explanation is on its way, until the plugin has put it in place.
 local function hover(line, col)
   vim.api.nvim_win_set_cursor(0, { line, col })
   local deadline = vim.uv.now() + TIMEOUT
@@ -89,6 +90,14 @@ local function hover(line, col)
       end
       return false
     end, 50)
+    if text and text ~= "" and text:find("on its way", 1, true) then
+      -- the server did not wait for the model: the plugin puts the explanation in place
+      vim.wait(60000, function()
+        local win = floats()[1]
+        text = win and buffer_text(vim.api.nvim_win_get_buf(win)) or ""
+        return not text:find("on its way", 1, true)
+      end, 50)
+    end
     if text and text ~= "" then
       close_floats()
       return text

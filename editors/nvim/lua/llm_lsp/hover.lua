@@ -23,6 +23,11 @@
 --- 3. otherwise (another buffer, an edited buffer, the cursor moved on) it is dropped;
 ---    the next hover shows the explanation from the server's cache.
 ---
+--- When the server's static facts are not ready within its `hoverWait` (jedi's first
+--- look at a large module), our part of the float is a one-line placeholder ("...on its
+--- way") and the notification brings the whole hover; an empty `contents.value` means the
+--- name was nothing to hover: the placeholder is taken out of the float.
+---
 --- Neovim opens the hover float when every server has answered: a slow peer (jedi's
 --- first look at a name can take seconds) may answer after the explanation arrived.
 --- While a hover on the buffer is pending the explanation waits (polled every 20 ms, at
@@ -180,6 +185,30 @@ function M.merge(lines, first, last, ours)
   return result
 end
 
+--- The float's lines without our part `lines[first..last]`: its `# <name>` header and
+--- the rule between it and a neighbouring part go too; {} when the float was ours alone.
+--- (A placeholder whose name turned out to be nothing to hover: the server sends an
+--- empty `contents.value`.)
+--- @return string[]
+function M.without(lines, first, last)
+  local from, to = first, last
+  if first > 1 and lines[first - 1]:match("^# ") then
+    from = first - 1 -- our header
+    if from > 1 and is_rule(lines[from - 1]) then
+      from = from - 1 -- the rule after the part before ours
+    elseif to < #lines and is_rule(lines[to + 1]) then
+      to = to + 1 -- the rule before the part after ours
+    end
+  end
+  local result = {}
+  for i, line in ipairs(lines) do
+    if i < from or i > to then
+      table.insert(result, is_rule(line) and "---" or line)
+    end
+  end
+  return result
+end
+
 --- Render raw markdown lines as `vim.lsp.util.open_floating_preview` does, for a float
 --- buffer that is (or not) stylized as markdown.
 local function render(raw, stylized, opts)
@@ -220,7 +249,8 @@ local function hover_pending(bufnr)
 end
 
 --- Show a ready explanation (see the module's description). Returns what it did:
---- "updated", "opened", "dropped", or "waiting" (a hover on that buffer is still being
+--- "updated", "opened", "removed" (an empty hover: our placeholder taken out of the
+--- float), "dropped", or "waiting" (a hover on that buffer is still being
 --- answered: try again once its float is open; `impatient` shows it anyway).
 --- @param params table
 --- @param client vim.lsp.Client
@@ -247,7 +277,8 @@ function M.show(params, client, impatient)
   if #wins == 0 then
     return "dropped"
   end
-  local ours = vim.lsp.util.convert_input_to_markdown_lines(contents)
+  local nothing = type(contents) == "table" and contents.value == ""
+  local ours = nothing and {} or vim.lsp.util.convert_input_to_markdown_lines(contents)
   local float = M.hover_float(bufnr)
   if float ~= nil then
     local lines = vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(float), 0, -1, false)
@@ -256,8 +287,20 @@ function M.show(params, client, impatient)
     if first == nil or not M.awaits(lines, first, last, ours) then
       return "dropped" -- the open float is another symbol's: leave it alone
     end
+    if nothing then -- our placeholder, and the name is nothing to hover
+      local rest = M.without(lines, first, last)
+      if #rest == 0 then
+        vim.api.nvim_win_close(float, true)
+      else
+        rewrite(float, rest, wins[1])
+      end
+      return "removed"
+    end
     rewrite(float, M.merge(lines, first, last, ours), wins[1])
     return "updated"
+  end
+  if nothing then
+    return "dropped"
   end
   if vim.api.nvim_get_current_buf() ~= bufnr or vim.api.nvim_get_current_win() ~= wins[1] then
     return "dropped" -- the float opens at the cursor: only where the user is
