@@ -89,9 +89,7 @@ async def live_session(
     await session.stop()
 
 
-async def _notified(
-    received: list[dict[str, Any]], line: int, saying: str = ""
-) -> dict[str, Any]:
+async def _notified(received: list[dict[str, Any]], line: int, saying: str = "") -> dict[str, Any]:
     """The notification for a hover on ``line`` (the warm-up's may come late, too) whose
     markdown holds ``saying``."""
     deadline = time.monotonic() + 60.0
