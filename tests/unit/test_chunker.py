@@ -15,6 +15,7 @@ from lsp_server.context.source.chunker import (
     ChunkKind,
     chunk_module,
     decode_source,
+    focus_skeleton,
 )
 
 SAMPLE = textwrap.dedent(
@@ -400,3 +401,26 @@ def test_five_megabytes_in_small_gil_holding_pieces(monkeypatch: pytest.MonkeyPa
     last = module.by_qualname(f"Model{n - 1}.run")
     assert last is not None and last.end_line == source.count("\n")
     assert elapsed < 60, elapsed
+
+
+def test_a_hovered_class_skeleton_keeps_its_attributes_whole() -> None:
+    source = (
+        "class Codes:\n"
+        '    """Codes."""\n'
+        "    FIELDS = [\n" + "".join(f'        "f{i}",\n' for i in range(10)) + "    ]\n"
+        "    HUGE = [\n" + "".join(f"        {i},\n" for i in range(40)) + "    ]\n"
+        "    def lookup(self, name):\n"
+        "        return self.FIELDS.index(name)\n"
+    )
+    chunk = chunk_module(source, "codes.py").by_qualname("Codes")
+    assert chunk is not None
+    assert "FIELDS = ...\n" in chunk.skeleton  # another class's skeleton: names only
+    kept = focus_skeleton(chunk.source)
+    assert kept is not None
+    assert '    FIELDS = [\n        "f0",' in kept and '"f9",\n    ]' in kept
+    assert "    HUGE = ...\n" in kept  # past the hovered class's limit: still elided
+    assert kept.endswith("    def lookup(self, name): ...")
+    # a nested class's source (indented) is dedented first; not one class: None
+    assert focus_skeleton("    class Inner:\n        X = 1\n") == "class Inner:\n    X = 1"
+    assert focus_skeleton("x = 1\n") is None
+    assert focus_skeleton("class Broken(:\n") is None

@@ -117,6 +117,22 @@ async def test_a_long_definition_keeps_its_first_lines_and_the_call_site(
     assert "return engine.process(amount) + scale(amount, 0.5)" in pack.render()
 
 
+async def test_a_hovered_class_too_large_to_show_keeps_its_own_attributes_whole(
+    index: SymbolIndex, counter: TokenCounter
+) -> None:
+    pack = await _hover_pack(index, counter, "Codes().lookup(name)", 700)
+    lead = pack.pieces[0]
+    assert (lead.path, lead.role, lead.form) == (
+        "pkg/codes.py",
+        "definition of the hovered name",
+        "skeleton",
+    )
+    # its attribute list whole (another class's skeleton shows `FIELDS = ...`)
+    assert 'FIELDS = [\n        "alpha",' in lead.text and '"theta",' in lead.text
+    assert "def lookup_29(self, name: str) -> int: ..." in lead.text
+    assert "return Codes().lookup(name)" in pack.render()
+
+
 async def test_method_definition_brings_its_class_skeleton(
     index: SymbolIndex, counter: TokenCounter
 ) -> None:

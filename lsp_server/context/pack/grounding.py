@@ -31,7 +31,7 @@ from pathlib import Path
 from lsp_server.context.model import Definition, SymbolInfo
 from lsp_server.context.pack.pieces import JOIN_SLACK, Candidate, ContextPiece, Role, fit, piece
 from lsp_server.context.pack.snippets import definition_candidate
-from lsp_server.context.source.chunker import ChunkKind
+from lsp_server.context.source.chunker import ChunkKind, focus_skeleton
 from lsp_server.context.static.modules import Module
 from lsp_server.context.static.names import NameUse
 from lsp_server.context.tokens import TokenCounter
@@ -191,6 +191,9 @@ def _focus_candidate(
     if chunk is not None and chunk.kind in (ChunkKind.FUNCTION, ChunkKind.METHOD):
         # Its first lines (header, docstring, first body lines) rather than a skeleton.
         candidate = replace(candidate, skeleton=None)
+    elif chunk is not None and chunk.kind is ChunkKind.CLASS and candidate.skeleton:
+        # A class too large to show whole: its skeleton, with its own attributes whole.
+        candidate = replace(candidate, skeleton=focus_skeleton(chunk.source) or chunk.skeleton)
     owner: Candidate | None = None
     if chunk is not None and chunk.parent is not None:
         cls = module.chunks.by_qualname(chunk.parent)

@@ -33,10 +33,12 @@ windows of ``2 * window + 1`` lines tiling the file.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import logging
 import re
+import textwrap
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -60,6 +62,7 @@ __all__ = [
     "ChunkedModule",
     "chunk_module",
     "decode_source",
+    "focus_skeleton",
     "normalise_text",
 ]
 
@@ -67,6 +70,8 @@ MODULE_QUALNAME = "<module>"
 WINDOW_QUALNAME = "<window>"
 _SEGMENT_CHARS = 16000
 _MAX_ATTR_LINES = 3
+#: A hovered class's own attributes are shown whole up to this many lines (`focus_skeleton`).
+_FOCUS_ATTR_LINES = 24
 _BODY_INDENT = "    "
 _SIMPLE_STRING = re.compile(r"""[rRbBuUfF]*(?:"[^"\\\n]*"|'[^'\\\n]*')""")
 
@@ -187,9 +192,10 @@ def _text_fingerprint(source: str) -> str:
 
 
 class _Builder:
-    def __init__(self, text: SourceText, path: str) -> None:
+    def __init__(self, text: SourceText, path: str, attr_lines: int = _MAX_ATTR_LINES) -> None:
         self.text = text
         self.path = path
+        self.attr_lines = attr_lines  # longer class attributes become ``name = ...``
         self.chunks: list[Chunk] = []
 
     def _indent_of(self, node: ast.stmt, off: int) -> str:
@@ -257,7 +263,7 @@ class _Builder:
 
     def _attribute(self, stmt: ast.Assign | ast.AnnAssign, off: int) -> str:
         """A class attribute; a long value becomes ``...`` (the names and types stay)."""
-        if stmt.end_lineno is not None and stmt.end_lineno - stmt.lineno < _MAX_ATTR_LINES:
+        if stmt.end_lineno is not None and stmt.end_lineno - stmt.lineno < self.attr_lines:
             return self._body_part(stmt, off)
         indent = self._indent_of(stmt, off)
 
@@ -377,3 +383,19 @@ def chunk_module(
     if run:
         builder.add_run(run)
     return ChunkedModule(path=path, chunks=tuple(builder.chunks), parse_error=None)
+
+
+@functools.lru_cache(maxsize=64)
+def focus_skeleton(source: str) -> str | None:
+    """The skeleton of a class being hovered (``source``: its chunk's): as its chunk's,
+    but its attributes whole up to `_FOCUS_ATTR_LINES` lines (``__slots__``, a field
+    list, a table of constants: what the class holds is what the hover is about).
+    None when ``source`` is not one class that parses alone."""
+    text = SourceText(normalise_text(textwrap.dedent(source)))
+    try:
+        tree = ast.parse("\n".join(text.lines))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.ClassDef):
+        return None
+    return _Builder(text, "", _FOCUS_ATTR_LINES)._class_skeleton(tree.body[0], 0)
