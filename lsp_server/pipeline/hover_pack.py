@@ -1,7 +1,8 @@
 """A hover's context pack: its first steps started while jedi answers, then the pack.
 
-Only the import map places the other names (no jedi inference, no callers): a hover
-must stay fast; Explain and Fix get the full search (`pipeline.actions`).
+Only the import map places the other names (no jedi inference, no callers, no
+naming-convention guesses): a hover must stay fast; Explain and Fix get the full
+search (`pipeline.actions`).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ async def hover_pack(
     """The symbol's definition first and whole, the hovered line's chunk, what it uses
     (`context.pack.grounding`).
 
-    Only the import map places the other names (no jedi inference, no callers):
-    a hover must stay fast; Explain and Fix get the full search.
+    Only the import map places the other names (no jedi inference, no callers, no
+    naming-convention guesses): a hover must stay fast; Explain and Fix get the full
+    search.
     """
     settings = rt.settings
     counter = await rt.counter(settings.llm.model)
@@ -57,6 +59,9 @@ async def hover_pack(
         column=column,
         callers=False,
         infer=False,
+        # a guess parses every candidate class's module: ~90 ms of a first-contact
+        # hover in Django (bench_hover), for names other than the hovered one
+        guess=False,
     )
     with pack_span(task.kind.value, settings.hover.context_tokens) as traced:
         pack = await rt.assembler.assemble(

@@ -28,7 +28,9 @@ def _first(
     return {position: definitions[0] for position, definitions in found.items()}
 
 
-def _resolve(resolver: StaticResolver, function: str) -> dict[str, tuple[str, int] | None]:
+def _resolve(
+    resolver: StaticResolver, function: str, *, guess: bool = True
+) -> dict[str, tuple[str, int] | None]:
     """What each name used in ``function`` of app.py resolves to: (file, line text)."""
     module = resolver.modules.file(FIXTURE / "app.py")
     assert module is not None
@@ -36,7 +38,7 @@ def _resolve(resolver: StaticResolver, function: str) -> dict[str, tuple[str, in
     assert chunk is not None
     uses = used_names(module.lines, chunk.start_line, chunk.end_line, module.facts.bound)
     types = local_types(module.lines, chunk.start_line, chunk.end_line)
-    found = _first(resolver.resolve_all(module, uses, None, types))
+    found = _first(resolver.resolve_all(module, uses, None, types, guess=guess))
     return {u.text: _where(found.get((u.line, u.column))) for u in uses}
 
 
@@ -144,6 +146,12 @@ def test_unannotated_names_typed_by_naming_convention(resolver: StaticResolver) 
     assert found["formset.forms"] == _streams("self.forms =")
     # the class the module imports wins over another `…Order` in the workspace
     assert found["order.refresh"] == ("base.py", _line("base.py", "def refresh"))
+
+
+def test_no_naming_convention_guesses_when_asked_for_none(resolver: StaticResolver) -> None:
+    """A hover's pack (`guess=False`): no candidate module parsed for an unannotated name."""
+    found = _resolve(resolver, "by_convention", guess=False)
+    assert set(found.values()) == {None}  # each of them is placed with guesses (above)
 
 
 def test_naming_convention_negative_cases(resolver: StaticResolver) -> None:

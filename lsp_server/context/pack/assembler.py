@@ -106,6 +106,7 @@ class ContextTask:
     column: int | None = None  # a hover's 0-based column (code points)
     callers: bool = True  # look up callers and related tests (project-wide, slower)
     infer: bool = True  # ask jedi about the names the import map cannot place (slower)
+    guess: bool = True  # guess unannotated names' classes by convention (parses candidates)
 
 
 class _Static(NamedTuple):
@@ -213,7 +214,7 @@ class Assembler:
         owner = enclosing.parent if enclosing is not None else None
         scope = (enclosing.start_line, enclosing.end_line) if enclosing else region
         types = local_types(target.lines, *scope)
-        static = self.resolver.resolve_all(target, uses, owner, types)
+        static = self.resolver.resolve_all(target, uses, owner, types, guess=task.guess)
         return _Static(target, first, uses, static, lead)
 
     async def assemble(

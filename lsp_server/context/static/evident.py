@@ -77,9 +77,9 @@ def _parts(expr: str) -> list[_Part] | None:
 class TypeEvaluator:
     """Evaluates dotted expressions to `Value` through a `Resolver` (per request)."""
 
-    def __init__(self, resolver: Resolver, classes: ClassIndex) -> None:
+    def __init__(self, resolver: Resolver, classes: ClassIndex | None) -> None:
         self.r = resolver
-        #: workspace class names, for `convention_class`'s guesses
+        #: workspace class names, for `convention_class`'s guesses (None: no guesses)
         self.classes = classes
         #: value_of's answers, by definition, call and receiver; None while in progress
         self._values: dict[tuple[str, int, bool, str, str, str], Value | None] = {}
@@ -159,7 +159,8 @@ class TypeEvaluator:
                 if value is not None:
                     break
             attr = parts[1].name if len(parts) > 1 else then
-            if value is None and attr is not None:  # unannotated, or a value not followed
+            if value is None and attr is not None and self.classes is not None:
+                # unannotated, or a value not followed: the name's convention
                 cls = convention_class(self.r, self.classes, module, head.name, attr)
                 value = Value("instance", cls[0], cls[1]) if cls is not None else None
         else:

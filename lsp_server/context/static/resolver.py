@@ -231,6 +231,8 @@ class StaticResolver:
         uses: list[NameUse],
         enclosing_class: str | None,
         types: dict[str, str] | None = None,
+        *,
+        guess: bool = True,
     ) -> dict[tuple[int, int], list[Definition]]:
         """Definitions of the uses this resolver can place, by (line, column).
 
@@ -238,9 +240,11 @@ class StaticResolver:
         (`names.local_types`), for ``name.attr``. The first definition of a use is
         the one jedi's ``goto`` would give; the others are those a name may have
         when its base holds one of several values (``self.keeper = A() if c else
-        B()``: ``A.f`` and ``B.f``), at most `MAX_ALTERNATIVES` per name."""
+        B()``: ``A.f`` and ``B.f``), at most `MAX_ALTERNATIVES` per name. ``guess``:
+        naming-convention guesses too (`convention`: each parses the candidate classes'
+        modules, and the first scans the workspace for class names)."""
         types = types or {}
-        evaluator = TypeEvaluator(self, self.classes)
+        evaluator = TypeEvaluator(self, self.classes if guess else None)
         out: dict[tuple[int, int], list[Definition]] = {}
         for use in uses:
             try:
