@@ -110,7 +110,7 @@ class HoverPipeline:
             facts = Facts(prepared.symbol, prepared, None)
             wait = 0.0 if live else settings.hover.wait
             return await self._answer(doc, line, column, facts, started, regenerate, on_ready, wait)
-        prefetch = prefetch_pack(self.runtime, doc)  # the pack's first steps, while jedi answers
+        prefetch = prefetch_pack(self.runtime, doc, line + 1)  # while jedi answers
         if not live:
             symbol = await self._static_facts(doc, line, column)
             if symbol is None:

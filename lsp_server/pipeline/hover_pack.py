@@ -19,16 +19,18 @@ from lsp_server.pipeline.spans import describe_pack, pack_span
 logger = logging.getLogger(__name__)
 
 
-def prefetch_pack(rt: HoverRuntime, doc: Document) -> asyncio.Task[None] | None:
-    """Chunk the hovered file and load the tokenizer (both cached) while jedi answers,
-    when the hover will want a pack; a failure here is left to the pack to meet."""
+def prefetch_pack(rt: HoverRuntime, doc: Document, line: int) -> asyncio.Task[None] | None:
+    """Chunk the hovered file and the modules its 1-based ``line`` imports from, and load
+    the tokenizer (all cached) while jedi answers, when the hover will want a pack; a
+    failure here is left to the pack to meet."""
     if not (rt.settings.hover.enabled and rt.llm.available and rt.may_send(doc.path)):
         return None
 
     async def run() -> None:
         try:
             await asyncio.gather(
-                rt.assembler.module(doc.path, doc.text), rt.counter(rt.settings.llm.model)
+                rt.assembler.prepare_line(doc.path, doc.text, line),
+                rt.counter(rt.settings.llm.model),
             )
         except Exception as exc:  # the pack meets it again and says so
             logger.debug("hover prefetch failed: %s", exc)

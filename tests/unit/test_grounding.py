@@ -177,3 +177,45 @@ async def test_import_map_prefers_the_import_over_a_method_in_module_code(
     text = pack.render()
     assert "# scale body: result" in text
     assert "# _Fallback.scale body" not in text
+
+
+async def test_the_line_s_modules_are_chunked_while_jedi_answers(
+    index: SymbolIndex, counter: TokenCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Assembler.prepare_line` (the hover's prefetch) chunks the modules the hovered line
+    imports from, so the pack built after jedi's answer parses none of them again."""
+    import lsp_server.context.static.modules as modules_module
+
+    loaded: list[str] = []
+    real = modules_module.load_module
+
+    def spy(path: Path | None, display: str, text: str) -> modules_module.Module:
+        loaded.append(display)
+        return real(path, display, text)
+
+    monkeypatch.setattr(modules_module, "load_module", spy)
+    assembler = Assembler(index)
+    path = FIXTURE / SERVICE
+    source = path.read_text()
+    line, column = _at("scale(amount, 0.5)")
+    await assembler.prepare_line(path, source, line)
+    assert {"pkg/service.py", "pkg/scaling.py", "pkg/engine.py"} <= set(loaded)
+    loaded.clear()
+    symbol = await index.symbol_at(source, path, line, column, deadline=120)
+    assert symbol is not None
+    task = ContextTask(
+        TaskKind.HOVER,
+        source,
+        path,
+        line,
+        line,
+        focus=focus_of(symbol),
+        name=symbol.name,
+        column=column,
+        callers=False,
+        infer=False,
+        guess=False,
+    )
+    pack = await assembler.assemble(task, counter, 2000, deadline=0.0)
+    assert pack.pieces[0].path == "pkg/scaling.py"
+    assert loaded == []  # every module the pack quotes was chunked ahead

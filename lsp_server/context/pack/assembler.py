@@ -58,7 +58,7 @@ from lsp_server.context.pack.snippets import (
 from lsp_server.context.retrieval.embeddings import Hit
 from lsp_server.context.source.chunker import Chunk
 from lsp_server.context.static.modules import Module, ModuleCache
-from lsp_server.context.static.names import NameUse, local_types, used_names
+from lsp_server.context.static.names import NameUse, used_names
 from lsp_server.context.static.resolver import StaticResolver
 from lsp_server.context.tokens import TokenCounter
 from lsp_server.workspace import Refused
@@ -187,6 +187,18 @@ class Assembler:
         """The chunked module for ``text`` (cached by content; chunked off the loop)."""
         return await asyncio.to_thread(self.modules.get, path, text)
 
+    async def prepare_line(self, path: Path | None, text: str, line: int) -> None:
+        """Chunk ``text`` and the modules its 1-based ``line``'s names come from, as the
+        import map places them (cached): a hover's pack reads them next, and this runs
+        while jedi works out the hovered name in its own process."""
+        await asyncio.to_thread(self._prepare_line, path, text, line)
+
+    def _prepare_line(self, path: Path | None, text: str, line: int) -> None:
+        target = self.modules.get(path, text)
+        uses = used_names(target.lines, line, line, target.facts.bound, limit=MAX_NAMES)
+        owner, types = target.scope(line, (line, line))
+        self.resolver.resolve_all(target, uses, owner, types, guess=False)
+
     def _static(self, task: ContextTask, counter: TokenCounter, budget: int) -> _Static:
         """Worker-thread part: chunk the target, find its names, resolve what imports can.
 
@@ -210,10 +222,7 @@ class Assembler:
         if lead is not None:  # jedi's answer alone for the hovered name, its line's names next
             hovered = hovered_use(uses, task.start_line, task.column)
             uses = line_first([u for u in uses if u is not hovered], task.start_line)
-        enclosing = target.chunks.enclosing(task.start_line)
-        owner = enclosing.parent if enclosing is not None else None
-        scope = (enclosing.start_line, enclosing.end_line) if enclosing else region
-        types = local_types(target.lines, *scope)
+        owner, types = target.scope(task.start_line, region)
         static = self.resolver.resolve_all(target, uses, owner, types, guess=task.guess)
         return _Static(target, first, uses, static, lead)
 

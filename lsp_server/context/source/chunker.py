@@ -387,10 +387,8 @@ def chunk_module(
 
 @functools.lru_cache(maxsize=64)
 def focus_skeleton(source: str) -> str | None:
-    """The skeleton of a class being hovered (``source``: its chunk's): as its chunk's,
-    but its attributes whole up to `_FOCUS_ATTR_LINES` lines (``__slots__``, a field
-    list, a table of constants: what the class holds is what the hover is about).
-    None when ``source`` is not one class that parses alone."""
+    """A hovered class's skeleton (``source``: its chunk's), its attributes whole up to
+    `_FOCUS_ATTR_LINES` lines (fields, constants); None if not one class that parses."""
     text = SourceText(normalise_text(textwrap.dedent(source)))
     try:
         tree = ast.parse("\n".join(text.lines))

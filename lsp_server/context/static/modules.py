@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsp_server.context.source.chunker import ChunkedModule, chunk_module
-from lsp_server.context.static.names import ModuleFacts, module_facts
+from lsp_server.context.static.names import ModuleFacts, local_types, module_facts
 from lsp_server.workspace import WorkspaceBoundary
 
 
@@ -30,6 +30,14 @@ class Module:
     chunks: ChunkedModule
     facts: ModuleFacts
     lines: list[str]
+
+    def scope(self, line: int, region: tuple[int, int]) -> tuple[str | None, dict[str, str]]:
+        """The class enclosing 1-based ``line`` (for ``self.x``) and the evident types of
+        its function's names (`names.local_types`; of ``region`` at module level)."""
+        enclosing = self.chunks.enclosing(line)
+        owner = enclosing.parent if enclosing is not None else None
+        scope = (enclosing.start_line, enclosing.end_line) if enclosing else region
+        return owner, local_types(self.lines, *scope)
 
 
 def load_module(path: Path | None, display: str, text: str) -> Module:
