@@ -41,9 +41,15 @@ def _at(needle: str, offset: int = 0) -> tuple[int, int]:
 
 
 async def _hover_pack(
-    index: SymbolIndex, counter: TokenCounter, needle: str, budget: int, offset: int = 0
+    index: SymbolIndex,
+    counter: TokenCounter,
+    needle: str,
+    budget: int,
+    offset: int = 0,
+    assembler: Assembler | None = None,
 ) -> ContextPack:
-    """The pack a hover at ``needle`` gets, its focus found by jedi as the pipeline does."""
+    """The pack a hover at ``needle`` gets, its focus found by jedi as the pipeline does
+    (`pipeline.hover_pack`: no jedi inference, callers or naming-convention guesses)."""
     path = FIXTURE / SERVICE
     source = path.read_text()
     line, column = _at(needle, offset)
@@ -60,8 +66,9 @@ async def _hover_pack(
         column=column,
         callers=False,
         infer=False,
+        guess=False,
     )
-    pack = await Assembler(index).assemble(task, counter, budget, deadline=0.0)
+    pack = await (assembler or Assembler(index)).assemble(task, counter, budget, deadline=0.0)
     assert pack.tokens == counter.count(pack.render()) <= budget
     return pack
 
@@ -196,26 +203,9 @@ async def test_the_line_s_modules_are_chunked_while_jedi_answers(
     monkeypatch.setattr(modules_module, "load_module", spy)
     assembler = Assembler(index)
     path = FIXTURE / SERVICE
-    source = path.read_text()
-    line, column = _at("scale(amount, 0.5)")
-    await assembler.prepare_line(path, source, line)
+    await assembler.prepare_line(path, path.read_text(), _at("scale(amount, 0.5)")[0])
     assert {"pkg/service.py", "pkg/scaling.py", "pkg/engine.py"} <= set(loaded)
     loaded.clear()
-    symbol = await index.symbol_at(source, path, line, column, deadline=120)
-    assert symbol is not None
-    task = ContextTask(
-        TaskKind.HOVER,
-        source,
-        path,
-        line,
-        line,
-        focus=focus_of(symbol),
-        name=symbol.name,
-        column=column,
-        callers=False,
-        infer=False,
-        guess=False,
-    )
-    pack = await assembler.assemble(task, counter, 2000, deadline=0.0)
+    pack = await _hover_pack(index, counter, "scale(amount, 0.5)", 2000, assembler=assembler)
     assert pack.pieces[0].path == "pkg/scaling.py"
     assert loaded == []  # every module the pack quotes was chunked ahead
