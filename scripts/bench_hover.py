@@ -82,6 +82,8 @@ async def _session(
         client = LanguageClient("bench", "0")
         started = time.perf_counter()
         await client.start_io(*command, env=env)
+        drain = _drain(client)  # kept until the session ends
+        client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)(lambda _params: None)
         initialize = client.initialize_async(
             types.InitializeParams(
                 capabilities=types.ClientCapabilities(),
@@ -90,7 +92,7 @@ async def _session(
                 initialization_options=options,
             )
         )
-        try:  # jedi-language-server 0.47 sometimes never answers initialize (idle)
+        try:  # (a server that does not answer is started afresh)
             await asyncio.wait_for(initialize, HOVER_LIMIT)
             break
         except TimeoutError:
@@ -131,9 +133,32 @@ async def _session(
     except TimeoutError:
         print(f"  {command[-1]}: no answer to shutdown; stopped")
         await _kill(client)
-    await client.stop()
+    try:
+        await asyncio.wait_for(client.stop(), HOVER_LIMIT)
+    except TimeoutError:
+        print(f"  {command[-1]}: did not exit; killed")
+        await _kill(client)
+    if drain is not None:
+        drain.cancel()
     n = len(sites)
     return Run(start, times[0], times[1:n], times[n:], prompts)
+
+
+def _drain(client: LanguageClient) -> asyncio.Task[None] | None:
+    """Read the server's stderr and drop it: pygls pipes it and never reads it, so a server
+    that logs much (jedi-language-server reports each failed notification) fills the
+    pipe and blocks in its logging call, at initialize or at exit (the "hangs" of the
+    earlier runs)."""
+    process = client._server  # pygls keeps the process here
+    stream = process.stderr if process is not None else None
+    if stream is None:
+        return None
+
+    async def run() -> None:
+        while await stream.read(65536):
+            pass
+
+    return asyncio.ensure_future(run())
 
 
 async def _kill(client: LanguageClient) -> None:
