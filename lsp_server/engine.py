@@ -240,15 +240,17 @@ class Engine:
         await service.aclose()
 
     async def warm_up(self) -> None:
-        """Load the tokenizer and the provider SDK, then index and chunk the workspace
-        (background; cancellable). The SDK is imported lazily (about 2 s), off the loop here
-        so the first model call does not import it on the event loop. Indexing (seconds of
+        """Load the tokenizer and the provider SDK and make its clients, then index and
+        chunk the workspace (background; cancellable). The SDK is imported lazily (about
+        2 s), off the loop here so the first model call does not import it on the event
+        loop. Indexing (seconds of
         chunking on worker threads, competing for the GIL) starts once the first hover has
         answered, or after `INDEX_GRACE` seconds without one, and steps aside, file by file,
         while a hover is being answered (`Activity`)."""
         await self.counter(self._settings.llm.model)
         if self.llm.available:
             await asyncio.to_thread(importlib.import_module, "openai")
+            await asyncio.to_thread(self.llm.prepare)
         try:
             async with asyncio.timeout(INDEX_GRACE):
                 await self._first_hover.wait()

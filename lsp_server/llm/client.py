@@ -129,6 +129,11 @@ class ProviderClient:
             )
         return self._sdk
 
+    def prepare(self) -> None:
+        """Make the SDK client and import the chat resource (worker thread, at start):
+        otherwise the first call pays ~40 ms for the client and ~40 ms of lazy imports."""
+        _ = self._client.chat.completions
+
     @property
     def name(self) -> str:
         """The provider's configured name."""

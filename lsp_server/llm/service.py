@@ -108,6 +108,11 @@ class LlmService:
         """Whether any provider can be called at all."""
         return bool(self.tiers)
 
+    def prepare(self) -> None:
+        """Make every provider's SDK client ahead of the first call (worker thread)."""
+        for tier in self.tiers.values():
+            tier.client.prepare()
+
     def breaker_states(self) -> dict[str, str]:
         """Each provider's breaker, e.g. {"openai": "open 42 s: ...", "local": "closed"}."""
         return {name: tier.breaker.describe() for name, tier in self.tiers.items()}
