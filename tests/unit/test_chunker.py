@@ -15,8 +15,8 @@ from lsp_server.context.source.chunker import (
     ChunkKind,
     chunk_module,
     decode_source,
-    focus_skeleton,
 )
+from lsp_server.context.source.focus import focus_skeleton
 
 SAMPLE = textwrap.dedent(
     '''\
@@ -420,6 +420,26 @@ def test_a_hovered_class_skeleton_keeps_its_attributes_whole() -> None:
     assert '    FIELDS = [\n        "f0",' in kept and '"f9",\n    ]' in kept
     assert "    HUGE = ...\n" in kept  # past the hovered class's limit: still elided
     assert kept.endswith("    def lookup(self, name): ...")
+    # its constructor whole (it is hovered where it is called), other methods as headers
+    source = (
+        "class Point:\n"
+        "    def __init__(self, x, y):\n"
+        "        self.x = x  # kept\n"
+        "        self.y = y\n"
+        "    @property\n"
+        "    def norm(self):\n"
+        "        return (self.x**2 + self.y**2) ** 0.5\n"
+    )
+    assert focus_skeleton(source) == (
+        "class Point:\n"
+        "    def __init__(self, x, y):\n"
+        "        self.x = x  # kept\n"
+        "        self.y = y\n"
+        "    @property\n"
+        "    def norm(self): ..."
+    )
+    long_init = "class Big:\n    def __init__(self):\n" + "        self.a = 1\n" * 80
+    assert focus_skeleton(long_init) == "class Big:\n    def __init__(self): ..."
     # a nested class's source (indented) is dedented first; not one class: None
     assert focus_skeleton("    class Inner:\n        X = 1\n") == "class Inner:\n    X = 1"
     assert focus_skeleton("x = 1\n") is None

@@ -31,7 +31,8 @@ from pathlib import Path
 from lsp_server.context.model import Definition, SymbolInfo
 from lsp_server.context.pack.pieces import JOIN_SLACK, Candidate, ContextPiece, Role, fit, piece
 from lsp_server.context.pack.snippets import definition_candidate
-from lsp_server.context.source.chunker import ChunkKind, focus_skeleton
+from lsp_server.context.source.chunker import ChunkKind
+from lsp_server.context.source.focus import focus_skeleton
 from lsp_server.context.static.modules import Module
 from lsp_server.context.static.names import NameUse
 from lsp_server.context.tokens import TokenCounter

@@ -33,12 +33,10 @@ windows of ``2 * window + 1`` lines tiling the file.
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 import io
 import logging
 import re
-import textwrap
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -62,7 +60,6 @@ __all__ = [
     "ChunkedModule",
     "chunk_module",
     "decode_source",
-    "focus_skeleton",
     "normalise_text",
 ]
 
@@ -70,8 +67,6 @@ MODULE_QUALNAME = "<module>"
 WINDOW_QUALNAME = "<window>"
 _SEGMENT_CHARS = 16000
 _MAX_ATTR_LINES = 3
-#: A hovered class's own attributes are shown whole up to this many lines (`focus_skeleton`).
-_FOCUS_ATTR_LINES = 24
 _BODY_INDENT = "    "
 _SIMPLE_STRING = re.compile(r"""[rRbBuUfF]*(?:"[^"\\\n]*"|'[^'\\\n]*')""")
 
@@ -192,10 +187,11 @@ def _text_fingerprint(source: str) -> str:
 
 
 class _Builder:
-    def __init__(self, text: SourceText, path: str, attr_lines: int = _MAX_ATTR_LINES) -> None:
+    attr_lines = _MAX_ATTR_LINES  # longer class attributes become ``name = ...``
+
+    def __init__(self, text: SourceText, path: str) -> None:
         self.text = text
         self.path = path
-        self.attr_lines = attr_lines  # longer class attributes become ``name = ...``
         self.chunks: list[Chunk] = []
 
     def _indent_of(self, node: ast.stmt, off: int) -> str:
@@ -276,6 +272,10 @@ class _Builder:
             return head + (" = ..." if stmt.value is not None else "")
         return " = ".join(expr(t) for t in stmt.targets) + " = ..."
 
+    def _method(self, stmt: ast.FunctionDef | ast.AsyncFunctionDef, off: int) -> str:
+        """A method in its class's skeleton: its header."""
+        return self._header(stmt, off) + " ..."
+
     def _class_skeleton(self, node: ast.ClassDef, off: int) -> str:
         parts: list[str] = []
         doc = _docstring(node)
@@ -285,7 +285,7 @@ class _Builder:
             elif isinstance(stmt, ast.Assign | ast.AnnAssign):
                 parts.append(self._attribute(stmt, off))
             elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
-                parts.append(self._header(stmt, off) + " ...")
+                parts.append(self._method(stmt, off))
             elif isinstance(stmt, ast.ClassDef):
                 parts.append(self._class_skeleton(stmt, off))
         body = "\n".join(parts) if parts else "..."
@@ -383,17 +383,3 @@ def chunk_module(
     if run:
         builder.add_run(run)
     return ChunkedModule(path=path, chunks=tuple(builder.chunks), parse_error=None)
-
-
-@functools.lru_cache(maxsize=64)
-def focus_skeleton(source: str) -> str | None:
-    """A hovered class's skeleton (``source``: its chunk's), its attributes whole up to
-    `_FOCUS_ATTR_LINES` lines (fields, constants); None if not one class that parses."""
-    text = SourceText(normalise_text(textwrap.dedent(source)))
-    try:
-        tree = ast.parse("\n".join(text.lines))
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return None
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.ClassDef):
-        return None
-    return _Builder(text, "", _FOCUS_ATTR_LINES)._class_skeleton(tree.body[0], 0)
