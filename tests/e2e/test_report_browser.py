@@ -7,11 +7,13 @@ test's tmp dir and copied to ``artifacts/report.png`` (ignored by git).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from tests.services import CHROMIUM, CHROMIUM_ARGS
@@ -67,6 +69,10 @@ def test_report_renders_every_chart_offline_in_chromium(tmp_path: Path) -> None:
             )
             # A link in the top-ten table opens that request's breakdown.
             page.click("table a >> nth=0")
+            # (the page's script opens it on the hash change: wait for it, on a busy machine
+            # evaluating at once raced it)
+            with contextlib.suppress(PlaywrightTimeout):
+                page.wait_for_selector("details[open]", timeout=10_000)
             opened = page.evaluate("() => document.querySelectorAll('details[open]').length")
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
