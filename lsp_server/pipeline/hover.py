@@ -33,7 +33,14 @@ from lsp_server.pipeline.hover_answer import (
     from_cache,
     pending,
 )
-from lsp_server.pipeline.hover_memo import Prepared, PreparedHovers, line_of, name_span, pack_file
+from lsp_server.pipeline.hover_memo import (
+    MemoKey,
+    Prepared,
+    PreparedHovers,
+    line_of,
+    name_span,
+    pack_file,
+)
 from lsp_server.pipeline.hover_pack import hover_pack, prefetch_pack
 from lsp_server.pipeline.hover_wait import Interest, PendingHovers
 from lsp_server.pipeline.runtime import Document, HoverRuntime
@@ -63,6 +70,7 @@ class Facts(NamedTuple):
     pack, `PreparedHovers`), the pack's first steps started while jedi answered."""
 
     symbol: SymbolInfo
+    key: MemoKey  # the hover's `PreparedHovers.key`
     prepared: Prepared | None
     prefetch: asyncio.Task[None] | None
 
@@ -104,37 +112,31 @@ class HoverPipeline:
         started = time.monotonic()
         settings = self.runtime.settings
         live = in_place and on_ready is not None and not regenerate
-        memo_key = PreparedHovers.key(doc.path, doc.text, line, column)
-        prepared = self._prepared.get(memo_key, settings)
+        wait = 0.0 if live else settings.hover.wait
+        key = PreparedHovers.key(doc.path, doc.text, line, column)
+        prepared = self._prepared.get(key, settings)
         if prepared is not None:  # this name at this text: facts and pack as last time
-            facts = Facts(prepared.symbol, prepared, None)
-            wait = 0.0 if live else settings.hover.wait
+            facts = Facts(prepared.symbol, key, prepared, None)
             return await self._answer(doc, line, column, facts, started, regenerate, on_ready, wait)
         prefetch = prefetch_pack(self.runtime, doc, line + 1)  # while jedi answers
-        if not live:
-            symbol = await self._static_facts(doc, line, column)
-            if symbol is None:
-                return None
-            facts = Facts(symbol, None, prefetch)
-            wait = settings.hover.wait
-            return await self._answer(doc, line, column, facts, started, regenerate, on_ready, wait)
         lookup = asyncio.ensure_future(self._static_facts(doc, line, column))
         text = line_of(doc.text, line)
-        start, end = name_span(text, column)
-        word = text[start:end]
-        try:  # a placeholder only on a name: jedi answers a keyword or a blank at once
-            named = word.isidentifier() and not keyword.iskeyword(word)
-            await asyncio.wait({lookup}, timeout=settings.hover.wait if named else None)
+        word = text[slice(*name_span(text, column))]
+        # In place, a name's facts get `wait` (a keyword or a blank: jedi answers at once);
+        # past it, a placeholder now and the hover later.
+        named = word.isidentifier() and not keyword.iskeyword(word)
+        try:
+            await asyncio.wait({lookup}, timeout=settings.hover.wait if live and named else None)
         except asyncio.CancelledError:
             lookup.cancel()
             raise
         if not lookup.done():  # a first look at a large module: the float opens without us
-            return await self._placeholder(doc, line, column, word, lookup, prefetch, on_ready)
+            return await self._placeholder(doc, line, column, word, key, lookup, prefetch, on_ready)
         symbol = lookup.result()
         if symbol is None:
             return None
-        facts = Facts(symbol, None, prefetch)
-        return await self._answer(doc, line, column, facts, started, False, on_ready, 0.0)
+        facts = Facts(symbol, key, None, prefetch)
+        return await self._answer(doc, line, column, facts, started, regenerate, on_ready, wait)
 
     async def _static_facts(self, doc: Document, line: int, column: int) -> SymbolInfo | None:
         """jedi's facts on the name (None: nothing there, or jedi failed: logged)."""
@@ -154,6 +156,7 @@ class HoverPipeline:
         line: int,
         column: int,
         word: str,
+        key: MemoKey,
         lookup: asyncio.Future[SymbolInfo | None],
         prefetch: asyncio.Task[None] | None,
         on_ready: Callable[[HoverAnswer | None], None] | None,
@@ -165,11 +168,11 @@ class HoverPipeline:
             symbol = await lookup
             if symbol is None:
                 return None
-            facts = Facts(symbol, None, prefetch)
+            facts = Facts(symbol, key, None, prefetch)
             return await self._answer(doc, line, column, facts, started, False, on_ready, 0.0)
 
-        key = f"facts:{PreparedHovers.key(doc.path, doc.text, line, column)!r}:{uuid.uuid4().hex}"
-        await self._pending.wait(key, doc.path, later, 0.0, on_ready=on_ready)
+        pending = f"facts:{key!r}:{uuid.uuid4().hex}"
+        await self._pending.wait(pending, doc.path, later, 0.0, on_ready=on_ready)
         return HoverAnswer(placeholder(word), AnswerSource.PENDING, None)
 
     async def _answer(
@@ -186,8 +189,7 @@ class HoverPipeline:
         """The hover on ``facts.symbol``: static facts, then the AI part within ``wait``."""
         rt = self.runtime
         settings = rt.settings
-        symbol, prepared, prefetch = facts
-        memo_key = PreparedHovers.key(doc.path, doc.text, line, column)
+        symbol, memo_key, prepared, prefetch = facts
         static = static_markdown(symbol, rt.display_path)
         if not settings.hover.enabled:
             return HoverAnswer(static, AnswerSource.OFFLINE, symbol)

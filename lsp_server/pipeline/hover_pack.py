@@ -38,19 +38,15 @@ def prefetch_pack(rt: HoverRuntime, doc: Document, line: int) -> asyncio.Task[No
     return asyncio.ensure_future(run())
 
 
-async def hover_pack(
-    rt: HoverRuntime, doc: Document, line: int, column: int, symbol: SymbolInfo
-) -> ContextPack:
-    """The symbol's definition first and whole, the hovered line's chunk, what it uses
-    (`context.pack.grounding`).
+def hover_task(doc: Document, line: int, column: int, symbol: SymbolInfo) -> ContextTask:
+    """What a hover's pack is for: the symbol's definition first and whole, the hovered
+    line's chunk, what it uses (`context.pack.grounding`).
 
     Only the import map places the other names (no jedi inference, no callers, no
     naming-convention guesses): a hover must stay fast; Explain and Fix get the full
     search.
     """
-    settings = rt.settings
-    counter = await rt.counter(settings.llm.model)
-    task = ContextTask(
+    return ContextTask(
         TaskKind.HOVER,
         doc.text,
         doc.path,
@@ -65,6 +61,15 @@ async def hover_pack(
         # hover in Django (bench_hover), for names other than the hovered one
         guess=False,
     )
+
+
+async def hover_pack(
+    rt: HoverRuntime, doc: Document, line: int, column: int, symbol: SymbolInfo
+) -> ContextPack:
+    """The pack of `hover_task` within ``hoverContextTokens``."""
+    settings = rt.settings
+    counter = await rt.counter(settings.llm.model)
+    task = hover_task(doc, line, column, symbol)
     with pack_span(task.kind.value, settings.hover.context_tokens) as traced:
         pack = await rt.assembler.assemble(
             task, counter, settings.hover.context_tokens, deadline=0.0

@@ -12,8 +12,9 @@ import pytest_asyncio
 
 from lsp_server.context.jedi.symbols import SymbolIndex
 from lsp_server.context.pack.assembler import Assembler, ContextPack, ContextTask, TaskKind
-from lsp_server.context.pack.grounding import focus_of
 from lsp_server.context.tokens import TokenCounter, counter_for_model
+from lsp_server.pipeline.hover_pack import hover_task
+from lsp_server.pipeline.runtime import Document
 from lsp_server.workspace import WorkspaceBoundary
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "grounding"
@@ -48,26 +49,14 @@ async def _hover_pack(
     offset: int = 0,
     assembler: Assembler | None = None,
 ) -> ContextPack:
-    """The pack a hover at ``needle`` gets, its focus found by jedi as the pipeline does
-    (`pipeline.hover_pack`: no jedi inference, callers or naming-convention guesses)."""
+    """The pack a hover at ``needle`` gets: its focus found by jedi and its task built as
+    the pipeline does (`pipeline.hover_pack.hover_task`)."""
     path = FIXTURE / SERVICE
     source = path.read_text()
     line, column = _at(needle, offset)
     symbol = await index.symbol_at(source, path, line, column, deadline=120)
     assert symbol is not None
-    task = ContextTask(
-        TaskKind.HOVER,
-        source,
-        path,
-        line,
-        line,
-        focus=focus_of(symbol),
-        name=symbol.name,
-        column=column,
-        callers=False,
-        infer=False,
-        guess=False,
-    )
+    task = hover_task(Document(path, source), line, column, symbol)
     pack = await (assembler or Assembler(index)).assemble(task, counter, budget, deadline=0.0)
     assert pack.tokens == counter.count(pack.render()) <= budget
     return pack
